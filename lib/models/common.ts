@@ -1,0 +1,31 @@
+/** What every study model shares: Keras's default initialiser (seedable) and compile settings. */
+import * as tf from "@tensorflow/tfjs";
+
+export interface BuildOptions {
+  /** Fixes the initial weights (and dropout masks) so a run repeats; omit for fresh randomness. */
+  seed?: number;
+  /** Adam learning rate; Keras's default is 0.001. */
+  learningRate?: number;
+  /** Skip compiling (for frozen bases that only run forward). */
+  compile?: boolean;
+}
+
+/**
+ * Returns a factory of Glorot-uniform initialisers (Keras's default kernel initialiser).
+ * With a seed, each layer gets its own derived seed so layers differ but runs repeat.
+ */
+export function glorot(seed?: number): () => tf.initializers.Initializer {
+  let layer = 0;
+  return () => tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
+}
+
+/** Adam with Keras's defaults, sparse categorical cross-entropy, accuracy — the study's compile. */
+export function compileStudy<M extends tf.LayersModel>(model: M, opts: BuildOptions = {}): M {
+  if (opts.compile === false) return model;
+  model.compile({
+    optimizer: tf.train.adam(opts.learningRate ?? 0.001, 0.9, 0.999, 1e-7),
+    loss: "sparseCategoricalCrossentropy",
+    metrics: ["accuracy"],
+  });
+  return model;
+}
