@@ -23,9 +23,9 @@ export function buildBaseline(opts: BuildOptions = {}): tf.LayersModel {
   model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 1, name: "max_pooling2d_1" }));
   model.add(tf.layers.flatten({ name: "flatten" }));
   model.add(tf.layers.dense({ units: 64, activation: "relu", name: "dense", kernelInitializer: init() }));
-  model.add(tf.layers.dropout({ rate: 0.2, name: "dropout", seed: opts.seed }));
+  model.add(tf.layers.dropout({ rate: 0.2, name: "dropout" }));
   model.add(tf.layers.dense({ units: 32, activation: "relu", name: "dense_1", kernelInitializer: init() }));
-  model.add(tf.layers.dropout({ rate: 0.2, name: "dropout_1", seed: opts.seed }));
+  model.add(tf.layers.dropout({ rate: 0.2, name: "dropout_1" }));
   model.add(tf.layers.dense({ units: 10, activation: "softmax", name: "dense_2", kernelInitializer: init() }));
   return compileStudy(model, opts);
 }

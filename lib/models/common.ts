@@ -1,8 +1,12 @@
 /** What every study model shares: Keras's default initialiser (seedable) and compile settings. */
 import * as tf from "@tensorflow/tfjs";
+export type Initializer = ReturnType<typeof tf.initializers.glorotUniform>;
 
 export interface BuildOptions {
-  /** Fixes the initial weights (and dropout masks) so a run repeats; omit for fresh randomness. */
+  /**
+   * Fixes the initial weights so a run repeats; omit for fresh randomness. (Dropout masks are
+   * made repeatable by `fit`'s seed; a seed on the layer would repeat one mask every step.)
+   */
   seed?: number;
   /** Adam learning rate; Keras's default is 0.001. */
   learningRate?: number;
@@ -14,7 +18,7 @@ export interface BuildOptions {
  * Returns a factory of Glorot-uniform initialisers (Keras's default kernel initialiser).
  * With a seed, each layer gets its own derived seed so layers differ but runs repeat.
  */
-export function glorot(seed?: number): () => tf.initializers.Initializer {
+export function glorot(seed?: number): () => Initializer {
   let layer = 0;
   return () => tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
 }

@@ -26,6 +26,6 @@ export function buildVgg16Scratch(opts: VggOptions = {}): tf.LayersModel {
       name: `block${b + 1}_pool`,
     }));
   });
-  addVggHead(model, init, 0.5, opts.seed);
+  addVggHead(model, init, 0.5);
   return compileStudy(model, opts);
 }

@@ -1,6 +1,6 @@
 /** The study's hand-built VGG-style net (section 3), with its single-channel input. */
 import * as tf from "@tensorflow/tfjs";
-import { type BuildOptions, compileStudy, glorot } from "./common.ts";
+import { type BuildOptions, compileStudy, glorot, type Initializer } from "./common.ts";
 
 export interface VggOptions extends BuildOptions {
   /** Activation of the convolutions. The study wrote none ("linear"); "relu" is the fix. */
@@ -17,7 +17,7 @@ export function addConv(
   filters: number,
   name: string,
   opts: VggOptions,
-  init: () => tf.initializers.Initializer,
+  init: () => Initializer,
   inputShape?: number[],
 ): void {
   const activation = opts.convActivation ?? "linear";
@@ -42,13 +42,12 @@ export function addConv(
 /** Flatten → Dense(4096, relu) → Dropout(rate) → Dense(1000, relu) → Dense(10, softmax). */
 export function addVggHead(
   model: tf.Sequential,
-  init: () => tf.initializers.Initializer,
+  init: () => Initializer,
   dropout: number,
-  seed?: number,
 ): void {
   model.add(tf.layers.flatten({ name: "flatten" }));
   model.add(tf.layers.dense({ units: 4096, activation: "relu", name: "dense", kernelInitializer: init() }));
-  model.add(tf.layers.dropout({ rate: dropout, name: "dropout", seed }));
+  model.add(tf.layers.dropout({ rate: dropout, name: "dropout" }));
   model.add(tf.layers.dense({ units: 1000, activation: "relu", name: "dense_1", kernelInitializer: init() }));
   model.add(tf.layers.dense({ units: 10, activation: "softmax", name: "dense_2", kernelInitializer: init() }));
 }
@@ -67,6 +66,6 @@ export function buildVggSmall(opts: VggOptions = {}): tf.LayersModel {
   addConv(model, 128, "conv2d_2", opts, init);
   addConv(model, 128, "conv2d_3", opts, init);
   model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: "same", name: "max_pooling2d_1" }));
-  addVggHead(model, init, 0.5, opts.seed);
+  addVggHead(model, init, 0.5);
   return compileStudy(model, opts);
 }

@@ -1,0 +1,98 @@
+/**
+ * Picks and starts the tfjs backend, and says which and why in one line:
+ * WebGPU on a real GPU adapter; else the CPU fast path ("cpu-fast"); else tfjs's pure-JS `cpu`.
+ * `MNIST_BACKEND=webgpu|cpu-fast|wasm|cpu` forces one. Deno's WebGPU quirks are handled here only.
+ */
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import { registerFastCpuBackend } from "./kernels/mod.ts";
+
+export type BackendName = "webgpu" | "cpu-fast" | "wasm" | "cpu";
+
+export interface BackendInfo {
+  name: BackendName;
+  /** The GPU adapter or CPU library in use, e.g. "NVIDIA H100" or "OpenBLAS via FFI". */
+  device: string;
+  /** Why this backend was chosen, in words. */
+  why: string;
+}
+
+/** Software rasterisers that expose WebGPU but are far slower than the CPU path. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software|warp/i;
+
+interface AdapterSummary {
+  description: string;
+  software: boolean;
+}
+
+/** Asks Deno for a WebGPU adapter; null when there is none. */
+export async function probeGpu(): Promise<AdapterSummary | null> {
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<unknown> } }).gpu;
+  if (!gpu) return null;
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" }) as
+    | { info?: { description?: string; vendor?: string; device?: string }; isFallbackAdapter?: boolean }
+    | null;
+  if (!adapter) return null;
+  const info = adapter.info ?? {};
+  const description = info.description || [info.vendor, info.device].filter(Boolean).join(" ") || "unknown GPU";
+  const fallback = Boolean(adapter.isFallbackAdapter ?? (info as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+  return { description, software: fallback || SOFTWARE_ADAPTER.test(description) };
+}
+
+async function startWasm(): Promise<void> {
+  await import("@tensorflow/tfjs-backend-wasm");
+  if (!(await tf.setBackend("wasm"))) throw new Error("the wasm backend failed to start");
+}
+
+async function start(name: BackendName): Promise<string> {
+  if (name === "webgpu") {
+    const gpu = await probeGpu();
+    if (!gpu) throw new Error("MNIST_BACKEND=webgpu but Deno found no WebGPU adapter");
+    if (!(await tf.setBackend("webgpu"))) throw new Error(`the webgpu backend failed to start on ${gpu.description}`);
+    return gpu.description;
+  }
+  if (name === "cpu-fast") {
+    const fast = await registerFastCpuBackend();
+    if (!fast.available) throw new Error(`the CPU fast path is unavailable: ${fast.why}`);
+    if (!(await tf.setBackend(fast.name))) throw new Error("the cpu-fast backend failed to start");
+    return fast.why;
+  }
+  if (name === "wasm") {
+    await startWasm();
+    return "XNNPACK (wasm)";
+  }
+  if (!(await tf.setBackend("cpu"))) throw new Error("the cpu backend failed to start");
+  return "pure JavaScript";
+}
+
+let current: BackendInfo | null = null;
+
+/**
+ * Chooses and starts the backend once per process; later calls return the same choice.
+ * Prints one line naming it and the reason (unless `quiet`).
+ */
+export async function initBackend(opts: { force?: BackendName; quiet?: boolean } = {}): Promise<BackendInfo> {
+  const forced = opts.force ?? (Deno.env.get("MNIST_BACKEND") as BackendName | undefined);
+  if (current && (!forced || forced === current.name)) return current;
+  let info: BackendInfo;
+  if (forced) {
+    if (!["webgpu", "cpu-fast", "wasm", "cpu"].includes(forced)) {
+      throw new Error(`MNIST_BACKEND=${forced} is not one of webgpu, cpu-fast, wasm, cpu`);
+    }
+    info = { name: forced, device: await start(forced), why: "forced by MNIST_BACKEND" };
+  } else {
+    const gpu = await probeGpu();
+    if (gpu && !gpu.software) {
+      info = { name: "webgpu", device: await start("webgpu"), why: `GPU adapter ${gpu.description}` };
+    } else {
+      const why = gpu ? `the only GPU adapter is a software one (${gpu.description})` : "no GPU adapter";
+      const fast = await registerFastCpuBackend();
+      info = fast.available
+        ? { name: "cpu-fast", device: await start("cpu-fast"), why: `${why}; CPU fast path` }
+        : { name: "cpu", device: await start("cpu"), why: `${why}; CPU fast path unavailable (${fast.why})` };
+    }
+  }
+  current = info;
+  if (!opts.quiet) console.log(`backend: ${info.name} (${info.device}) — ${info.why}`);
+  return info;
+}

@@ -1,0 +1,110 @@
+/**
+ * Notebook outputs as plain objects: anything with a `Symbol.for("Jupyter.display")` method is
+ * shown by the Deno kernel, so the library runs (and is tested) outside a kernel too.
+ */
+import pl from "nodejs-polars";
+
+export const DISPLAY = Symbol.for("Jupyter.display");
+
+export type MimeBundle = Record<string, unknown>;
+
+/** An object that the Deno kernel renders with the given MIME bundle. */
+export function displayable<T extends object>(obj: T, bundle: () => MimeBundle): T & Displayable {
+  return Object.assign(obj, { [DISPLAY]: bundle });
+}
+
+/** Anything the Deno kernel can render. */
+export interface Displayable {
+  [DISPLAY]: () => MimeBundle;
+}
+
+interface JupyterApi {
+  display(obj: unknown, opts?: { raw?: boolean; update?: boolean; display_id?: string }): Promise<void>;
+}
+
+/** `Deno.jupyter` exists only under `deno jupyter`; elsewhere its getter throws. */
+function findJupyter(): JupyterApi | undefined {
+  try {
+    return (Deno as unknown as { jupyter?: JupyterApi }).jupyter;
+  } catch {
+    return undefined;
+  }
+}
+const jupyter = findJupyter();
+
+/** True inside the Deno Jupyter kernel. */
+export function inKernel(): boolean {
+  return jupyter !== undefined;
+}
+
+/** Shows a bundle now (in a kernel), or prints its text/plain part (elsewhere). */
+export async function show(bundle: MimeBundle): Promise<void> {
+  if (jupyter) await jupyter.display(bundle, { raw: true });
+  else console.log(String(bundle["text/plain"] ?? ""));
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/**
+ * A display slot that can be rewritten in place: a live progress line in a notebook (the saved
+ * notebook keeps its last state), a plain log line per update in a terminal.
+ */
+export class LiveText {
+  #id = `live-${crypto.randomUUID()}`;
+  #shown = false;
+  constructor(private readonly quietOutsideKernel = false) {}
+
+  async update(text: string): Promise<void> {
+    if (!jupyter) {
+      if (!this.quietOutsideKernel) console.log(text);
+      return;
+    }
+    const bundle = { "text/plain": text, "text/html": `<pre>${escapeHtml(text)}</pre>` };
+    await jupyter.display(bundle, { raw: true, display_id: this.#id, update: this.#shown });
+    this.#shown = true;
+  }
+
+  /** Leaves the current output as it is; the next update starts a new one below it. */
+  detach(): void {
+    this.#id = `live-${crypto.randomUUID()}`;
+    this.#shown = false;
+  }
+}
+
+/** A polars DataFrame as a notebook table (HTML), with the plain-text table as fallback. */
+export function table(df: pl.DataFrame, caption?: string): { df: pl.DataFrame } & Displayable {
+  return displayable({ df }, () => ({
+    "text/html": tableHtml(df, caption),
+    "text/plain": (caption ? caption + "\n" : "") + df.toString(),
+  }));
+}
+
+function formatCell(v: unknown): string {
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return v.toLocaleString("en-US");
+    return Math.abs(v) >= 100 ? v.toFixed(1) : Math.abs(v) >= 1 ? v.toFixed(3) : v.toPrecision(4);
+  }
+  return v === null || v === undefined ? "" : String(v);
+}
+
+/** Renders a DataFrame as a compact HTML table (numbers right-aligned, integers with separators). */
+export function tableHtml(df: pl.DataFrame, caption?: string): string {
+  const cols = df.columns;
+  const head = cols.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
+  const rows = (df.toRecords() as Record<string, unknown>[]).map((r) =>
+    "<tr>" +
+    cols.map((c) => {
+      const align = typeof r[c] === "number" ? ' style="text-align:right"' : "";
+      return `<td${align}>${escapeHtml(formatCell(r[c]))}</td>`;
+    }).join("") + "</tr>"
+  ).join("");
+  const cap = caption ? `<caption>${escapeHtml(caption)}</caption>` : "";
+  return `<table class="dataframe">${cap}<thead><tr>${head}</tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** A short text as a Markdown output (e.g. a visible notice box). */
+export function markdown(text: string): Displayable {
+  return displayable({}, () => ({ "text/markdown": text, "text/plain": text }));
+}

@@ -1,0 +1,46 @@
+/**
+ * Run profiles: the notebooks use the study's full settings by default; `MNIST_PROFILE=quick`
+ * shrinks every run (a few thousand samples, one epoch) for tests, CI and a first look.
+ */
+import type { Mnist, MnistSplit } from "./mnist.ts";
+import { takeFirst } from "./mnist.ts";
+
+export interface Profile {
+  name: "full" | "quick";
+  /** Training samples used (all 60,000 in the full profile). */
+  trainSamples: number;
+  /** Test samples used (all 10,000 in the full profile). */
+  testSamples: number;
+  /** Caps a section's epoch count (Infinity in the full profile). */
+  maxEpochs: number;
+}
+
+export const PROFILES: Record<Profile["name"], Profile> = {
+  full: { name: "full", trainSamples: 60_000, testSamples: 10_000, maxEpochs: Infinity },
+  quick: { name: "quick", trainSamples: 2_000, testSamples: 500, maxEpochs: 1 },
+};
+
+/** The profile named by `MNIST_PROFILE` (full when unset). */
+export function currentProfile(name = Deno.env.get("MNIST_PROFILE") ?? "full"): Profile {
+  const profile = PROFILES[name as Profile["name"]];
+  if (!profile) throw new Error(`MNIST_PROFILE=${name} is not one of: ${Object.keys(PROFILES).join(", ")}`);
+  return profile;
+}
+
+/** The epochs a section runs under this profile. */
+export function epochsFor(profile: Profile, studyEpochs: number): number {
+  return Math.min(studyEpochs, profile.maxEpochs);
+}
+
+/** The train/test splits a profile uses (views of the first samples; no copies). */
+export function profileSplits(mnist: Mnist, profile: Profile): { train: MnistSplit; test: MnistSplit } {
+  return { train: takeFirst(mnist.train, profile.trainSamples), test: takeFirst(mnist.test, profile.testSamples) };
+}
+
+/** One line for the top of a notebook. */
+export function describeProfile(profile: Profile): string {
+  return profile.name === "full"
+    ? "profile: full — the study's settings (60,000 train / 10,000 test, all epochs)"
+    : `profile: quick — ${profile.trainSamples} train / ${profile.testSamples} test samples, ` +
+      `at most ${profile.maxEpochs} epoch (set MNIST_PROFILE=full or unset it for the study's settings)`;
+}
