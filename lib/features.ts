@@ -1,0 +1,216 @@
+/**
+ * Transfer learning's one extra step: the pretrained base's input preprocessing, and a disk cache
+ * of the frozen base's features so the head trains on them for all its epochs (the same result as
+ * Keras's frozen-base `fit`, at a fraction of the cost: the base runs once).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Input preprocessing: Keras's "caffe" (VGG16), "tf" (ResNetV2), or "study" (none: x in [0, 1]). */
+export type PreprocessMode = "caffe" | "tf" | "study";
+
+/** ImageNet BGR channel means that Keras's "caffe" mode subtracts, in B, G, R order. */
+export const CAFFE_MEAN_BGR = [103.939, 116.779, 123.68] as const;
+
+/**
+ * Maps the study's images (NHWC, values in [0, 1]) to what a pretrained base expects, as Keras's
+ * `preprocess_input` does on [0, 255] RGB: "caffe" → ×255, RGB→BGR, minus the BGR means (a
+ * 1-channel input is repeated to 3 channels first); "tf" → ×255 / 127.5 − 1, i.e. [−1, 1];
+ * "study" → unchanged (a new tensor, so the caller may dispose both). Does not dispose `x`.
+ */
+export function preprocessInput(x: tf.Tensor4D, mode: PreprocessMode): tf.Tensor4D {
+  return tf.tidy(() => {
+    if (mode === "study") return x.clone();
+    const scaled = tf.mul(x, 255);
+    if (mode === "tf") return tf.sub(tf.div(scaled, 127.5), 1) as tf.Tensor4D;
+    if (mode !== "caffe") throw new Error(`unknown preprocessing mode "${mode}"`);
+    const channels = x.shape[3];
+    const rgb = channels === 1 ? tf.tile(scaled, [1, 1, 1, 3]) : scaled;
+    if (rgb.shape[3] !== 3) throw new Error(`caffe preprocessing needs 1 or 3 channels, got ${channels}`);
+    const bgr = tf.reverse(rgb, -1);
+    return tf.sub(bgr, tf.tensor1d(CAFFE_MEAN_BGR as unknown as number[])) as tf.Tensor4D;
+  });
+}
+
+/** What identifies a feature set; any change is a cache miss. */
+export interface FeatureKey {
+  /** Base model name, e.g. "vgg16". */
+  model: string;
+  /** The weights: their md5, or `random:<seed>` for a random base. */
+  weights: string;
+  /** Preprocessing mode (and anything else about the input pipeline worth naming). */
+  preprocessing: string;
+  /** Fingerprint of the samples (see `fingerprint`). */
+  data: string;
+  /** Any further parts (input size, split name, …). */
+  [part: string]: string | number;
+}
+
+/** Arguments of `extractFeatures`. */
+export interface ExtractOptions {
+  /** The frozen base; run in inference mode (BatchNorm uses its moving statistics). */
+  base: tf.LayersModel;
+  key: FeatureKey;
+  /** Returns samples [start, end) as an NHWC batch, already preprocessed; disposed after use. */
+  makeBatch: (start: number, end: number) => tf.Tensor4D | Promise<tf.Tensor4D>;
+  count: number;
+  /** Samples per forward pass; default 64. */
+  batchSize?: number;
+  /** Default `<repo>/data/cache`. */
+  cacheDir?: string;
+  /** Called after each batch with samples done and the total. */
+  onBatch?: (done: number, count: number) => void;
+}
+
+/** Features of `count` samples, row-major with shape `[count, ...base output]`. */
+export interface FeatureSet {
+  features: Float32Array;
+  shape: number[];
+  /** True when read from the cache. */
+  hit: boolean;
+  /** Time taken (reading, or running the base and writing). */
+  seconds: number;
+  /** The cache file. */
+  path: string;
+}
+
+/** Default feature cache: `<repo>/data/cache` (found from this file, whatever the working directory). */
+export const FEATURE_CACHE_DIR = fileURLToPath(new URL("../data/cache/", import.meta.url));
+
+const MAGIC = "TLFEAT1\n";
+const VERSION = 1;
+
+interface Header {
+  version: number;
+  key: Record<string, string | number>;
+  shape: number[];
+  dtype: "float32";
+  endian: "little";
+}
+
+/** A short stable hash of arrays, strings and numbers, e.g. the uint8 images and labels. */
+export function fingerprint(...parts: (ArrayBufferView | string | number)[]): string {
+  const hash = createHash("sha256");
+  for (const p of parts) {
+    if (typeof p === "string" || typeof p === "number") hash.update(`${typeof p}:${p};`);
+    else {
+      hash.update(`bytes:${p.byteLength};`);
+      hash.update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+    }
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** The key as canonical JSON (sorted parts) so equal keys always hash alike. */
+function canonical(key: Record<string, string | number>): string {
+  return JSON.stringify(Object.fromEntries(Object.entries(key).sort(([a], [b]) => a < b ? -1 : 1)));
+}
+
+/** The cache file for a key (including the sample count). */
+export function featureCachePath(key: FeatureKey, count: number, cacheDir = FEATURE_CACHE_DIR): string {
+  const full = canonical({ ...key, count });
+  const id = createHash("sha256").update(full).digest("hex").slice(0, 16);
+  return join(cacheDir, `${key.model.replace(/[^\w.-]/g, "_")}-${id}.features`);
+}
+
+/** Reads a cache file if it is complete and its header matches the key exactly; else undefined. */
+async function readCache(path: string, key: Record<string, string | number>, shape: number[]) {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  const magic = new TextDecoder().decode(bytes.subarray(0, MAGIC.length));
+  if (magic !== MAGIC || bytes.length < MAGIC.length + 4) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = view.getUint32(MAGIC.length, true);
+  const dataAt = MAGIC.length + 4 + headerLen;
+  let header: Header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(MAGIC.length + 4, dataAt)));
+  } catch {
+    return undefined;
+  }
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (
+    header.version !== VERSION || canonical(header.key) !== canonical(key) ||
+    !tf.util.arraysEqual(header.shape, shape) || bytes.length !== dataAt + 4 * n ||
+    (bytes.byteOffset + dataAt) % 4 !== 0
+  ) return undefined;
+  return new Float32Array(bytes.buffer, bytes.byteOffset + dataAt, n);
+}
+
+/** Writes header and features to a temporary file, then renames it into place (atomic). */
+async function writeCache(path: string, header: Header, features: Float32Array): Promise<void> {
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  // Pad the header with spaces so the float32 data starts 4-byte aligned (read back as a view, no copy).
+  const pad = (4 - ((MAGIC.length + 4 + json.length) % 4)) % 4;
+  const head = new Uint8Array(MAGIC.length + 4 + json.length + pad).fill(0x20);
+  head.set(new TextEncoder().encode(MAGIC), 0);
+  new DataView(head.buffer).setUint32(MAGIC.length, json.length + pad, true);
+  head.set(json, MAGIC.length + 4);
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    using file = await Deno.open(tmp, { write: true, createNew: true });
+    for (const chunk of [head, new Uint8Array(features.buffer, features.byteOffset, features.byteLength)]) {
+      for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+    }
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * Runs the frozen `base` once over `count` samples and caches the features as float32 on disk, or
+ * reads them back when a cache file with exactly this key (and count) exists. A changed key part —
+ * model, weights, preprocessing, data fingerprint, count — names another file, so it misses.
+ */
+export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet> {
+  const t0 = performance.now();
+  const { base, count } = opts;
+  const batchSize = opts.batchSize ?? 64;
+  const outShape = base.outputs[0].shape.slice(1);
+  if (outShape.some((d) => d === null)) throw new Error(`base output shape ${outShape} is not fully known`);
+  const shape = [count, ...(outShape as number[])];
+  const key = { ...opts.key, count };
+  const path = featureCachePath(opts.key, count, opts.cacheDir);
+  const cached = await readCache(path, key, shape);
+  if (cached) return { features: cached, shape, hit: true, seconds: (performance.now() - t0) / 1000, path };
+
+  const per = shape.slice(1).reduce((a, b) => a * b, 1);
+  const features = new Float32Array(count * per);
+  for (let start = 0; start < count; start += batchSize) {
+    const end = Math.min(count, start + batchSize);
+    const x = await opts.makeBatch(start, end);
+    try {
+      if (x.shape[0] !== end - start) throw new Error(`makeBatch(${start}, ${end}) returned ${x.shape[0]} samples`);
+      const y = base.predict(x, { batchSize: end - start }) as tf.Tensor;
+      try {
+        features.set(await y.data() as Float32Array, start * per);
+      } finally {
+        y.dispose();
+      }
+    } finally {
+      x.dispose();
+    }
+    opts.onBatch?.(end, count);
+  }
+  await writeCache(path, { version: VERSION, key, shape, dtype: "float32", endian: "little" }, features);
+  return { features, shape, hit: false, seconds: (performance.now() - t0) / 1000, path };
+}
+
+/**
+ * The full frozen model: `head` applied to `base`'s output, for evaluating on images what was
+ * trained on cached features (both share their layers, so no weights are copied).
+ */
+export function composeFrozen(base: tf.LayersModel, head: tf.LayersModel, name = "frozen_base_head"): tf.LayersModel {
+  const out = head.apply(base.outputs[0]) as tf.SymbolicTensor;
+  return tf.model({ inputs: base.inputs, outputs: out, name });
+}
