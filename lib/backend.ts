@@ -5,7 +5,6 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
-import { registerFastCpuBackend } from "./kernels/mod.ts";
 
 export type BackendName = "webgpu" | "cpu-fast" | "wasm" | "cpu";
 
@@ -52,7 +51,7 @@ async function start(name: BackendName): Promise<string> {
     return gpu.description;
   }
   if (name === "cpu-fast") {
-    const fast = await registerFastCpuBackend();
+    const fast = await registerFastCpu();
     if (!fast.available) throw new Error(`the CPU fast path is unavailable: ${fast.why}`);
     if (!(await tf.setBackend(fast.name))) throw new Error("the cpu-fast backend failed to start");
     return fast.why;
@@ -63,6 +62,16 @@ async function start(name: BackendName): Promise<string> {
   }
   if (!(await tf.setBackend("cpu"))) throw new Error("the cpu backend failed to start");
   return "pure JavaScript";
+}
+
+// Production mode skips tfjs's debug checks and its "install tfjs-node" banner, which does not
+// apply to Deno.
+tf.enableProdMode();
+
+/** Loads the CPU fast path only when it is wanted: a GPU run never opens the native library. */
+async function registerFastCpu(): Promise<{ name: string; available: boolean; why: string }> {
+  const { registerFastCpuBackend } = await import("./kernels/mod.ts");
+  return await registerFastCpuBackend();
 }
 
 let current: BackendInfo | null = null;
@@ -86,7 +95,7 @@ export async function initBackend(opts: { force?: BackendName; quiet?: boolean }
       info = { name: "webgpu", device: await start("webgpu"), why: `GPU adapter ${gpu.description}` };
     } else {
       const why = gpu ? `the only GPU adapter is a software one (${gpu.description})` : "no GPU adapter";
-      const fast = await registerFastCpuBackend();
+      const fast = await registerFastCpu();
       info = fast.available
         ? { name: "cpu-fast", device: await start("cpu-fast"), why: `${why}; CPU fast path` }
         : { name: "cpu", device: await start("cpu"), why: `${why}; CPU fast path unavailable (${fast.why})` };

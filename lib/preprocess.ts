@@ -93,3 +93,8 @@ export function batches(order: Int32Array, batchSize: number): Int32Array[] {
   for (let s = 0; s < order.length; s += batchSize) out.push(order.subarray(s, s + batchSize));
   return out;
 }
+
+/** The shape the study prints for a split after its transform, e.g. "(60000, 32, 32, 3) (60000,)". */
+export function studyShapes(split: MnistSplit, format: InputFormat = RGB32): string {
+  return `(${split.count}, ${format.size}, ${format.size}, ${format.channels}) (${split.count},)`;
+}

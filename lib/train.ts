@@ -21,7 +21,8 @@ export class EarlyStopping {
   update(epoch: number, value: number): boolean {
     // Keras counts the epoch first, then resets on improvement, and never stops after epoch 0.
     this.wait += 1;
-    if (value - this.minDelta < this.best) {
+    // Keras negates min_delta in "min" mode: an improvement must beat the best by min_delta.
+    if (value + this.minDelta < this.best) {
       this.best = value;
       this.bestEpoch = epoch;
       this.wait = 0;

@@ -1,0 +1,37 @@
+/** Keras-style model summaries as tables: layer, type, output shape, parameters. */
+import type * as tf from "@tensorflow/tfjs";
+import pl from "nodejs-polars";
+
+type Shape = (number | null)[];
+
+/** Keras prints the batch axis as None; multi-output layers list their first output. */
+function shapeText(shape: Shape | Shape[]): string {
+  const s = (Array.isArray(shape[0]) ? shape[0] : shape) as Shape;
+  return "(" + s.map((d) => (d === null ? "None" : String(d))).join(", ") + ")";
+}
+
+/** One row per layer, as Keras's `model.summary()` prints it (shapes with None for the batch). */
+export function summaryFrame(model: tf.LayersModel): pl.DataFrame {
+  const layers = model.layers;
+  return pl.DataFrame([
+    pl.Series("layer", layers.map((l) => l.name)),
+    pl.Series("type", layers.map((l) => l.getClassName())),
+    pl.Series("output shape", layers.map((l) => shapeText(l.outputShape))),
+    pl.Series("params", layers.map((l) => l.countParams()), pl.Int64),
+  ]);
+}
+
+/** Total, trainable and non-trainable parameter counts, as Keras's summary footer. */
+export function paramCounts(model: tf.LayersModel): { total: number; trainable: number; nonTrainable: number } {
+  const count = (ws: tf.LayerVariable[]) => ws.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+  const trainable = count(model.trainableWeights);
+  const nonTrainable = count(model.nonTrainableWeights);
+  return { total: trainable + nonTrainable, trainable, nonTrainable };
+}
+
+/** The footer line: "Total params: 1,407,178 (trainable 1,407,178, non-trainable 0)". */
+export function paramLine(model: tf.LayersModel): string {
+  const p = paramCounts(model);
+  const f = (n: number) => n.toLocaleString("en-US");
+  return `Total params: ${f(p.total)} (trainable ${f(p.trainable)}, non-trainable ${f(p.nonTrainable)})`;
+}

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend, probeGpu } from "../lib/backend.ts";
+
+/** A small model of the study's layer types; weights come from `weights` so runs can match. */
+function smallCnn(): tf.LayersModel {
+  const m = tf.sequential();
+  m.add(tf.layers.conv2d({ inputShape: [12, 12, 3], filters: 4, kernelSize: 3 }));
+  m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 1 }));
+  m.add(tf.layers.conv2d({ filters: 3, kernelSize: 3, padding: "same", strides: 2 }));
+  m.add(tf.layers.flatten());
+  m.add(tf.layers.dense({ units: 8, activation: "relu" }));
+  m.add(tf.layers.dense({ units: 10, activation: "softmax" }));
+  m.compile({ optimizer: tf.train.adam(0.01), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  return m;
+}
+
+/** Trains a fresh smallCnn from the given weights on fixed batches; returns every batch loss. */
+async function lossesOn(backend: string, weights: Float32Array[], shapes: number[][]): Promise<number[]> {
+  assert.ok(await tf.setBackend(backend), `${backend} starts`);
+  const m = smallCnn();
+  m.setWeights(weights.map((w, i) => tf.tensor(w, shapes[i])));
+  const losses: number[] = [];
+  for (let step = 0; step < 4; step++) {
+    const x = tf.tensor4d(Float32Array.from({ length: 8 * 12 * 12 * 3 }, (_, i) => Math.sin(i * 0.37 + step)), [
+      8,
+      12,
+      12,
+      3,
+    ]);
+    const y = tf.tensor1d(Float32Array.from({ length: 8 }, (_, i) => (i * 3 + step) % 10));
+    const [loss] = await m.trainOnBatch(x, y) as number[];
+    losses.push(loss);
+    tf.dispose([x, y]);
+  }
+  m.dispose();
+  return losses;
+}
+
+Deno.test("WebGPU training matches the cpu backend (same weights, same batches)", async () => {
+  await import("@tensorflow/tfjs-backend-webgpu");
+  const gpu = await probeGpu();
+  if (!gpu) {
+    // CI installs mesa-vulkan-drivers, so it always has (software) WebGPU: never skip there.
+    assert.ok(!Deno.env.get("CI"), "CI must have a WebGPU adapter (mesa-vulkan-drivers)");
+    console.log("skipped: no WebGPU adapter on this machine");
+    return;
+  }
+  await tf.setBackend("cpu");
+  const init = smallCnn();
+  const weights = await Promise.all(init.getWeights().map(async (w) => await w.data() as Float32Array));
+  const shapes = init.getWeights().map((w) => w.shape);
+  init.dispose();
+  const cpu = await lossesOn("cpu", weights, shapes);
+  const webgpu = await lossesOn("webgpu", weights, shapes);
+  await tf.setBackend("cpu");
+  console.log(`adapter ${gpu.description}; cpu ${cpu.map((l) => l.toFixed(6))}; webgpu ${webgpu.map((l) => l.toFixed(6))}`);
+  assert.ok(cpu[3] < cpu[0], "the run learns");
+  for (let i = 0; i < cpu.length; i++) {
+    assert.ok(Math.abs(cpu[i] - webgpu[i]) < 1e-4 * Math.max(1, cpu[i]), `step ${i}: cpu ${cpu[i]} webgpu ${webgpu[i]}`);
+  }
+});
+
+Deno.test("initBackend rejects an unknown MNIST_BACKEND with the valid names", async () => {
+  await assert.rejects(initBackend({ force: "tpu" as "cpu", quiet: true }), /not one of webgpu, cpu-fast, wasm, cpu/);
+});
+
+Deno.test("a software WebGPU adapter is recognised as such", async () => {
+  const gpu = await probeGpu();
+  if (gpu && /llvmpipe|lavapipe/i.test(gpu.description)) assert.equal(gpu.software, true);
+});

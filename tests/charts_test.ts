@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import pl from "nodejs-polars";
+import { classCountChart, digitGrid, historyChart, VEGALITE_MIME } from "../lib/charts.ts";
+import { DISPLAY } from "../lib/display.ts";
+
+Deno.test("learning-curve chart: one line per split and metric, with a point per epoch", async () => {
+  const history = pl.DataFrame({
+    epoch: [1, 2, 3],
+    loss: [0.9, 0.5, 0.3],
+    accuracy: [0.7, 0.85, 0.9],
+    val_loss: [0.8, 0.6, 0.55],
+    val_accuracy: [0.75, 0.8, 0.82],
+  });
+  const chart = await historyChart(history, "curves");
+  // 2 panels × 2 splits = 4 line paths; 3 epochs × 4 series = 12 points.
+  assert.equal((chart.svg.match(/<path[^>]*aria-roledescription="line mark"/g) ?? []).length, 4);
+  assert.equal((chart.svg.match(/aria-roledescription="point"/g) ?? []).length, 12);
+  assert.match(chart.svg, />validation</);
+  assert.match(chart.svg, />accuracy</);
+});
+
+Deno.test("class-count chart: ten bars; the bundle has exactly the three MIME types", async () => {
+  const chart = await classCountChart([5, 6, 7, 8, 9, 10, 11, 12, 13, 14], "counts");
+  assert.equal((chart.svg.match(/aria-roledescription="bar"/g) ?? []).length, 10);
+  const bundle = chart[DISPLAY]();
+  assert.deepEqual(Object.keys(bundle).sort(), ["application/vnd.vegalite.v5+json", "image/svg+xml", "text/plain"]);
+  assert.equal((bundle[VEGALITE_MIME] as { $schema: string }).$schema.includes("vega-lite/v5"), true);
+  assert.ok(!("text/html" in bundle), "no text/html: JupyterLab would prefer it over the live chart");
+});
+
+Deno.test("digit grid: one rect per non-zero pixel and a caption per digit", async () => {
+  const images = new Uint8Array(2 * 4);
+  images.set([0, 255, 0, 128], 0);
+  images.set([9, 0, 0, 0], 4);
+  const chart = await digitGrid(images, { rows: 2, cols: 2, captions: ["a:7", "b:1"], columns: 2 });
+  assert.equal((chart.svg.match(/aria-roledescription="rect mark"/g) ?? []).length, 3);
+  assert.match(chart.svg, />a:7</);
+  assert.match(chart.svg, />b:1</);
+});

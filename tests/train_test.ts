@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { DivergenceGuard, EarlyStopping, evaluate, fit, scorePredictions } from "../lib/train.ts";
+import { loadMnist, type MnistSplit, takeFirst } from "../lib/mnist.ts";
+import { GRAY32 } from "../lib/preprocess.ts";
+
+await tf.setBackend("cpu");
+
+Deno.test("EarlyStopping counts patience as Keras does", () => {
+  // Keras: best 1.0 (e0), 0.9 (e1), then three epochs without improvement → stops after e4.
+  const es = new EarlyStopping("loss", 3);
+  const stops = [1.0, 0.9, 0.95, 0.96, 0.97].map((v, e) => es.update(e, v));
+  assert.deepEqual(stops, [false, false, false, false, true]);
+  assert.equal(es.stoppedEpoch, 4);
+  assert.equal(es.bestEpoch, 1);
+  // min_delta: an improvement smaller than it does not reset the wait.
+  const md = new EarlyStopping("loss", 2, 0.1);
+  assert.deepEqual([1.0, 0.95, 0.92].map((v, e) => md.update(e, v)), [false, false, true]);
+  // Never stops after the first epoch, even with patience 1 (Keras's `epoch > 0`).
+  const p1 = new EarlyStopping("loss", 1);
+  assert.deepEqual([Infinity, 2].map((v, e) => p1.update(e, v)), [false, false]);
+});
+
+Deno.test("the divergence guard flags NaN/Inf batches and exploding epoch losses", () => {
+  const g = new DivergenceGuard();
+  assert.equal(g.checkBatch(0, 3, 0.7), null);
+  assert.match(g.checkBatch(0, 4, NaN)!.reason, /NaN at epoch 1, batch 5/);
+  assert.match(g.checkBatch(2, 0, Infinity)!.reason, /Infinity/);
+  const e = new DivergenceGuard();
+  assert.equal(e.checkEpoch(0, 0.3), null);
+  assert.equal(e.checkEpoch(1, 0.1), null);
+  assert.equal(e.checkEpoch(2, 0.25), null, "a loss that rises a little is not divergence");
+  const v = e.checkEpoch(3, 2.3);
+  assert.ok(v);
+  assert.equal(v.epoch, 3);
+  assert.equal(v.bestLoss, 0.1);
+  assert.match(v.reason, /exploded to 23\.0× its best/);
+});
+
+Deno.test("scorePredictions: loss and accuracy of a hand-made case", () => {
+  const probs = Float32Array.from([
+    ...[0.9, 0.1, 0, 0, 0, 0, 0, 0, 0, 0],
+    ...[0.2, 0.8, 0, 0, 0, 0, 0, 0, 0, 0],
+    ...[0.6, 0.4, 0, 0, 0, 0, 0, 0, 0, 0],
+    ...[0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+  ]);
+  const s = scorePredictions(probs, Uint8Array.of(0, 1, 1, 3));
+  assert.equal(s.accuracy, 0.5);
+  assert.deepEqual(Array.from(s.predicted), [0, 1, 0, 9]);
+  const expected = -(Math.log(0.9) + Math.log(0.8) + Math.log(0.4) + Math.log(1e-7)) / 4;
+  assert.ok(Math.abs(s.loss - expected) < 1e-6, `${s.loss} vs ${expected}`);
+});
+
+/** A small conv net of the study's layer types, cheap enough for the pure-JS backend. */
+function tinyCnn(seed: number): tf.LayersModel {
+  const init = (k: number) => tf.initializers.glorotUniform({ seed: seed + k });
+  const m = tf.sequential();
+  m.add(tf.layers.maxPooling2d({ inputShape: [32, 32, 1], poolSize: 4, strides: 4 }));
+  m.add(tf.layers.conv2d({ filters: 4, kernelSize: 3, kernelInitializer: init(1) }));
+  m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 1 }));
+  m.add(tf.layers.flatten());
+  m.add(tf.layers.dense({ units: 16, activation: "relu", kernelInitializer: init(2) }));
+  m.add(tf.layers.dropout({ rate: 0.2 }));
+  m.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init(3) }));
+  m.compile({ optimizer: tf.train.adam(0.01), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  return m;
+}
+
+Deno.test("a short training run on real digits lowers the loss, and repeats with a seed", async () => {
+  const train = takeFirst((await loadMnist()).train, 512);
+  const run = () =>
+    fit(tinyCnn(1), train, { epochs: 3, batchSize: 32, format: GRAY32, seed: 5, progress: false });
+  const a = await run();
+  const losses = a.history.getColumn("loss").toArray() as number[];
+  assert.equal(a.epochsRun, 3);
+  assert.ok(losses[2] < losses[0] - 0.15 && losses[1] < losses[0], `loss fell: ${losses}`);
+  const b = await run();
+  assert.deepEqual(b.history.getColumn("loss").toArray(), losses, "same seed, same history");
+});
+
+Deno.test("fit stops early with Keras's EarlyStopping and reports validation metrics", async () => {
+  const train = takeFirst((await loadMnist()).train, 64);
+  const m = tinyCnn(2);
+  m.compile({ optimizer: tf.train.sgd(0), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  // With a zero learning rate the loss never improves by 1.0, so patience 2 stops after epoch 3.
+  const r = await fit(m, train, {
+    epochs: 10,
+    batchSize: 32,
+    format: GRAY32,
+    seed: 1,
+    progress: false,
+    validation: train,
+    earlyStopping: { monitor: "loss", patience: 2, minDelta: 1.0 },
+  });
+  assert.equal(r.epochsRun, 3);
+  assert.ok(r.stoppedEarly);
+  assert.deepEqual(r.history.columns, ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]);
+});
+
+Deno.test("fit stops a run whose loss becomes NaN and says so", async () => {
+  const train = takeFirst((await loadMnist()).train, 96);
+  const m = tinyCnn(3);
+  m.compile({ optimizer: tf.train.sgd(1e30), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  const r = await fit(m, train, { epochs: 5, batchSize: 32, format: GRAY32, seed: 1, progress: false });
+  assert.ok(r.divergence, "divergence reported");
+  assert.ok(r.epochsRun < 5, "training did not go on");
+});
+
+Deno.test("evaluate returns the accuracy of a model that always answers one digit", async () => {
+  const split: MnistSplit = {
+    images: new Uint8Array(5 * 784),
+    labels: Uint8Array.of(3, 3, 1, 3, 0),
+    count: 5,
+    rows: 28,
+    cols: 28,
+  };
+  const m = tf.sequential();
+  m.add(tf.layers.flatten({ inputShape: [32, 32, 3] }));
+  m.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: "zeros", biasInitializer: "zeros" }));
+  const bias = new Float32Array(10);
+  bias[3] = 5;
+  m.layers[1].setWeights([tf.zeros([3072, 10]), tf.tensor1d(bias)]);
+  const ev = await evaluate(m, split, { batchSize: 2 });
+  assert.equal(ev.accuracy, 0.6);
+  assert.deepEqual(Array.from(ev.predicted), [3, 3, 3, 3, 3]);
+});
