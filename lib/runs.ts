@@ -9,7 +9,6 @@ import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { BackendInfo } from "./backend.ts";
 import { confusionMatrix, perClassAccuracy } from "./interpret.ts";
 import type { Profile } from "./profile.ts";
 import {
@@ -46,7 +45,8 @@ export interface RunInput {
   fit: FitResult;
   /** Evaluation on the test split. */
   evaluation: Evaluation;
-  backend: BackendInfo;
+  /** `initBackend()`'s answer (lib/backend.ts's BackendInfo; typed by shape so this module stays light). */
+  backend: { name: string; device: string; why: string };
   profile: Profile;
   seed?: number;
   /** Where the initial weights came from, e.g. "random init", "keras-cache: vgg16_…h5". */

@@ -1,0 +1,215 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import { compileStudy, glorot } from "../lib/models/common.ts";
+import type { MnistSplit } from "../lib/mnist.ts";
+import { PROFILES } from "../lib/profile.ts";
+import { GRAY32, makeBatch, range, rng } from "../lib/preprocess.ts";
+import { evaluate, fit } from "../lib/train.ts";
+import {
+  historyCsv,
+  loadRunModel,
+  loadRuns,
+  parseHistoryCsv,
+  type RunInput,
+  RunWriteError,
+  saveRun,
+} from "../lib/runs.ts";
+
+await tf.setBackend("cpu");
+
+const BACKEND = { name: "cpu", device: "pure JavaScript", why: "test" };
+
+/** Random "digits" from a seeded PRNG: real MNIST is not needed to test the plumbing. */
+function fakeSplit(count: number, seed: number): MnistSplit {
+  const random = rng(seed);
+  const images = Uint8Array.from(
+    { length: count * 28 * 28 },
+    () => (random() < 0.2 ? Math.floor(random() * 256) : 0),
+  );
+  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
+  return { images, labels, count, rows: 28, cols: 28 };
+}
+
+/** A tiny CNN (conv → pool → dropout → dense) on the study's 32×32×1 input: fast on pure-JS cpu. */
+function tinyModel(seed: number): tf.LayersModel {
+  const init = glorot(seed);
+  const model = tf.sequential({ name: "tiny_cnn" });
+  model.add(
+    tf.layers.conv2d({
+      inputShape: [32, 32, 1],
+      filters: 4,
+      kernelSize: 3,
+      strides: 2,
+      activation: "relu",
+      kernelInitializer: init(),
+    }),
+  );
+  model.add(tf.layers.maxPooling2d({ poolSize: 3, strides: 3 }));
+  model.add(tf.layers.flatten());
+  model.add(tf.layers.dropout({ rate: 0.3 }));
+  model.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init() }));
+  return compileStudy(model);
+}
+
+const train = fakeSplit(40, 1);
+const test = fakeSplit(20, 2);
+
+async function trainedRun(seed = 7): Promise<RunInput> {
+  const model = tinyModel(seed);
+  const result = await fit(model, train, {
+    epochs: 2,
+    batchSize: 10,
+    format: GRAY32,
+    seed,
+    validation: test,
+    progress: false,
+  });
+  const evaluation = await evaluate(model, test, { format: GRAY32 });
+  return {
+    model,
+    modelName: "tiny_cnn",
+    section: "test",
+    config: { epochs: 2, batchSize: 10 },
+    fit: result,
+    evaluation,
+    backend: BACKEND,
+    profile: PROFILES.quick,
+    seed,
+    label: "fixture model",
+  };
+}
+
+async function entries(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}
+
+Deno.test("saveRun writes a complete record that loadRuns and loadRunModel read back", async () => {
+  const root = await Deno.makeTempDir({ prefix: "runs_test_" });
+  try {
+    const input = await trainedRun();
+    const dir = await saveRun(input, { root, now: new Date("2026-11-27T21:03:12Z") });
+    assert.match(dir.split("/").pop()!, /^2026-11-27T21-03-12_tiny_cnn_quick_[0-9a-f]{4}$/);
+    assert.deepEqual(await entries(dir), [
+      "config.json",
+      "history.csv",
+      "metrics.json",
+      "model.json",
+      "weights.bin",
+    ]);
+    assert.deepEqual(
+      await entries(root),
+      [dir.split("/").pop()!],
+      "no temporary folder is left behind",
+    );
+
+    const [record, ...more] = await loadRuns(root);
+    assert.equal(more.length, 0);
+    assert.equal(record.config.modelName, "tiny_cnn");
+    assert.equal(record.config.section, "test");
+    assert.equal(record.config.seed, 7);
+    assert.equal(record.config.profile.name, "quick");
+    assert.equal(record.config.backend.name, "cpu");
+    assert.equal(record.config.weightsSource, "random init");
+    assert.equal(record.config.versions.tfjs, tf.version.tfjs);
+    assert.equal(record.config.versions.deno, Deno.version.deno);
+    assert.deepEqual(record.config.hyperParameters, { epochs: 2, batchSize: 10 });
+    assert.equal(record.metrics.testAccuracy, input.evaluation.accuracy);
+    assert.equal(record.metrics.parameters, input.model.countParams());
+    assert.equal(record.metrics.epochsRun, 2);
+    assert.equal(record.metrics.diverged, false);
+    assert.equal(record.metrics.label, "fixture model");
+    assert.equal(record.metrics.confusion.length, 10);
+    assert.equal(record.metrics.confusion.flat().reduce((a, b) => a + b, 0), test.count);
+    assert.equal(record.metrics.perClassAccuracy.length, 10);
+    assert.deepEqual(record.history.columns, input.fit.history.columns);
+    assert.deepEqual(record.history.toRecords(), input.fit.history.toRecords());
+
+    // The reloaded weights give the same predictions as the trained model.
+    const reloaded = await loadRunModel(dir);
+    const { x } = makeBatch(test, range(0, test.count), GRAY32);
+    const before = await (input.model.predict(x) as tf.Tensor).data();
+    const after = await (reloaded.predict(x) as tf.Tensor).data();
+    assert.deepEqual(Array.from(after), Array.from(before));
+    tf.dispose(x);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a crash while writing leaves no folder that looks complete", async () => {
+  const root = await Deno.makeTempDir({ prefix: "runs_test_" });
+  try {
+    const input = await trainedRun();
+    await assert.rejects(
+      saveRun(input, {
+        root,
+        afterFile: (name) => {
+          if (name === "metrics.json") throw new Error("simulated crash");
+        },
+      }),
+      /simulated crash/,
+    );
+    assert.deepEqual(await entries(root), [], "the temporary folder is removed");
+    // A process killed mid-write leaves a .tmp- folder behind: the reader ignores it.
+    await Deno.mkdir(join(root, ".tmp-2026-01-01T00-00-00_tiny_cnn_quick_0000"));
+    await Deno.writeTextFile(
+      join(root, ".tmp-2026-01-01T00-00-00_tiny_cnn_quick_0000", "config.json"),
+      "{}",
+    );
+    assert.deepEqual(await loadRuns(root), []);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("an unwritable runs folder gives an error naming it", async () => {
+  const base = await Deno.makeTempDir({ prefix: "runs_test_" });
+  try {
+    // A path below a regular file can never be created, even as root.
+    await Deno.writeTextFile(join(base, "not-a-folder"), "");
+    const root = join(base, "not-a-folder", "runs");
+    const input = await trainedRun();
+    await assert.rejects(saveRun(input, { root }), (e: Error) => {
+      assert.ok(e instanceof RunWriteError);
+      assert.ok(e.message.includes(root), e.message);
+      return true;
+    });
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("loadRuns: a missing root means no runs; history CSV keeps empty validation columns out", async () => {
+  assert.deepEqual(await loadRuns("/nonexistent/runs/folder"), []);
+  const csv = "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,2.3,0.1,,,1.5\n2,,0.2,,,1.4\n";
+  const df = parseHistoryCsv(csv);
+  assert.deepEqual(df.columns, ["epoch", "loss", "accuracy", "seconds"]);
+  assert.ok(Number.isNaN(df.getColumn("loss").toArray()[1] as number));
+  assert.equal(
+    historyCsv(df),
+    "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,2.3,0.1,,,1.5\n2,,0.2,,,1.4\n",
+  );
+});
+
+Deno.test("the same seed gives the same history on the cpu backend", async () => {
+  const history = async (seed: number) => {
+    const model = tinyModel(seed);
+    const r = await fit(model, train, {
+      epochs: 2,
+      batchSize: 8,
+      format: GRAY32,
+      seed,
+      progress: false,
+    });
+    model.dispose();
+    return r.history.select("epoch", "loss", "accuracy").toRecords();
+  };
+  const a = await history(11);
+  const b = await history(11);
+  assert.deepEqual(a, b);
+  const c = await history(12);
+  assert.notDeepEqual(a, c, "a different seed changes the run (the seed is really used)");
+});
