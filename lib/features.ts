@@ -28,7 +28,9 @@ export function preprocessInput(x: tf.Tensor4D, mode: PreprocessMode): tf.Tensor
     if (mode !== "caffe") throw new Error(`unknown preprocessing mode "${mode}"`);
     const channels = x.shape[3];
     const rgb = channels === 1 ? tf.tile(scaled, [1, 1, 1, 3]) : scaled;
-    if (rgb.shape[3] !== 3) throw new Error(`caffe preprocessing needs 1 or 3 channels, got ${channels}`);
+    if (rgb.shape[3] !== 3) {
+      throw new Error(`caffe preprocessing needs 1 or 3 channels, got ${channels}`);
+    }
     const bgr = tf.reverse(rgb, -1);
     return tf.sub(bgr, tf.tensor1d(CAFFE_MEAN_BGR as unknown as number[])) as tf.Tensor4D;
   });
@@ -109,7 +111,11 @@ function canonical(key: Record<string, string | number>): string {
 }
 
 /** The cache file for a key (including the sample count). */
-export function featureCachePath(key: FeatureKey, count: number, cacheDir = FEATURE_CACHE_DIR): string {
+export function featureCachePath(
+  key: FeatureKey,
+  count: number,
+  cacheDir = FEATURE_CACHE_DIR,
+): string {
   const full = canonical({ ...key, count });
   const id = createHash("sha256").update(full).digest("hex").slice(0, 16);
   return join(cacheDir, `${key.model.replace(/[^\w.-]/g, "_")}-${id}.features`);
@@ -157,7 +163,12 @@ async function writeCache(path: string, header: Header, features: Float32Array):
   const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
     using file = await Deno.open(tmp, { write: true, createNew: true });
-    for (const chunk of [head, new Uint8Array(features.buffer, features.byteOffset, features.byteLength)]) {
+    for (
+      const chunk of [
+        head,
+        new Uint8Array(features.buffer, features.byteOffset, features.byteLength),
+      ]
+    ) {
       for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
     }
   } catch (e) {
@@ -177,12 +188,16 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
   const { base, count } = opts;
   const batchSize = opts.batchSize ?? 64;
   const outShape = base.outputs[0].shape.slice(1);
-  if (outShape.some((d) => d === null)) throw new Error(`base output shape ${outShape} is not fully known`);
+  if (outShape.some((d) => d === null)) {
+    throw new Error(`base output shape ${outShape} is not fully known`);
+  }
   const shape = [count, ...(outShape as number[])];
   const key = { ...opts.key, count };
   const path = featureCachePath(opts.key, count, opts.cacheDir);
   const cached = await readCache(path, key, shape);
-  if (cached) return { features: cached, shape, hit: true, seconds: (performance.now() - t0) / 1000, path };
+  if (cached) {
+    return { features: cached, shape, hit: true, seconds: (performance.now() - t0) / 1000, path };
+  }
 
   const per = shape.slice(1).reduce((a, b) => a * b, 1);
   const features = new Float32Array(count * per);
@@ -190,7 +205,9 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
     const end = Math.min(count, start + batchSize);
     const x = await opts.makeBatch(start, end);
     try {
-      if (x.shape[0] !== end - start) throw new Error(`makeBatch(${start}, ${end}) returned ${x.shape[0]} samples`);
+      if (x.shape[0] !== end - start) {
+        throw new Error(`makeBatch(${start}, ${end}) returned ${x.shape[0]} samples`);
+      }
       const y = base.predict(x, { batchSize: end - start }) as tf.Tensor;
       try {
         features.set(await y.data() as Float32Array, start * per);
@@ -202,7 +219,11 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
     }
     opts.onBatch?.(end, count);
   }
-  await writeCache(path, { version: VERSION, key, shape, dtype: "float32", endian: "little" }, features);
+  await writeCache(
+    path,
+    { version: VERSION, key, shape, dtype: "float32", endian: "little" },
+    features,
+  );
   return { features, shape, hit: false, seconds: (performance.now() - t0) / 1000, path };
 }
 
@@ -210,7 +231,11 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
  * The full frozen model: `head` applied to `base`'s output, for evaluating on images what was
  * trained on cached features (both share their layers, so no weights are copied).
  */
-export function composeFrozen(base: tf.LayersModel, head: tf.LayersModel, name = "frozen_base_head"): tf.LayersModel {
+export function composeFrozen(
+  base: tf.LayersModel,
+  head: tf.LayersModel,
+  name = "frozen_base_head",
+): tf.LayersModel {
   const out = head.apply(base.outputs[0]) as tf.SymbolicTensor;
   return tf.model({ inputs: base.inputs, outputs: out, name });
 }

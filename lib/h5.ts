@@ -39,7 +39,7 @@ export class H5FormatError extends Error {
 // h5wasm's module exposes FS only after `ready`; typed loosely because its d.ts types FS as a union.
 interface MemFs {
   writeFile(path: string, data: Uint8Array, opts?: { canOwn?: boolean }): void;
-  readFile(path: string): Uint8Array;
+  readFile(path: string): Uint8Array<ArrayBuffer>;
   unlink(path: string): void;
 }
 
@@ -89,7 +89,9 @@ export function checkHdf5Bytes(bytes: Uint8Array, label: string): void {
   }
   if (offsetSize !== 8 || eofAt + 8 > bytes.length) {
     if (eofAt + 8 > bytes.length) {
-      throw new H5FormatError(`${label} is truncated: ${bytes.length} bytes, too short for its header`);
+      throw new H5FormatError(
+        `${label} is truncated: ${bytes.length} bytes, too short for its header`,
+      );
     }
     return;
   }
@@ -111,7 +113,9 @@ export function readStringList(obj: H5Group, name: string): string[] | undefined
   if (name in attrs) return toStrings(attrs[name].value, name);
   if (!(`${name}0` in attrs)) return undefined;
   const out: string[] = [];
-  for (let i = 0; `${name}${i}` in attrs; i++) out.push(...toStrings(attrs[`${name}${i}`].value, name));
+  for (let i = 0; `${name}${i}` in attrs; i++) {
+    out.push(...toStrings(attrs[`${name}${i}`].value, name));
+  }
   return out;
 }
 
@@ -203,7 +207,9 @@ export class KerasH5File {
       }
       const size = shape.reduce((a, b) => a * b, 1);
       if (data.length !== size) {
-        throw new H5FormatError(`${this.#label}: ${layer}/${name} holds ${data.length} values, shape says ${size}`);
+        throw new H5FormatError(
+          `${this.#label}: ${layer}/${name} holds ${data.length} values, shape says ${size}`,
+        );
       }
       return { name, shape, data };
     });

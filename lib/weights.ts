@@ -86,7 +86,12 @@ export class WeightsUnavailableError extends Error {
 
 /** A file's md5 (or size) is not the published one. */
 export class WeightsChecksumError extends Error {
-  constructor(readonly path: string, readonly expected: string, readonly actual: string, what = "md5") {
+  constructor(
+    readonly path: string,
+    readonly expected: string,
+    readonly actual: string,
+    what = "md5",
+  ) {
     super(`${what} mismatch for ${path}: expected ${expected}, got ${actual}`);
     this.name = "WeightsChecksumError";
   }
@@ -101,7 +106,9 @@ export class WeightsMismatchError extends Error {
     readonly problems: string[],
   ) {
     const lines = [
-      ...(missing.length ? [`model layers with weights missing from the file: ${missing.join(", ")}`] : []),
+      ...(missing.length
+        ? [`model layers with weights missing from the file: ${missing.join(", ")}`]
+        : []),
       ...(unexpected.length ? [`file layers not in the model: ${unexpected.join(", ")}`] : []),
       ...problems,
     ];
@@ -167,7 +174,10 @@ export async function checkFile(
   const size = await fileSize(path);
   if (size === undefined) return { ok: false, reason: `${path}: not there` };
   if (spec.size !== undefined && size !== spec.size) {
-    return { ok: false, reason: `${path}: ${size} bytes, expected ${spec.size} (truncated or another file)` };
+    return {
+      ok: false,
+      reason: `${path}: ${size} bytes, expected ${spec.size} (truncated or another file)`,
+    };
   }
   const md5 = await md5File(path);
   if (spec.md5 !== undefined && md5 !== spec.md5) {
@@ -188,7 +198,12 @@ async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
 export async function downloadFile(
   url: string,
   dest: string,
-  opts: { md5?: string; size?: number; onProgress?: LocateOptions["onProgress"]; fetch?: typeof fetch } = {},
+  opts: {
+    md5?: string;
+    size?: number;
+    onProgress?: LocateOptions["onProgress"];
+    fetch?: typeof fetch;
+  } = {},
 ): Promise<{ md5: string; bytes: number }> {
   await Deno.mkdir(dirname(dest), { recursive: true });
   const tmp = `${dest}.${crypto.randomUUID().slice(0, 8)}.part`;
@@ -216,7 +231,9 @@ export async function downloadFile(
       throw new Error(`download of ${url} ended early: ${bytes} of ${announced} bytes`);
     }
     const md5 = hash.digest("hex");
-    if (opts.md5 !== undefined && md5 !== opts.md5) throw new WeightsChecksumError(url, opts.md5, md5);
+    if (opts.md5 !== undefined && md5 !== opts.md5) {
+      throw new WeightsChecksumError(url, opts.md5, md5);
+    }
     if (opts.md5 === undefined && opts.size !== undefined && bytes !== opts.size) {
       throw new WeightsChecksumError(url, `${opts.size} bytes`, `${bytes} bytes`, "size");
     }
@@ -250,7 +267,12 @@ export async function locateWeights(
       throw new WeightsUnavailableError(`weights file not found`, [`${opts.path}: not there`]);
     }
     const md5 = await md5File(opts.path);
-    return { path: opts.path, source: "path", md5, verified: spec.md5 === undefined || md5 === spec.md5 };
+    return {
+      path: opts.path,
+      source: "path",
+      md5,
+      verified: spec.md5 === undefined || md5 === spec.md5,
+    };
   }
 
   for (const dir of kerasCacheDirs(opts.kerasHome)) {
@@ -262,7 +284,9 @@ export async function locateWeights(
 
   const projectPath = join(opts.projectCache ?? PROJECT_WEIGHTS_DIR, spec.file);
   const check = await checkFile(projectPath, spec);
-  if (check.ok) return { path: projectPath, source: "project-cache", md5: check.md5, verified: true };
+  if (check.ok) {
+    return { path: projectPath, source: "project-cache", md5: check.md5, verified: true };
+  }
   attempts.push(`project cache ${check.reason}`);
   if ((await fileSize(projectPath)) !== undefined) {
     await Deno.remove(projectPath); // ours and wrong: never trust it again
@@ -335,7 +359,9 @@ export async function loadKerasWeights(
   const label = typeof src === "string" ? src : "weight bytes";
   return await withKerasH5(src, (file) => {
     const infos = file.infos().filter((i) => i.weightNames.length > 0);
-    const layers = new Map(leafLayers(model).filter((l) => l.weights.length > 0).map((l) => [l.name, l]));
+    const layers = new Map(
+      leafLayers(model).filter((l) => l.weights.length > 0).map((l) => [l.name, l]),
+    );
     const inFile = new Set(infos.map((i) => i.name));
     const missing = [...layers.keys()].filter((n) => !inFile.has(n));
     const unexpected = infos.map((i) => i.name).filter((n) => !layers.has(n));
@@ -347,7 +373,9 @@ export async function loadKerasWeights(
       const vars = layer.weights;
       if (vars.length !== info.weightNames.length) {
         problems.push(
-          `${info.name}: file has ${info.weightNames.length} weights (${info.weightNames.join(", ")}), ` +
+          `${info.name}: file has ${info.weightNames.length} weights (${
+            info.weightNames.join(", ")
+          }), ` +
             `model has ${vars.length}`,
         );
         continue;
@@ -356,11 +384,17 @@ export async function loadKerasWeights(
         const fileRole = weightRole(info.weightNames[i], info.name);
         const modelRole = weightRole(v.originalName ?? v.name, layer.name);
         if (fileRole && modelRole && fileRole !== modelRole) {
-          problems.push(`${info.name}: weight ${i} is ${info.weightNames[i]} in the file but ${modelRole} in the model`);
+          problems.push(
+            `${info.name}: weight ${i} is ${
+              info.weightNames[i]
+            } in the file but ${modelRole} in the model`,
+          );
         }
         if (!tf.util.arraysEqual(v.shape as number[], info.shapes[i])) {
           problems.push(
-            `${info.name}: ${info.weightNames[i]} has shape [${info.shapes[i]}], model expects [${v.shape}]`,
+            `${info.name}: ${info.weightNames[i]} has shape [${
+              info.shapes[i]
+            }], model expects [${v.shape}]`,
           );
         }
       });
@@ -432,7 +466,8 @@ export async function imagenetBase(
       model,
       weights: null,
       weightsKey: `random:${seed}`,
-      note: `${name}: ImageNet weights unavailable, using a RANDOM base (seed ${seed}). ${e.message}`,
+      note:
+        `${name}: ImageNet weights unavailable, using a RANDOM base (seed ${seed}). ${e.message}`,
       error: e,
     };
   }

@@ -49,11 +49,28 @@ type Sym = tf.SymbolicTensor;
 export function buildResNetV2Base(opts: ResNetV2Options = {}): tf.LayersModel {
   const init = seededGlorot(opts.seed);
   const trainable = opts.trainable ?? true;
-  const conv = (x: Sym, filters: number, kernelSize: number, name: string, strides = 1, useBias = true) =>
-    tf.layers.conv2d({ filters, kernelSize, strides, useBias, name, kernelInitializer: init(), trainable })
+  const conv = (
+    x: Sym,
+    filters: number,
+    kernelSize: number,
+    name: string,
+    strides = 1,
+    useBias = true,
+  ) =>
+    tf.layers.conv2d({
+      filters,
+      kernelSize,
+      strides,
+      useBias,
+      name,
+      kernelInitializer: init(),
+      trainable,
+    })
       .apply(x) as Sym;
   const bn = (x: Sym, name: string) =>
-    tf.layers.batchNormalization({ axis: -1, epsilon: BN_EPSILON, name, trainable }).apply(x) as Sym;
+    tf.layers.batchNormalization({ axis: -1, epsilon: BN_EPSILON, name, trainable }).apply(
+      x,
+    ) as Sym;
   const relu = (x: Sym, name: string) =>
     tf.layers.activation({ activation: "relu", name, trainable }).apply(x) as Sym;
   const pad = (x: Sym, p: number, name: string) =>
@@ -70,7 +87,13 @@ export function buildResNetV2Base(opts: ResNetV2Options = {}): tf.LayersModel {
     }).apply(x) as Sym;
 
   // Keras `block2`: BN-ReLU first, shortcut from the pre-activation (conv) or the raw input (identity).
-  const block = (x: Sym, filters: number, name: string, stride: number, convShortcut: boolean): Sym => {
+  const block = (
+    x: Sym,
+    filters: number,
+    name: string,
+    stride: number,
+    convShortcut: boolean,
+  ): Sym => {
     const preact = relu(bn(x, `${name}_preact_bn`), `${name}_preact_relu`);
     const shortcut = convShortcut
       ? conv(preact, 4 * filters, 1, `${name}_0_conv`, stride)
@@ -90,7 +113,9 @@ export function buildResNetV2Base(opts: ResNetV2Options = {}): tf.LayersModel {
   let x = pad(input, 3, "conv1_pad");
   x = conv(x, opts.stemFilters ?? 64, 7, "conv1_conv", 2);
   x = pad(x, 1, "pool1_pad");
-  x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, name: "pool1_pool", trainable }).apply(x) as Sym;
+  x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, name: "pool1_pool", trainable }).apply(
+    x,
+  ) as Sym;
   (opts.stacks ?? RESNET152V2_STACKS).forEach((s, i) => {
     const stack = `conv${i + 2}`;
     // Keras's stack2 builds block1, the middle blocks, then a last block with the stack's stride.

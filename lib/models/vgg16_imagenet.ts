@@ -23,7 +23,8 @@ export type KernelInit = ReturnType<typeof tf.initializers.glorotUniform>;
  */
 export function seededGlorot(seed?: number): () => KernelInit {
   let layer = 0;
-  return () => tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
+  return () =>
+    tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
 }
 
 /** Filters of each VGG16 block's 3×3 convolutions. */
