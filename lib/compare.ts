@@ -5,6 +5,7 @@
  */
 import pl from "nodejs-polars";
 import { type Chart, renderChart } from "./charts.ts";
+import { DISPLAY, type Displayable, markdown, show, table } from "./display.ts";
 import type { RunRecord } from "./runs.ts";
 
 /** Records of one profile ("full" or "quick"): quick runs are smoke tests, not results. */
@@ -158,4 +159,76 @@ export function learningCurvesChart(
       },
     },
   }, title);
+}
+
+/** The table of runs, or a notice saying there are none (a fresh checkout has no records). */
+export function runsOverview(records: RunRecord[], caption: string): Displayable {
+  if (records.length === 0) {
+    return markdown(`*${caption}: no run records yet.*`);
+  }
+  return table(runsTable(records), caption);
+}
+
+/** Accuracy vs parameters, accuracy vs time and the overlaid learning curves; none without runs. */
+export async function comparisonCharts(records: RunRecord[], what = ""): Promise<Chart[]> {
+  if (records.length === 0) return [];
+  const suffix = what ? ` (${what})` : "";
+  return [
+    await accuracyVsParamsChart(records, `test accuracy vs parameters${suffix}`),
+    await accuracyVsTimeChart(records, `test accuracy vs training time${suffix}`),
+    await learningCurvesChart(records, `learning curves${suffix}`),
+  ];
+}
+
+/** Displays several outputs from one cell (a cell shows only its last expression by itself). */
+export async function showAll(items: Displayable[]): Promise<void> {
+  for (const item of items) await show(item[DISPLAY]());
+}
+
+/** One line on where the records came from and how many of each profile there are. */
+export function recordsSummary(records: RunRecord[], root: string): string {
+  if (records.length === 0) {
+    return `No run records in \`${root}\` yet. Run notebooks 02–06, or e.g. \`deno task train baseline\`, ` +
+      `then re-run this notebook.`;
+  }
+  const full = runsOfProfile(records, "full").length;
+  const quick = runsOfProfile(records, "quick").length;
+  const other = records.length - full - quick;
+  return `${records.length} run record${
+    records.length === 1 ? "" : "s"
+  } in \`${root}\`: ${full} full-profile, ` +
+    `${quick} quick-profile${other ? `, ${other} other` : ""}.`;
+}
+
+/**
+ * What the records say, one bullet per model (its best run): accuracy, and whether it
+ * collapsed (diverged, or no better than guessing the most common digit).
+ */
+export function findings(records: RunRecord[]): string {
+  if (records.length === 0) return "*No runs of this profile to summarise.*";
+  const best = new Map<string, RunRecord>();
+  for (const r of records) {
+    const seen = best.get(r.config.modelName);
+    if (!seen || r.metrics.testAccuracy > seen.metrics.testAccuracy) {
+      best.set(r.config.modelName, r);
+    }
+  }
+  const lines = [...best.values()].map((r) => {
+    const m = r.metrics;
+    const acc = `${(m.testAccuracy * 100).toFixed(2)}%`;
+    const collapsed = m.diverged || m.testAccuracy < 0.2;
+    const notes = [
+      `${m.parameters.toLocaleString("en-US")} parameters`,
+      `${m.epochsRun} epoch${m.epochsRun === 1 ? "" : "s"}${
+        m.stoppedEarly ? " (stopped early)" : ""
+      }`,
+      `${m.trainSeconds.toFixed(0)} s on ${r.config.backend.name}`,
+      ...(m.label ? [m.label] : []),
+    ];
+    const verdict = collapsed
+      ? ` — **collapsed**${m.divergence ? `: ${m.divergence.reason}` : " to chance level"}`
+      : "";
+    return `- **${r.config.modelName}**: ${acc} test accuracy${verdict} (${notes.join(", ")})`;
+  });
+  return lines.join("\n");
 }
