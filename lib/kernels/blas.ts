@@ -1,0 +1,167 @@
+/**
+ * The one binding to a native BLAS: OpenBLAS's `cblas_sgemm` through Deno FFI.
+ *
+ * Loaded lazily and at most once. Everything else in lib/kernels asks `loadBlas()` and falls
+ * back to pure JS when it returns `null` (no library, no `--allow-ffi`, not Deno).
+ */
+
+/** Where Debian/Ubuntu and common distributions put OpenBLAS; the pthread build first. */
+const CANDIDATES = [
+  "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+  "/usr/lib64/libopenblas.so.0",
+  "/usr/lib/libopenblas.so.0",
+  "/usr/local/lib/libopenblas.so.0",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+  "libopenblas.so.0",
+];
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    parameters: [
+      "i32", // order
+      "i32", // transA
+      "i32", // transB
+      "i32", // M
+      "i32", // N
+      "i32", // K
+      "f32", // alpha
+      "buffer", // A
+      "i32", // lda
+      "buffer", // B
+      "i32", // ldb
+      "f32", // beta
+      "buffer", // C
+      "i32", // ldc
+    ],
+    result: "void",
+  },
+  openblas_get_config: { parameters: [], result: "pointer" },
+  openblas_get_corename: { parameters: [], result: "pointer" },
+  openblas_get_num_threads: { parameters: [], result: "i32" },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void" },
+} as const;
+
+/** A loaded BLAS: a row-major sgemm plus a line describing it. */
+export interface Blas {
+  /**
+   * C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is M×K, op(B) is K×N, C is M×N.
+   * The arrays may be subarrays: FFI passes the view's own start.
+   */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
+  /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64, core SkylakeX, 2 threads". */
+  describe: string;
+  /** Library path that was opened. */
+  path: string;
+}
+
+let cached: Blas | null | undefined;
+let failure = "";
+
+/** Why `loadBlas()` returned null (empty when it did not). */
+export function blasFailure(): string {
+  return failure;
+}
+
+function cString(ptr: Deno.PointerValue): string {
+  return ptr === null ? "" : new Deno.UnsafePointerView(ptr).getCString();
+}
+
+/** Reads the CPU's flags so we can pick an OpenBLAS core type it would otherwise miss. */
+function cpuFlags(): Set<string> {
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    const line = info.split("\n").find((l) => l.startsWith("flags"));
+    return new Set((line ?? "").split(":")[1]?.trim().split(/\s+/) ?? []);
+  } catch {
+    return new Set();
+  }
+}
+
+/**
+ * OpenBLAS 0.3.21 picks its kernels by CPU model number, and it does not know recent AMD
+ * (Zen 4) or Intel parts: on them it falls back to Haswell (AVX2) or even Prescott kernels.
+ * When the CPU has AVX-512 (F, BW, VL, DQ) and the user has not chosen, we ask for the
+ * SkylakeX kernels, which only need those instructions. Must be set before the library loads.
+ */
+function chooseCoreType(): void {
+  if (Deno.env.get("OPENBLAS_CORETYPE")) return;
+  const f = cpuFlags();
+  if (["avx512f", "avx512bw", "avx512vl", "avx512dq"].every((x) => f.has(x))) {
+    Deno.env.set("OPENBLAS_CORETYPE", "SkylakeX");
+  }
+}
+
+/** Opens OpenBLAS once; returns null (and records why) when it cannot. */
+export function loadBlas(): Blas | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
+    failure = "not running in Deno";
+    return null;
+  }
+  try {
+    chooseCoreType();
+  } catch {
+    // no --allow-env: OpenBLAS detects the core itself
+  }
+  const errors: string[] = [];
+  for (const path of CANDIDATES) {
+    let lib;
+    try {
+      lib = Deno.dlopen(path, SYMBOLS);
+    } catch (e) {
+      errors.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) break;
+      continue;
+    }
+    const s = lib.symbols;
+    const config = cString(s.openblas_get_config());
+    const core = cString(s.openblas_get_corename());
+    const threads = s.openblas_get_num_threads();
+    cached = {
+      path,
+      describe: `${config.trim()}, core ${core}, ${threads} thread${threads === 1 ? "" : "s"}`,
+      sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+        if (m === 0 || n === 0) return;
+        // 101 = CblasRowMajor, 111 = NoTrans, 112 = Trans
+        s.cblas_sgemm(
+          101,
+          transA ? 112 : 111,
+          transB ? 112 : 111,
+          m,
+          n,
+          k,
+          alpha,
+          a,
+          lda,
+          b,
+          ldb,
+          beta,
+          c,
+          ldc,
+        );
+      },
+    };
+    return cached;
+  }
+  failure = errors.length ? errors.join("; ") : "no OpenBLAS found";
+  return null;
+}

@@ -1,0 +1,296 @@
+/**
+ * 2-D convolution (NHWC input, HWIO filter) as im2col + GEMM, and its two gradients:
+ * the filter gradient as colᵀ·dy, the input gradient as dy·Wᵀ scattered back by col2im.
+ * The batch is cut into chunks so the column buffer stays a few MB (reused, in cache).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
+import { getGemm } from "./gemm.ts";
+import {
+  allF32,
+  f32,
+  type FastKernel,
+  type KernelArgs,
+  lastAxisSize,
+  out,
+  scratch,
+} from "./util.ts";
+
+/** Geometry of one convolution, from tfjs's own `computeConv2DInfo`. */
+interface Geom {
+  batch: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  outH: number;
+  outW: number;
+  outC: number;
+  fh: number;
+  fw: number;
+  sh: number;
+  sw: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/** Floats of column buffer per GEMM call; ~8 MB keeps it in L2/L3-ish range yet GEMMs large. */
+let chunkFloats = 2 * 1024 * 1024;
+
+/** Tuning hook (bench, tests): the column-buffer size per GEMM call, in floats. */
+export function setConvChunkFloats(n: number): void {
+  chunkFloats = Math.max(1, n | 0);
+}
+
+function geom(info: tf.backend_util.Conv2DInfo): Geom | null {
+  if (info.dataFormat !== "channelsLast" || info.dilationHeight !== 1 || info.dilationWidth !== 1) {
+    return null;
+  }
+  return {
+    batch: info.batchSize,
+    inH: info.inHeight,
+    inW: info.inWidth,
+    inC: info.inChannels,
+    outH: info.outHeight,
+    outW: info.outWidth,
+    outC: info.outChannels,
+    fh: info.filterHeight,
+    fw: info.filterWidth,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+  };
+}
+
+/** A 1×1, stride-1, unpadded convolution is a plain GEMM on the input: no columns needed. */
+function isPointwise(g: Geom): boolean {
+  return g.fh === 1 && g.fw === 1 && g.sh === 1 && g.sw === 1 && g.padTop === 0 &&
+    g.padLeft === 0 && g.outH === g.inH && g.outW === g.inW;
+}
+
+/** Samples per chunk so that one chunk's columns fit in `chunkFloats`. */
+function samplesPerChunk(g: Geom): number {
+  const perSample = g.outH * g.outW * g.fh * g.fw * g.inC;
+  return Math.max(1, Math.min(g.batch, Math.floor(chunkFloats / perSample)));
+}
+
+/**
+ * Writes the columns of samples [b0, b0+nb): one row per output pixel, holding the
+ * fh×fw×inC input patch in (ky, kx, c) order (zeros where the patch leaves the image).
+ */
+export function im2col(x: Float32Array, g: Geom, b0: number, nb: number, col: Float32Array): void {
+  const { inH, inW, inC, outH, outW, fh, fw, sh, sw, padTop, padLeft } = g;
+  const rowLen = fw * inC;
+  let d = 0;
+  for (let b = b0; b < b0 + nb; b++) {
+    const xb = b * inH * inW * inC;
+    for (let oy = 0; oy < outH; oy++) {
+      const iy0 = oy * sh - padTop;
+      for (let ox = 0; ox < outW; ox++) {
+        const ix0 = ox * sw - padLeft;
+        const inside = ix0 >= 0 && ix0 + fw <= inW;
+        for (let ky = 0; ky < fh; ky++) {
+          const iy = iy0 + ky;
+          if (iy < 0 || iy >= inH) {
+            col.fill(0, d, d + rowLen);
+            d += rowLen;
+            continue;
+          }
+          const rowBase = xb + iy * inW * inC;
+          if (inside) {
+            // the fw patch pixels are adjacent in NHWC: one contiguous run
+            let s = rowBase + ix0 * inC;
+            if (rowLen >= 256) {
+              col.set(x.subarray(s, s + rowLen), d);
+              d += rowLen;
+            } else {
+              for (let i = 0; i < rowLen; i++) col[d++] = x[s++];
+            }
+            continue;
+          }
+          for (let kx = 0; kx < fw; kx++) {
+            const ix = ix0 + kx;
+            if (ix < 0 || ix >= inW) {
+              col.fill(0, d, d + inC);
+              d += inC;
+            } else {
+              let s = rowBase + ix * inC;
+              for (let c = 0; c < inC; c++) col[d++] = x[s++];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Adds columns back into the input gradient `dx` of samples [b0, b0+nb): im2col's adjoint. */
+export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: Float32Array): void {
+  const { inH, inW, inC, outH, outW, fh, fw, sh, sw, padTop, padLeft } = g;
+  const rowLen = fw * inC;
+  let d = 0;
+  for (let b = b0; b < b0 + nb; b++) {
+    const xb = b * inH * inW * inC;
+    for (let oy = 0; oy < outH; oy++) {
+      const iy0 = oy * sh - padTop;
+      for (let ox = 0; ox < outW; ox++) {
+        const ix0 = ox * sw - padLeft;
+        const inside = ix0 >= 0 && ix0 + fw <= inW;
+        for (let ky = 0; ky < fh; ky++) {
+          const iy = iy0 + ky;
+          if (iy < 0 || iy >= inH) {
+            d += rowLen;
+            continue;
+          }
+          const rowBase = xb + iy * inW * inC;
+          if (inside) {
+            let s = rowBase + ix0 * inC;
+            for (let i = 0; i < rowLen; i++) dx[s++] += col[d++];
+            continue;
+          }
+          for (let kx = 0; kx < fw; kx++) {
+            const ix = ix0 + kx;
+            if (ix < 0 || ix >= inW) {
+              d += inC;
+            } else {
+              let s = rowBase + ix * inC;
+              for (let c = 0; c < inC; c++) dx[s++] += col[d++];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** y = conv(x, w) into a new array, NHWC; the shared core of Conv2D and FusedConv2D. */
+function convForward(x: Float32Array, w: Float32Array, g: Geom): Float32Array {
+  const { gemm } = getGemm();
+  const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
+  const y = new Float32Array(g.batch * rows * F);
+  if (isPointwise(g)) {
+    gemm(false, false, g.batch * rows, F, K, 1, x, K, w, F, 0, y, F);
+    return y;
+  }
+  const per = samplesPerChunk(g);
+  const col = scratch(per * rows * K);
+  for (let b0 = 0; b0 < g.batch; b0 += per) {
+    const nb = Math.min(per, g.batch - b0);
+    im2col(x, g, b0, nb, col);
+    gemm(false, false, nb * rows, F, K, 1, col, K, w, F, 0, y.subarray(b0 * rows * F), F);
+  }
+  return y;
+}
+
+function convInfo(
+  xShape: number[],
+  filterShape: number[],
+  attrs: KernelArgs["attrs"],
+): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    attrs.dilations ?? 1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC"),
+  );
+}
+
+/** Conv2D: inputs {x, filter}. */
+export const conv2D: FastKernel = ({ inputs, backend, attrs }) => {
+  const { x, filter } = inputs;
+  if (!allF32(x, filter)) return null;
+  const info = convInfo(x.shape, filter.shape, attrs);
+  const g = geom(info);
+  if (!g) return null;
+  return out(backend, info.outShape, convForward(f32(backend, x), f32(backend, filter), g));
+};
+
+/** FusedConv2D: conv + bias + activation, the epilogue done in place on the output. */
+export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
+  const { x, filter, bias, preluActivationWeights: prelu } = inputs;
+  if (!allF32(x, filter, bias, prelu)) return null;
+  const info = convInfo(x.shape, filter.shape, attrs);
+  const g = geom(info);
+  if (!g) return null;
+  const act = (attrs.activation ?? "linear") as FusedActivation;
+  if (!epilogueSupported(act, g.outC, lastAxisSize(bias), lastAxisSize(prelu))) return null;
+  const y = convForward(f32(backend, x), f32(backend, filter), g);
+  biasActivation(
+    y,
+    y.length / g.outC,
+    g.outC,
+    bias ? f32(backend, bias) : null,
+    act,
+    attrs.leakyreluAlpha,
+    prelu ? f32(backend, prelu) : null,
+  );
+  return out(backend, info.outShape, y);
+};
+
+/** Conv2DBackpropInput: dx = col2im(dy·Wᵀ); inputs {dy, filter}, attrs.inputShape. */
+export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
+  const { dy, filter } = inputs;
+  if (!allF32(dy, filter)) return null;
+  const info = convInfo(attrs.inputShape, filter.shape, attrs);
+  const g = geom(info);
+  if (!g) return null;
+  const { gemm } = getGemm();
+  const dyv = f32(backend, dy), w = f32(backend, filter);
+  const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
+  const dx = new Float32Array(g.batch * g.inH * g.inW * g.inC);
+  if (isPointwise(g)) {
+    gemm(false, true, g.batch * rows, K, F, 1, dyv, F, w, F, 0, dx, K);
+  } else {
+    const per = samplesPerChunk(g);
+    const col = scratch(per * rows * K);
+    for (let b0 = 0; b0 < g.batch; b0 += per) {
+      const nb = Math.min(per, g.batch - b0);
+      gemm(false, true, nb * rows, K, F, 1, dyv.subarray(b0 * rows * F), F, w, F, 0, col, K);
+      col2im(col, g, b0, nb, dx);
+    }
+  }
+  return out(backend, attrs.inputShape, dx);
+};
+
+/** Conv2DBackpropFilter: dW = Σ colᵀ·dy over the batch chunks; inputs {x, dy}. */
+export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => {
+  const { x, dy } = inputs;
+  if (!allF32(x, dy)) return null;
+  const info = convInfo(x.shape, attrs.filterShape, attrs);
+  const g = geom(info);
+  if (!g) return null;
+  const { gemm } = getGemm();
+  const xv = f32(backend, x), dyv = f32(backend, dy);
+  const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
+  const dw = new Float32Array(K * F);
+  if (isPointwise(g)) {
+    gemm(true, false, K, F, g.batch * rows, 1, xv, K, dyv, F, 0, dw, F);
+  } else {
+    const per = samplesPerChunk(g);
+    const col = scratch(per * rows * K);
+    for (let b0 = 0; b0 < g.batch; b0 += per) {
+      const nb = Math.min(per, g.batch - b0);
+      im2col(xv, g, b0, nb, col);
+      gemm(
+        true,
+        false,
+        K,
+        F,
+        nb * rows,
+        1,
+        col,
+        K,
+        dyv.subarray(b0 * rows * F),
+        F,
+        b0 ? 1 : 0,
+        dw,
+        F,
+      );
+    }
+  }
+  return out(backend, attrs.filterShape, dw);
+};

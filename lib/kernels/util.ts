@@ -1,0 +1,57 @@
+/** Small helpers every fast kernel uses to read inputs and make outputs on the CPU backend. */
+import type * as tf from "@tensorflow/tfjs";
+import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+
+/** A kernel's arguments, as tfjs passes them. */
+export interface KernelArgs {
+  // Optional inputs (bias, preluActivationWeights) are absent at run time when unused.
+  inputs: { [name: string]: tf.TensorInfo };
+  backend: MathBackendCPU;
+  // deno-lint-ignore no-explicit-any
+  attrs?: any;
+}
+
+/**
+ * A fast kernel returns its result, or null when the call is outside what it handles
+ * (other dtype, layout or dilation); the caller then runs tfjs's own cpu kernel.
+ */
+export type FastKernel = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[] | null;
+
+/** The float32 values behind a tensor, read the way tfjs-backend-cpu's kernels read them. */
+export function f32(backend: MathBackendCPU, t: tf.TensorInfo): Float32Array {
+  return backend.data.get(t.dataId).values as Float32Array;
+}
+
+/** Wraps `values` as a new float32 tensor owned by `backend`. */
+export function out(backend: MathBackendCPU, shape: number[], values: Float32Array): tf.TensorInfo {
+  return backend.makeTensorInfo(shape, "float32", values);
+}
+
+/** Whether every tensor given is float32 (the fast kernels handle nothing else). */
+export function allF32(...ts: (tf.TensorInfo | undefined)[]): boolean {
+  return ts.every((t) => t === undefined || t.dtype === "float32");
+}
+
+/**
+ * Size of a tensor that only varies along its last axis (e.g. [F] or [1,1,F]), or -1 when it
+ * has any other non-unit axis. Such tensors broadcast row-wise onto a [rows, F] result.
+ */
+export function lastAxisSize(t: tf.TensorInfo | undefined): number | null {
+  if (t === undefined) return null;
+  const s = t.shape;
+  for (let i = 0; i < s.length - 1; i++) if (s[i] !== 1) return -1;
+  return s.length === 0 ? 1 : s[s.length - 1];
+}
+
+let scratchBuf = new Float32Array(0);
+
+/**
+ * A reusable work buffer of at least `n` floats (contents undefined). One per process: kernels
+ * run one at a time, and reusing it spares a large zero-filled allocation per call.
+ */
+export function scratch(n: number): Float32Array {
+  if (scratchBuf.length < n) {
+    scratchBuf = new Float32Array(Math.max(n, Math.ceil(scratchBuf.length * 1.5)));
+  }
+  return scratchBuf;
+}

@@ -1,0 +1,290 @@
+/**
+ * Every kernel of the "cpu-fast" backend against tfjs's reference "cpu" backend on random
+ * inputs, then a few training steps of a small CNN on both backends.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import {
+  fallbackCounts,
+  FAST_CPU,
+  FAST_KERNELS,
+  registerFastCpuBackend,
+} from "../lib/kernels/mod.ts";
+import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
+import { setConvChunkFloats } from "../lib/kernels/conv.ts";
+
+/** Deterministic uniform [-1, 1) values (mulberry32). */
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+
+type Inputs = Record<string, { shape: number[]; values: Float32Array }>;
+
+/** Runs kernel `name` on `backend` with the given inputs/attrs; returns shape and values. */
+async function runOn(
+  backend: string,
+  name: string,
+  inputs: Inputs,
+  attrs: Record<string, unknown>,
+): Promise<{ shape: number[]; values: Float32Array }> {
+  await tf.setBackend(backend);
+  const ts: Record<string, tf.Tensor> = {};
+  for (const [k, v] of Object.entries(inputs)) ts[k] = tf.tensor(v.values, v.shape);
+  const y = tf.engine().runKernel(name, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
+  const values = (await y.data()) as Float32Array;
+  const shape = y.shape;
+  tf.dispose([y, ...Object.values(ts)]);
+  return { shape, values };
+}
+
+/** Max |a - b| over two equal-length arrays. */
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/**
+ * Asserts the fast kernel matches the reference: float32 rounding grows with the reduction
+ * length `k` (inputs are in [-1, 1)), so the tolerance does too.
+ */
+async function check(name: string, inputs: Inputs, attrs: Record<string, unknown>, k: number) {
+  const ref = await runOn("cpu", name, inputs, attrs);
+  const got = await runOn(FAST_CPU, name, inputs, attrs);
+  assert.deepEqual(got.shape, ref.shape, `${name} shape`);
+  const err = maxAbsDiff(got.values, ref.values);
+  const tol = 1e-6 * (4 + k);
+  assert.ok(err <= tol, `${name} ${JSON.stringify(attrs)}: max abs error ${err} > ${tol}`);
+}
+
+const reg = await registerFastCpuBackend();
+
+Deno.test("registerFastCpuBackend registers cpu-fast, idempotently", async () => {
+  assert.equal(reg.name, "cpu-fast");
+  assert.equal(reg.available, true, reg.why);
+  assert.ok(tf.findBackendFactory(FAST_CPU));
+  assert.deepEqual(await registerFastCpuBackend(), reg);
+  const names = new Set(tf.getKernelsForBackend(FAST_CPU).map((k) => k.kernelName));
+  for (const k of Object.keys(FAST_KERNELS)) assert.ok(names.has(k), k);
+  // every cpu kernel is there too
+  assert.equal(names.size, tf.getKernelsForBackend("cpu").length);
+});
+
+Deno.test("native sgemm honours subarray offsets, transposes, alpha and beta", () => {
+  const { gemm } = getGemm();
+  for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]]) {
+    const m = 5, n = 7, k = 9, off = 3;
+    const a = rand(off + m * k, 1).subarray(off), b = rand(off + k * n, 2).subarray(off);
+    const c0 = rand(off + m * n, 3);
+    const want = c0.slice(off);
+    jsGemm(tA, tB, m, n, k, 0.5, a, tA ? m : k, b, tB ? k : n, 0.25, want, n);
+    const got = c0.slice();
+    gemm(tA, tB, m, n, k, 0.5, a, tA ? m : k, b, tB ? k : n, 0.25, got.subarray(off), n);
+    assert.ok(maxAbsDiff(got.subarray(off), want) < 1e-5, `tA=${tA} tB=${tB}`);
+    assert.deepEqual(got.subarray(0, off), c0.subarray(0, off), "wrote before the view");
+  }
+});
+
+/** [batch, h, w, cin, fh, fw, cout, stride, pad] */
+const CONV_CASES: [number, number, number, number, number, number, number, number, string][] = [
+  [2, 7, 9, 3, 3, 3, 5, 1, "valid"],
+  [2, 7, 9, 3, 3, 3, 5, 1, "same"],
+  [2, 7, 9, 3, 3, 3, 5, 2, "valid"],
+  [2, 7, 9, 3, 3, 3, 5, 2, "same"],
+  [1, 8, 8, 4, 3, 2, 6, 2, "same"],
+  [1, 5, 5, 7, 1, 1, 3, 1, "valid"],
+  [3, 6, 5, 2, 5, 5, 4, 1, "same"],
+  [1, 1, 1, 3, 3, 3, 2, 1, "same"],
+  [4, 10, 10, 16, 3, 3, 32, 1, "same"],
+];
+
+for (const chunk of [1 << 21, 50]) {
+  Deno.test(`Conv2D, FusedConv2D and both gradients match cpu (chunk ${chunk} floats)`, async () => {
+    setConvChunkFloats(chunk); // 50 floats forces one sample per GEMM call
+    try {
+      let seed = 10;
+      for (const [n, h, w, c, fh, fw, f, s, pad] of CONV_CASES) {
+        const x = { shape: [n, h, w, c], values: rand(n * h * w * c, seed++) };
+        const filter = { shape: [fh, fw, c, f], values: rand(fh * fw * c * f, seed++) };
+        const attrs = { strides: [s, s], pad, dataFormat: "NHWC", dilations: [1, 1] };
+        const k = fh * fw * c;
+        await check("Conv2D", { x, filter }, attrs, k);
+        const bias = { shape: [f], values: rand(f, seed++) };
+        for (const activation of ["linear", "relu", "relu6", "elu", "sigmoid", "leakyrelu"]) {
+          await check("FusedConv2D", { x, filter, bias }, {
+            ...attrs,
+            activation,
+            leakyreluAlpha: 0.1,
+          }, k);
+        }
+        const prelu = { shape: [f], values: rand(f, seed++) };
+        await check("FusedConv2D", { x, filter, bias, preluActivationWeights: prelu }, {
+          ...attrs,
+          activation: "prelu",
+        }, k);
+        const outShape = tf.backend_util.computeConv2DInfo(
+          [n, h, w, c],
+          [fh, fw, c, f],
+          s,
+          1,
+          pad as "same",
+        ).outShape;
+        const dy = { shape: outShape, values: rand(tf.util.sizeFromShape(outShape), seed++) };
+        await check(
+          "Conv2DBackpropInput",
+          { dy, filter },
+          { ...attrs, inputShape: [n, h, w, c] },
+          fh * fw * f,
+        );
+        const kf = n * outShape[1] * outShape[2];
+        await check(
+          "Conv2DBackpropFilter",
+          { x, dy },
+          { ...attrs, filterShape: [fh, fw, c, f] },
+          kf,
+        );
+      }
+      assert.deepEqual(fallbackCounts, {}, "no fast kernel declined");
+    } finally {
+      setConvChunkFloats(1 << 21);
+    }
+  });
+}
+
+Deno.test("BatchMatMul and _FusedMatMul match cpu (transposes, batches, bias, activations)", async () => {
+  let seed = 100;
+  for (const [m, k, n] of [[1, 1, 1], [3, 17, 5], [32, 300, 10], [7, 64, 129]]) {
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const a = { shape: transposeA ? [k, m] : [m, k], values: rand(m * k, seed++) };
+        const b = { shape: transposeB ? [n, k] : [k, n], values: rand(k * n, seed++) };
+        await check("BatchMatMul", { a, b }, { transposeA, transposeB }, k);
+        const a3 = { shape: [2, ...a.shape], values: rand(2 * m * k, seed++) };
+        const b3 = { shape: [2, ...b.shape], values: rand(2 * k * n, seed++) };
+        await check("BatchMatMul", { a: a3, b: b3 }, { transposeA, transposeB }, k);
+        await check("BatchMatMul", { a: a3, b: { ...b, shape: [1, ...b.shape] } }, {
+          transposeA,
+          transposeB,
+        }, k);
+        const bias = { shape: [n], values: rand(n, seed++) };
+        for (const activation of ["linear", "relu", "sigmoid", "elu", "relu6", "leakyrelu"]) {
+          await check("_FusedMatMul", { a, b, bias }, {
+            transposeA,
+            transposeB,
+            activation,
+            leakyreluAlpha: 0.3,
+          }, k);
+        }
+        await check("_FusedMatMul", { a, b }, { transposeA, transposeB, activation: "relu" }, k);
+      }
+    }
+  }
+  assert.deepEqual(fallbackCounts, {}, "no fast kernel declined");
+  // a bias that is not row-wise falls back to tfjs's kernel and still agrees
+  const a = { shape: [4, 3], values: rand(12, 1) }, b = { shape: [3, 4], values: rand(12, 2) };
+  await check("_FusedMatMul", { a, b, bias: { shape: [4, 1], values: rand(4, 3) } }, {
+    transposeA: false,
+    transposeB: false,
+    activation: "linear",
+  }, 3);
+  assert.equal(fallbackCounts._FusedMatMul, 1);
+  delete fallbackCounts._FusedMatMul;
+});
+
+Deno.test("MaxPool and MaxPoolGrad match cpu (valid/same, strides 1/2, odd sizes, ties)", async () => {
+  let seed = 200;
+  for (
+    const [n, h, w, c, f, s, pad] of [
+      [1, 5, 7, 3, 2, 1, "valid"],
+      [2, 5, 7, 3, 2, 2, "same"],
+      [2, 6, 6, 4, 2, 2, "valid"],
+      [1, 7, 5, 2, 3, 2, "same"],
+      [3, 9, 9, 5, 3, 1, "same"],
+    ] as [number, number, number, number, number, number, string][]
+  ) {
+    const xv = rand(n * h * w * c, seed++);
+    // quantise some values so windows hold ties: the first maximum must win
+    for (let i = 0; i < xv.length; i += 3) xv[i] = Math.round(xv[i] * 2) / 2;
+    const x = { shape: [n, h, w, c], values: xv };
+    const attrs = { filterSize: [f, f], strides: [s, s], pad };
+    await check("MaxPool", { x }, attrs, 1);
+    const y = await runOn("cpu", "MaxPool", { x }, attrs);
+    const dy = { shape: y.shape, values: rand(y.values.length, seed++) };
+    await check("MaxPoolGrad", { dy, input: x, output: y }, attrs, f * f);
+  }
+  assert.deepEqual(fallbackCounts, {}, "no fast kernel declined");
+});
+
+Deno.test("the pure-JS GEMM gives the same convolutions when OpenBLAS is absent", async () => {
+  useJsGemm(true);
+  try {
+    const x = { shape: [2, 6, 6, 3], values: rand(216, 7) };
+    const filter = { shape: [3, 3, 3, 4], values: rand(108, 8) };
+    const attrs = { strides: [1, 1], pad: "same", dataFormat: "NHWC", dilations: [1, 1] };
+    await check("Conv2D", { x, filter }, attrs, 27);
+    const dy = { shape: [2, 6, 6, 4], values: rand(288, 9) };
+    await check("Conv2DBackpropFilter", { x, dy }, { ...attrs, filterShape: [3, 3, 3, 4] }, 72);
+    await check("Conv2DBackpropInput", { dy, filter }, { ...attrs, inputShape: [2, 6, 6, 3] }, 36);
+  } finally {
+    useJsGemm(false);
+  }
+});
+
+/** A small CNN with fixed weights, trained on fixed batches; returns the losses. */
+async function trainLosses(backend: string, steps: number): Promise<number[]> {
+  await tf.setBackend(backend);
+  let layer = 0;
+  const init = () => tf.initializers.glorotUniform({ seed: 7 + layer++ });
+  const model = tf.sequential();
+  model.add(tf.layers.conv2d({
+    inputShape: [12, 12, 2],
+    filters: 6,
+    kernelSize: 3,
+    kernelInitializer: init(),
+  }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 1 }));
+  model.add(tf.layers.conv2d({
+    filters: 8,
+    kernelSize: 3,
+    padding: "same",
+    strides: 2,
+    activation: "relu",
+    kernelInitializer: init(),
+  }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: "same" }));
+  model.add(tf.layers.flatten());
+  model.add(tf.layers.dense({ units: 16, activation: "relu", kernelInitializer: init() }));
+  model.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init() }));
+  model.compile({ optimizer: tf.train.adam(0.01), loss: "sparseCategoricalCrossentropy" });
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const x = tf.tensor(rand(8 * 12 * 12 * 2, 300 + s), [8, 12, 12, 2]);
+    const y = tf.tensor(Array.from({ length: 8 }, (_, i) => (i * 3 + s) % 10), [8], "float32");
+    const loss = await model.trainOnBatch(x, y);
+    losses.push(Array.isArray(loss) ? loss[0] : loss);
+    tf.dispose([x, y]);
+  }
+  model.dispose();
+  return losses;
+}
+
+Deno.test("training steps give the same losses on cpu-fast and cpu", async () => {
+  const ref = await trainLosses("cpu", 4);
+  const got = await trainLosses(FAST_CPU, 4);
+  for (let i = 0; i < ref.length; i++) {
+    assert.ok(
+      Math.abs(got[i] - ref[i]) <= 1e-4 * Math.max(1, Math.abs(ref[i])),
+      `step ${i}: ${got} vs ${ref}`,
+    );
+  }
+  assert.ok(ref[ref.length - 1] !== ref[0], "the model trained");
+});
