@@ -16,21 +16,21 @@ export const CAFFE_MEAN_BGR = [103.939, 116.779, 123.68] as const;
 
 /**
  * Maps the study's images (NHWC, values in [0, 1]) to what a pretrained base expects, as Keras's
- * `preprocess_input` does on [0, 255] RGB: "caffe" → ×255, RGB→BGR, minus the BGR means (a
- * 1-channel input is repeated to 3 channels first); "tf" → ×255 / 127.5 − 1, i.e. [−1, 1];
- * "study" → unchanged (a new tensor, so the caller may dispose both). Does not dispose `x`.
+ * `preprocess_input` does on [0, 255] RGB: "caffe" → ×255, RGB→BGR, minus the BGR means;
+ * "tf" → ×255 / 127.5 − 1, i.e. [−1, 1]. Both repeat a 1-channel (grey) input to the 3 channels
+ * the ImageNet bases take. "study" → unchanged (a new tensor, so the caller may dispose both).
+ * Does not dispose `x`.
  */
 export function preprocessInput(x: tf.Tensor4D, mode: PreprocessMode): tf.Tensor4D {
   return tf.tidy(() => {
     if (mode === "study") return x.clone();
-    const scaled = tf.mul(x, 255);
-    if (mode === "tf") return tf.sub(tf.div(scaled, 127.5), 1) as tf.Tensor4D;
-    if (mode !== "caffe") throw new Error(`unknown preprocessing mode "${mode}"`);
+    if (mode !== "caffe" && mode !== "tf") throw new Error(`unknown preprocessing mode "${mode}"`);
     const channels = x.shape[3];
-    const rgb = channels === 1 ? tf.tile(scaled, [1, 1, 1, 3]) : scaled;
-    if (rgb.shape[3] !== 3) {
-      throw new Error(`caffe preprocessing needs 1 or 3 channels, got ${channels}`);
+    if (channels !== 1 && channels !== 3) {
+      throw new Error(`${mode} preprocessing needs 1 or 3 channels, got ${channels}`);
     }
+    const rgb = tf.mul(channels === 1 ? tf.tile(x, [1, 1, 1, 3]) : x, 255);
+    if (mode === "tf") return tf.sub(tf.div(rgb, 127.5), 1) as tf.Tensor4D;
     const bgr = tf.reverse(rgb, -1);
     return tf.sub(bgr, tf.tensor1d(CAFFE_MEAN_BGR as unknown as number[])) as tf.Tensor4D;
   });

@@ -8,8 +8,12 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type H5LayerInfo, withKerasH5 } from "./h5.ts";
-import { buildVgg16Base, type ImagenetBaseOptions } from "./models/vgg16_imagenet.ts";
-import { buildResNet152V2Base } from "./models/resnet152v2.ts";
+import {
+  buildVgg16Base,
+  type ImagenetBaseOptions,
+  VGG16_PREPROCESSING,
+} from "./models/vgg16_imagenet.ts";
+import { buildResNet152V2Base, RESNET152V2_PREPROCESSING } from "./models/resnet152v2.ts";
 
 /** A weight file Keras downloads: its name, where it lives under the base URL, and its checks. */
 export interface KerasWeightsSpec {
@@ -44,6 +48,19 @@ export type ImagenetName = keyof typeof KERAS_WEIGHTS;
 
 /** Keras's download root; override with the `baseUrl` option or `KERAS_WEIGHTS_BASE_URL`. */
 export const DEFAULT_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications";
+
+/**
+ * A download progress callback that logs a line at every `step` of the total (default 10%),
+ * so a notebook cell shows progress without thousands of lines.
+ */
+export function logProgress(label: string, step = 0.1): NonNullable<LocateOptions["onProgress"]> {
+  let next = step;
+  return (bytes, total) => {
+    if (!total || bytes / total < next) return;
+    while (bytes / total >= next) next += step;
+    console.log(`${label}: ${(bytes / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
+  };
+}
 
 /** Where weights were found. */
 export type WeightsSource = "path" | "keras-cache" | "project-cache" | "download";
@@ -426,6 +443,8 @@ export interface ImagenetBase {
   weights: WeightsLocation | null;
   /** Identifies the weights in cache keys: their md5, or `random:<seed>`. */
   weightsKey: string;
+  /** The input preprocessing these weights expect (`preprocessInput` mode). */
+  preprocessing: "caffe" | "tf";
   /** One line for the notebook: what was loaded, or why the base is random. */
   note: string;
   /** Why the weights were unavailable, when they were. */
@@ -442,6 +461,7 @@ export async function imagenetBase(
   opts: ImagenetBaseOptions & LocateOptions = {},
 ): Promise<ImagenetBase> {
   const model = name === "vgg16" ? buildVgg16Base(opts) : buildResNet152V2Base(opts);
+  const preprocessing = name === "vgg16" ? VGG16_PREPROCESSING : RESNET152V2_PREPROCESSING;
   try {
     const weights = await locateWeights(name, opts);
     const t0 = performance.now();
@@ -451,6 +471,7 @@ export async function imagenetBase(
       model,
       weights,
       weightsKey: weights.md5,
+      preprocessing,
       note: `${name}: ImageNet weights from ${weights.source} ${weights.path} (md5 ${weights.md5}` +
         `${weights.verified ? "" : ", not Keras's published file"}), ` +
         `${report.params.toLocaleString("en-US")} values in ${secs} s`,
@@ -466,6 +487,7 @@ export async function imagenetBase(
       model,
       weights: null,
       weightsKey: `random:${seed}`,
+      preprocessing,
       note:
         `${name}: ImageNet weights unavailable, using a RANDOM base (seed ${seed}). ${e.message}`,
       error: e,

@@ -44,7 +44,16 @@ Deno.test("preprocessInput 'caffe': ×255, RGB→BGR, minus the BGR means", asyn
 
 Deno.test("preprocessInput 'tf' maps [0, 1] to [-1, 1]; 'study' is the identity", async () => {
   const x = tf.tensor4d([0, 0.25, 0.5, 1], [1, 2, 2, 1]);
-  assertAllClose(await values(preprocessInput(x, "tf")), [-1, -0.5, 0, 1], 1e-6);
+  const rgb = preprocessInput(x, "tf");
+  assert.deepEqual(rgb.shape, [1, 2, 2, 3]);
+  assertAllClose(await values(rgb), [-1, -1, -1, -0.5, -0.5, -0.5, 0, 0, 0, 1, 1, 1], 1e-6);
+  const three = tf.tensor4d([0, 0.5, 1], [1, 1, 1, 3]);
+  assertAllClose(await values(preprocessInput(three, "tf")), [-1, 0, 1], 1e-6);
+  assert.throws(
+    () => preprocessInput(tf.zeros([1, 1, 1, 2]) as tf.Tensor4D, "tf"),
+    /1 or 3 channels/,
+  );
+  tf.dispose([rgb, three]);
   const s = preprocessInput(x, "study");
   x.dispose(); // the result is the caller's own tensor
   assert.deepEqual(await values(s), [0, 0.25, 0.5, 1]);

@@ -509,6 +509,7 @@ Deno.test("imagenetBase falls back to a seeded random base and says so when weig
   });
   assert.equal(r.weights, null);
   assert.equal(r.weightsKey, "random:7");
+  assert.equal(r.preprocessing, "caffe");
   assert.match(r.note, /RANDOM base \(seed 7\)/);
   assert.ok(r.error instanceof WeightsUnavailableError);
   assert.equal(r.model.trainableWeights.length, 0);
