@@ -9,6 +9,7 @@ import {
   type KerasWeightsSpec,
   loadKerasWeights,
   locateWeights,
+  logProgress,
   md5File,
   weightRole,
   WeightsChecksumError,
@@ -530,4 +531,50 @@ Deno.test("lib never reads tensors synchronously", async () => {
     assert.doesNotMatch(src, /\.(dataSync|arraySync|print)\(/, f);
     assert.doesNotMatch(src, /Deno\.test/, f);
   }
+});
+
+Deno.test("a layer listed without its group, or a weight name without its dataset, is named", async () => {
+  const fs = await h5Fs();
+  const write = (build: (f: InstanceType<typeof h5wasm.File>) => void) => {
+    const path = memPath("broken");
+    const f = new h5wasm.File(path, "w");
+    build(f);
+    f.close();
+    const bytes = fs.readFile(path);
+    fs.unlink(path);
+    return bytes;
+  };
+  const noGroup = write((f) => f.create_attribute("layer_names", ["block1_conv1"], [1], "A12"));
+  await assert.rejects(
+    () => loadKerasWeights(tinyVgg(), noGroup),
+    /lists layer "block1_conv1" but has no group for it/,
+  );
+  const noData = write((f) => {
+    f.create_attribute("layer_names", ["block1_conv1"], [1], "A12");
+    f.create_group("block1_conv1").create_attribute(
+      "weight_names",
+      ["block1_conv1/kernel:0"],
+      [1],
+      "A21",
+    );
+  });
+  await assert.rejects(
+    () => loadKerasWeights(tinyVgg(), noData),
+    /layer "block1_conv1" has no dataset "block1_conv1\/kernel:0"/,
+  );
+});
+
+Deno.test("logProgress logs about every tenth of the download", () => {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (s: string) => lines.push(s);
+  try {
+    const p = logProgress("vgg16");
+    for (let b = 0; b <= 10e6; b += 70_000) p(b, 10e6);
+    p(10e6, 10e6);
+  } finally {
+    console.log = log;
+  }
+  assert.equal(lines.length, 10);
+  assert.equal(lines.at(-1), "vgg16: 10.0 of 10.0 MB");
 });
