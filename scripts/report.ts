@@ -1,0 +1,419 @@
+/**
+ * `deno task report`: executes every notebook in `notebooks/` in order with nbconvert and the
+ * Deno kernel, and writes self-contained HTML pages (charts as inline SVG, no network needed)
+ * plus an `index.html` linking them, with the comparison table from the run records.
+ *
+ *   deno task report [--only 01,07] [--out outputs/html] [--timeout SECONDS]
+ *
+ * `MNIST_PROFILE`, `RUNS_DIR` and the other variables pass through to the kernels.
+ */
+import { parseArgs } from "node:util";
+import { basename, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { tableHtml } from "../lib/display.ts";
+import { runsOfProfile, runsTable } from "../lib/compare.ts";
+import { loadRuns, runsRoot } from "../lib/runs.ts";
+
+const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
+
+/** Raised for anything the user must fix; its message is the whole explanation (no stack). */
+export class ReportError extends Error {
+  override name = "ReportError";
+}
+
+const INSTALL_JUPYTER =
+  "Install it with: apt-get install jupyter-nbconvert python3-nbclient jupyter-client " +
+  "(or: pip install nbconvert nbclient jupyter-client)";
+const INSTALL_KERNEL = "Register it with: deno jupyter --install";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Run> {
+  const out = await new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Checks that nbconvert and the Deno kernel are installed; throws a ReportError saying how to install. */
+export async function checkTools(): Promise<void> {
+  let version: Run;
+  try {
+    version = await run("jupyter", ["nbconvert", "--version"]);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new ReportError(
+        `jupyter is not installed (no \`jupyter\` on PATH). ${INSTALL_JUPYTER}`,
+      );
+    }
+    throw e;
+  }
+  if (version.code !== 0) {
+    throw new ReportError(
+      `\`jupyter nbconvert\` does not run (${
+        version.stderr.trim().split("\n").pop()
+      }). ${INSTALL_JUPYTER}`,
+    );
+  }
+  const specs = await run("jupyter", ["kernelspec", "list", "--json"]);
+  let names: string[] = [];
+  try {
+    names = Object.keys(JSON.parse(specs.stdout).kernelspecs ?? {});
+  } catch {
+    throw new ReportError(
+      `\`jupyter kernelspec list\` failed: ${specs.stderr.trim()}. ${INSTALL_JUPYTER}`,
+    );
+  }
+  if (!names.includes("deno")) {
+    throw new ReportError(
+      `the Deno Jupyter kernel is not registered (kernels found: ${
+        names.join(", ") || "none"
+      }). ${INSTALL_KERNEL}`,
+    );
+  }
+}
+
+/** The notebooks to run, in order: all `NN_*.ipynb` in `dir`, or those whose number or name is in `only`. */
+export async function listNotebooks(dir = NOTEBOOKS_DIR, only?: string[]): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".ipynb") && !e.name.startsWith(".")) names.push(e.name);
+  }
+  names.sort();
+  if (!only) return names.map((n) => join(dir, n));
+  const picked = names.filter((n) =>
+    only.some((o) => n === o || n.startsWith(`${o}_`) || n === `${o}.ipynb`)
+  );
+  const missing = only.filter((o) =>
+    !picked.some((n) => n === o || n.startsWith(`${o}_`) || n === `${o}.ipynb`)
+  );
+  if (missing.length) {
+    throw new ReportError(
+      `--only ${missing.join(",")}: no such notebook in ${dir} (have: ${names.join(", ")})`,
+    );
+  }
+  return picked.map((n) => join(dir, n));
+}
+
+interface NotebookJson {
+  cells: { cell_type: string; source: string | string[]; outputs?: Output[] }[];
+}
+interface Output {
+  output_type: string;
+  ename?: string;
+  evalue?: string;
+  traceback?: string[];
+}
+
+const src = (s: string | string[]) => Array.isArray(s) ? s.join("") : s;
+// deno-lint-ignore no-control-regex
+const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
+
+/** Where a notebook failed: the cell's index (0-based, all cells), its first line and the error. */
+export interface CellFailure {
+  cell: number | null;
+  firstLine: string;
+  error: string;
+}
+
+/**
+ * Reads nbconvert's failure output: nbclient prints the failing cell's source between two
+ * `------------------` lines, then the error. The source is matched back to a cell index.
+ */
+export function parseNbconvertFailure(stderr: string, nb: NotebookJson): CellFailure {
+  const text = stripAnsi(stderr);
+  const m = text.match(
+    /An error occurred while executing the following cell:\n-{18}\n([\s\S]*?)\n-{18}\n([\s\S]*)$/,
+  );
+  if (!m) {
+    const tail = text.trim().split("\n").slice(-15).join("\n");
+    return { cell: null, firstLine: "", error: tail };
+  }
+  const source = m[1];
+  const cell = nb.cells.findIndex((c) =>
+    c.cell_type === "code" && src(c.source).trim() === source.trim()
+  );
+  const error = m[2].trim().split("\n").filter((l) => l.trim() !== "").slice(0, 15).join("\n");
+  return { cell: cell >= 0 ? cell : null, firstLine: source.trim().split("\n")[0], error };
+}
+
+/** Error outputs left in an executed notebook (none, when every cell ran cleanly). */
+export function errorOutputs(nb: NotebookJson): { cell: number; ename: string; evalue: string }[] {
+  const found: { cell: number; ename: string; evalue: string }[] = [];
+  nb.cells.forEach((c, i) => {
+    for (const o of c.outputs ?? []) {
+      if (o.output_type === "error") {
+        found.push({ cell: i, ename: o.ename ?? "Error", evalue: o.evalue ?? "" });
+      }
+    }
+  });
+  return found;
+}
+
+function describeFailure(name: string, f: CellFailure): string {
+  const where = f.cell === null
+    ? ""
+    : ` in cell ${f.cell + 1}${f.firstLine ? ` (\`${f.firstLine}\`)` : ""}`;
+  return `notebook ${name} failed${where}:\n${f.error.replace(/^/gm, "    ")}`;
+}
+
+/**
+ * Makes an nbconvert HTML page self-contained: drops the `<script src>` tags the template adds
+ * (require.js and MathJax, from file:// or a CDN — the notebooks need neither; SVG charts and
+ * tables are inline) and adds a link back to the index.
+ */
+export function selfContained(html: string, title: string): string {
+  const noExternal = html.replace(/<script\b[^>]*\bsrc=["'][^"']*["'][^>]*>\s*<\/script>/gi, "")
+    .replace(/<link\b[^>]*\bhref=["'](?:https?:|file:|\/\/)[^"']*["'][^>]*>/gi, "");
+  const nav =
+    `<nav style="font:14px sans-serif;padding:8px 16px"><a href="index.html">← all notebooks</a> · ` +
+    `${escapeHtml(title)}</nav>`;
+  return noExternal.replace(/<body([^>]*)>/i, (b) => `${b}\n${nav}`);
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  );
+}
+
+/** The first Markdown heading of a notebook, for the index ("7. Comparison: …"). */
+export function notebookTitle(nb: NotebookJson, fallback: string): string {
+  for (const c of nb.cells) {
+    if (c.cell_type !== "markdown") continue;
+    const h = src(c.source).match(/^#\s+(.+)$/m);
+    if (h) return h[1].trim();
+  }
+  return fallback;
+}
+
+/** One notebook's outcome. */
+export interface PageResult {
+  notebook: string;
+  title: string;
+  html: string | null;
+  seconds: number;
+  failure: string | null;
+}
+
+/**
+ * nbconvert's lab template with SVG outputs passed through as they are. Some builds (Debian's
+ * 6.5.3) run every SVG through lxml's `clean_html`, which strips all SVG elements and leaves
+ * only the text: the charts vanish. Our SVG comes from our own vega renderer, so it is trusted.
+ */
+const TEMPLATE = `{%- extends 'lab/index.html.j2' -%}
+{% block data_svg scoped -%}
+<div class="jp-RenderedSVG jp-OutputArea-output {{ extra_class }}" data-mime-type="image/svg+xml">
+{{ output.data['image/svg+xml'] }}
+</div>
+{%- endblock data_svg %}
+`;
+
+/** Executes one notebook (kernel cwd = the notebook's folder) and exports its HTML page. */
+export async function executeNotebook(
+  path: string,
+  outDir: string,
+  timeoutS: number,
+): Promise<PageResult> {
+  const name = basename(path);
+  const stem = name.replace(/\.ipynb$/, "");
+  const source = JSON.parse(await Deno.readTextFile(path)) as NotebookJson;
+  const title = notebookTitle(source, stem);
+  const executedDir = join(outDir, "notebooks");
+  const t0 = performance.now();
+  const exec = await run("jupyter", [
+    "nbconvert",
+    "--to",
+    "notebook",
+    "--execute",
+    "--ExecutePreprocessor.kernel_name=deno",
+    `--ExecutePreprocessor.timeout=${timeoutS > 0 ? timeoutS : -1}`,
+    "--output-dir",
+    executedDir,
+    path,
+  ]);
+  const seconds = (performance.now() - t0) / 1000;
+  if (exec.code !== 0) {
+    return {
+      notebook: name,
+      title,
+      html: null,
+      seconds,
+      failure: describeFailure(name, parseNbconvertFailure(exec.stderr, source)),
+    };
+  }
+  const executedPath = join(executedDir, name);
+  const executed = JSON.parse(await Deno.readTextFile(executedPath)) as NotebookJson;
+  const errors = errorOutputs(executed);
+  if (errors.length) {
+    const e = errors[0];
+    const failure = describeFailure(name, {
+      cell: e.cell,
+      firstLine: src(executed.cells[e.cell].source).trim().split("\n")[0],
+      error: `${e.ename}: ${e.evalue}`,
+    });
+    return { notebook: name, title, html: null, seconds, failure };
+  }
+  const template = await Deno.makeTempFile({ prefix: "report_svg_", suffix: ".html.j2" });
+  await Deno.writeTextFile(template, TEMPLATE);
+  const conv = await run("jupyter", [
+    "nbconvert",
+    "--to",
+    "html",
+    `--template-file=${template}`,
+    "--output-dir",
+    outDir,
+    executedPath,
+  ]);
+  await Deno.remove(template).catch(() => {});
+  if (conv.code !== 0) {
+    const tail = stripAnsi(conv.stderr).trim().split("\n").slice(-10).join("\n");
+    return {
+      notebook: name,
+      title,
+      html: null,
+      seconds,
+      failure: `notebook ${name}: HTML export failed:\n${tail}`,
+    };
+  }
+  const htmlPath = join(outDir, `${stem}.html`);
+  await Deno.writeTextFile(htmlPath, selfContained(await Deno.readTextFile(htmlPath), title));
+  return { notebook: name, title, html: `${stem}.html`, seconds, failure: null };
+}
+
+/** The index page: links to every notebook page and the comparison table from the run records. */
+export async function indexHtml(pages: PageResult[], profile: string): Promise<string> {
+  const records = await loadRuns();
+  const rows = pages.map((p) =>
+    `<li>${
+      p.html ? `<a href="${escapeHtml(p.html)}">${escapeHtml(p.title)}</a>` : escapeHtml(p.title)
+    } ` +
+    `<span class="meta">${escapeHtml(p.notebook)} · ${p.seconds.toFixed(0)} s` +
+    `${p.html ? ` · <a href="notebooks/${escapeHtml(p.notebook)}">executed .ipynb</a>` : ""}` +
+    `${p.failure ? ` · <strong class="fail">failed</strong>` : ""}</span></li>`
+  ).join("\n");
+  const section = (name: string, caption: string) => {
+    const rs = runsOfProfile(records, name);
+    return rs.length
+      ? tableHtml(runsTable(rs), caption)
+      : `<p><em>${escapeHtml(caption)}: no run records.</em></p>`;
+  };
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>MNIST CNN study — report</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+.meta{color:#666;font-size:13px}.fail{color:#b00}
+table.dataframe{border-collapse:collapse;font-size:13px;margin:1em 0}
+table.dataframe th,table.dataframe td{border:1px solid #ddd;padding:3px 8px}
+table.dataframe caption{text-align:left;font-weight:bold;padding:4px 0}
+</style></head><body>
+<h1>MNIST CNN study — report</h1>
+<p class="meta">Generated ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · profile
+<strong>${escapeHtml(profile)}</strong> · run records from <code>${
+    escapeHtml(runsRoot())
+  }</code></p>
+<h2>Notebooks</h2>
+<ol style="list-style:none;padding-left:0">
+${rows}
+</ol>
+<h2>All runs</h2>
+<p>Full-profile runs are the study's settings; quick-profile runs are smoke tests and are listed apart.</p>
+${section("full", "full-profile runs")}
+${section("quick", "quick-profile runs (smoke tests)")}
+</body></html>
+`;
+}
+
+/** Runs the report; returns the pages. Throws a ReportError naming every notebook that failed. */
+export async function report(
+  opts: {
+    only?: string[];
+    outDir?: string;
+    timeoutS?: number;
+    notebooksDir?: string;
+    log?: (s: string) => void;
+  } = {},
+): Promise<PageResult[]> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const outDir = resolve(opts.outDir ?? join(REPO_ROOT, "outputs", "html"));
+  await checkTools();
+  const notebooks = await listNotebooks(opts.notebooksDir ?? NOTEBOOKS_DIR, opts.only);
+  if (notebooks.length === 0) {
+    throw new ReportError(`no notebooks in ${opts.notebooksDir ?? NOTEBOOKS_DIR}`);
+  }
+  await Deno.mkdir(join(outDir, "notebooks"), { recursive: true });
+  const profile = Deno.env.get("MNIST_PROFILE") ?? "full";
+  log(`report: ${notebooks.length} notebook(s), profile ${profile} → ${outDir}`);
+  const pages: PageResult[] = [];
+  for (const nb of notebooks) {
+    log(`▶ ${basename(nb)} …`);
+    const page = await executeNotebook(nb, outDir, opts.timeoutS ?? -1);
+    pages.push(page);
+    log(
+      page.failure
+        ? `✗ ${page.failure}`
+        : `✓ ${basename(nb)} (${page.seconds.toFixed(1)} s) → ${page.html}`,
+    );
+  }
+  await Deno.writeTextFile(join(outDir, "index.html"), await indexHtml(pages, profile));
+  log(`index: ${join(outDir, "index.html")}`);
+  const failed = pages.filter((p) => p.failure);
+  if (failed.length) {
+    throw new ReportError(
+      `${failed.length} of ${pages.length} notebook(s) failed:\n${
+        failed.map((p) => p.failure).join("\n")
+      }`,
+    );
+  }
+  return pages;
+}
+
+const HELP = `deno task report [options]
+
+Executes notebooks/*.ipynb in order with the Deno Jupyter kernel and writes HTML pages
+plus an index to outputs/html/ (executed notebooks in outputs/html/notebooks/).
+
+Options:
+  --only 01,07       run only these notebooks (number prefix or file name)
+  --out DIR          output folder (default outputs/html)
+  --timeout SECONDS  per-cell time limit (default: none)
+  -h, --help         this text
+
+Environment: MNIST_PROFILE=quick for a fast run; RUNS_DIR to read/write run records elsewhere.
+Needs: jupyter nbconvert (apt-get install jupyter-nbconvert python3-nbclient jupyter-client)
+and the Deno kernel (deno jupyter --install).`;
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      only: { type: "string" },
+      out: { type: "string" },
+      timeout: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    Deno.exit(0);
+  }
+  try {
+    await report({
+      only: values.only?.split(",").map((s) => s.trim()).filter(Boolean),
+      outDir: values.out,
+      timeoutS: values.timeout ? Number(values.timeout) : -1,
+    });
+  } catch (e) {
+    if (e instanceof ReportError) {
+      console.error(`report: ${e.message}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+}
