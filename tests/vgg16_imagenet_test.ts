@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
-import { loadKerasWeights } from "../lib/weights.ts";
+import { join } from "node:path";
+import { imagenetBase, loadKerasWeights } from "../lib/weights.ts";
 import {
   fixtureFromModel,
   type FixtureLayer,
   randomFloats,
+  tempDir,
   writeKerasH5,
 } from "./fixtures/keras_h5.ts";
 
@@ -129,4 +131,19 @@ Deno.test("VGG16 base loads a full-size file in the exact layout of Keras's (58 
   assert.ok(worst <= 1e-4 * scale, `max difference ${worst} vs scale ${scale}`);
   tf.dispose([x, y, ref]);
   model.dispose();
+
+  // The notebook's entry point, given the file by path: loads it, reports where it came from.
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5");
+  await Deno.writeFile(path, bytes);
+  const base = await imagenetBase("vgg16", { path, trainable: false });
+  assert.equal(base.weights?.source, "path");
+  assert.equal(base.weights?.verified, false, "a fake file is not Keras's published one");
+  assert.equal(base.weightsKey, base.weights?.md5);
+  assert.match(base.note, /ImageNet weights from path .* 14,714,688 values/);
+  assert.deepEqual(
+    await base.model.getLayer("block1_conv1").getWeights()[0].data(),
+    fixture[0].weights[0].data,
+  );
+  base.model.dispose();
 });
