@@ -8,6 +8,7 @@ import {
   fallbackCounts,
   FAST_CPU,
   FAST_KERNELS,
+  fusedAdam,
   registerFastCpuBackend,
 } from "../lib/kernels/mod.ts";
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
@@ -240,7 +241,11 @@ Deno.test("the pure-JS GEMM gives the same convolutions when OpenBLAS is absent"
 });
 
 /** A small CNN with fixed weights, trained on fixed batches; returns the losses. */
-async function trainLosses(backend: string, steps: number): Promise<number[]> {
+async function trainLosses(
+  backend: string,
+  steps: number,
+  optimizer: () => tf.Optimizer = () => tf.train.adam(0.01),
+): Promise<{ losses: number[]; weights: Float32Array[] }> {
   await tf.setBackend(backend);
   let layer = 0;
   const init = () => tf.initializers.glorotUniform({ seed: 7 + layer++ });
@@ -264,7 +269,7 @@ async function trainLosses(backend: string, steps: number): Promise<number[]> {
   model.add(tf.layers.flatten());
   model.add(tf.layers.dense({ units: 16, activation: "relu", kernelInitializer: init() }));
   model.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init() }));
-  model.compile({ optimizer: tf.train.adam(0.01), loss: "sparseCategoricalCrossentropy" });
+  model.compile({ optimizer: optimizer(), loss: "sparseCategoricalCrossentropy" });
   const losses: number[] = [];
   for (let s = 0; s < steps; s++) {
     const x = tf.tensor(rand(8 * 12 * 12 * 2, 300 + s), [8, 12, 12, 2]);
@@ -273,18 +278,59 @@ async function trainLosses(backend: string, steps: number): Promise<number[]> {
     losses.push(Array.isArray(loss) ? loss[0] : loss);
     tf.dispose([x, y]);
   }
+  const weights = await Promise.all(
+    model.getWeights().map(async (w) => (await w.data()) as Float32Array),
+  );
   model.dispose();
-  return losses;
+  return { losses, weights };
 }
 
-Deno.test("training steps give the same losses on cpu-fast and cpu", async () => {
+Deno.test("training steps give the same losses and weights on cpu-fast and cpu", async () => {
   const ref = await trainLosses("cpu", 4);
-  const got = await trainLosses(FAST_CPU, 4);
-  for (let i = 0; i < ref.length; i++) {
-    assert.ok(
-      Math.abs(got[i] - ref[i]) <= 1e-4 * Math.max(1, Math.abs(ref[i])),
-      `step ${i}: ${got} vs ${ref}`,
-    );
+  assert.ok(ref.losses[3] !== ref.losses[0], "the model trained");
+  for (const opt of [() => tf.train.adam(0.01), () => fusedAdam(0.01)]) {
+    const got = await trainLosses(FAST_CPU, 4, opt);
+    for (let i = 0; i < ref.losses.length; i++) {
+      const [g, r] = [got.losses[i], ref.losses[i]];
+      assert.ok(
+        Math.abs(g - r) <= 1e-4 * Math.max(1, Math.abs(r)),
+        `step ${i}: ${got.losses} vs ${ref.losses}`,
+      );
+    }
+    got.weights.forEach((w, i) => assert.ok(maxAbsDiff(w, ref.weights[i]) < 1e-4, `weight ${i}`));
   }
-  assert.ok(ref[ref.length - 1] !== ref[0], "the model trained");
+  // on another backend the fused optimizer is tfjs's Adam
+  const cpuFused = await trainLosses("cpu", 4, () => fusedAdam(0.01));
+  assert.deepEqual(cpuFused.losses, ref.losses);
+});
+
+Deno.test("element-wise kernels and leading-axis Sum match cpu", async () => {
+  const shapes: [number[], number[]][] = [
+    [[5, 7], [5, 7]],
+    [[5, 7], []],
+    [[], [5, 7]],
+    [[5, 7], [7]],
+    [[7], [5, 7]],
+    [[2, 3, 7], [1, 7]],
+    [[5, 7], [1, 1]],
+    [[5, 1], [1, 7]], // general broadcasting: declined, tfjs's kernel runs
+  ];
+  for (const k of Object.keys(fallbackCounts)) delete fallbackCounts[k];
+  let seed = 400;
+  for (const name of ["Add", "Sub", "Multiply", "RealDiv"]) {
+    for (const [sa, sb] of shapes) {
+      const a = { shape: sa, values: rand(tf.util.sizeFromShape(sa), seed++) };
+      const b = { shape: sb, values: rand(tf.util.sizeFromShape(sb), seed++) };
+      await check(name, { a, b }, {}, 1);
+    }
+  }
+  assert.deepEqual(Object.keys(fallbackCounts).sort(), ["Add", "Multiply", "RealDiv", "Sub"]);
+  for (const k of Object.keys(fallbackCounts)) delete fallbackCounts[k];
+  const x = { shape: [4, 3, 5, 6], values: rand(360, 9) };
+  for (const axis of [[0], [0, 1], [0, 1, 2], [1, 0], [-4, -3]]) {
+    for (const keepDims of [false, true]) await check("Sum", { x }, { axis, keepDims }, 60);
+  }
+  await check("Sum", { x }, { axis: [1, 2], keepDims: false }, 60); // declined: tfjs's kernel
+  assert.equal(fallbackCounts.Sum, 1);
+  delete fallbackCounts.Sum;
 });

@@ -84,31 +84,12 @@ function cString(ptr: Deno.PointerValue): string {
   return ptr === null ? "" : new Deno.UnsafePointerView(ptr).getCString();
 }
 
-/** Reads the CPU's flags so we can pick an OpenBLAS core type it would otherwise miss. */
-function cpuFlags(): Set<string> {
-  try {
-    const info = Deno.readTextFileSync("/proc/cpuinfo");
-    const line = info.split("\n").find((l) => l.startsWith("flags"));
-    return new Set((line ?? "").split(":")[1]?.trim().split(/\s+/) ?? []);
-  } catch {
-    return new Set();
-  }
-}
-
 /**
- * OpenBLAS 0.3.21 picks its kernels by CPU model number, and it does not know recent AMD
- * (Zen 4) or Intel parts: on them it falls back to Haswell (AVX2) or even Prescott kernels.
- * When the CPU has AVX-512 (F, BW, VL, DQ) and the user has not chosen, we ask for the
- * SkylakeX kernels, which only need those instructions. Must be set before the library loads.
+ * OpenBLAS picks its kernels from the CPU at load time; OPENBLAS_CORETYPE (read only then)
+ * overrides it. We leave the choice to OpenBLAS: 0.3.21 detects this study's AVX-512 EPYC
+ * as Cooperlake (its AVX-512 kernels), and forcing SkylakeX measured no faster. A user who
+ * meets a mis-detection sets OPENBLAS_CORETYPE before starting Deno; `describe` shows the core.
  */
-function chooseCoreType(): void {
-  if (Deno.env.get("OPENBLAS_CORETYPE")) return;
-  const f = cpuFlags();
-  if (["avx512f", "avx512bw", "avx512vl", "avx512dq"].every((x) => f.has(x))) {
-    Deno.env.set("OPENBLAS_CORETYPE", "SkylakeX");
-  }
-}
-
 /** Opens OpenBLAS once; returns null (and records why) when it cannot. */
 export function loadBlas(): Blas | null {
   if (cached !== undefined) return cached;
@@ -116,11 +97,6 @@ export function loadBlas(): Blas | null {
   if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
     failure = "not running in Deno";
     return null;
-  }
-  try {
-    chooseCoreType();
-  } catch {
-    // no --allow-env: OpenBLAS detects the core itself
   }
   const errors: string[] = [];
   for (const path of CANDIDATES) {

@@ -14,6 +14,7 @@ import { conv2D, conv2DBackpropFilter, conv2DBackpropInput, fusedConv2D } from "
 import { getGemm } from "./gemm.ts";
 import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";
+import { BINARY_KERNELS, sum } from "./elementwise.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
 /** The backend's registered name. */
@@ -29,6 +30,8 @@ export const FAST_KERNELS: Record<string, FastKernel> = {
   _FusedMatMul: fusedMatMulKernel,
   MaxPool: maxPool,
   MaxPoolGrad: maxPoolGrad,
+  Sum: sum,
+  ...BINARY_KERNELS,
 };
 
 let result: { name: string; available: boolean; why: string } | undefined;
@@ -80,3 +83,5 @@ function withFallback(name: string, fast: FastKernel, reference: tf.KernelFunc):
     return reference(args);
   };
 }
+
+export { fusedAdam, FusedAdamOptimizer } from "./adam.ts";

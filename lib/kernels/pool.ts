@@ -41,8 +41,9 @@ export const maxPool: FastKernel = ({ inputs, backend, attrs }) => {
           for (let ix = x0; ix < x1; ix++) {
             const s = xb + (iy * W + ix) * C;
             for (let c = 0; c < C; c++) {
-              const v = xv[s + c];
-              if (v > y[o + c]) y[o + c] = v;
+              // a select, not a branch: on random data the branch mispredicts half the time
+              const v = xv[s + c], u = y[o + c];
+              y[o + c] = v > u ? v : u;
             }
           }
         }

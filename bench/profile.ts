@@ -1,0 +1,66 @@
+/**
+ * Where a training step's time goes on a backend: tfjs's kernel profiler over a few
+ * `trainOnBatch` steps, summed by kernel name (and shapes with --shapes).
+ *
+ *   deno run -A bench/profile.ts [--model baseline] [--backend cpu-fast] [--steps 3] [--shapes]
+ */
+import * as tf from "@tensorflow/tfjs";
+import { parseArgs } from "node:util";
+import { buildBaseline } from "../lib/models/baseline.ts";
+import { buildVggSmall } from "../lib/models/vgg_small.ts";
+import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
+import { registerFastCpuBackend } from "../lib/kernels/mod.ts";
+
+const MODELS: Record<string, [() => tf.LayersModel, number, number[]]> = {
+  baseline: [() => buildBaseline({ seed: 1 }), 32, [32, 32, 3]],
+  vgg_small: [() => buildVggSmall({ seed: 1 }), 100, [32, 32, 1]],
+  vgg16: [() => buildVgg16Scratch({ seed: 1 }), 100, [32, 32, 3]],
+};
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      model: { type: "string", default: "baseline" },
+      backend: { type: "string", default: "cpu-fast" },
+      steps: { type: "string", default: "3" },
+      shapes: { type: "boolean", default: false },
+    },
+  });
+  tf.enableProdMode();
+  await registerFastCpuBackend();
+  await tf.setBackend(values.backend!);
+  const [build, batch, input] = MODELS[values.model!];
+  const model = build();
+  const x = tf.randomUniform([batch, ...input]);
+  const y = tf.tensor(Array.from({ length: batch }, (_, i) => i % 10), [batch], "float32");
+  await model.trainOnBatch(x, y); // warm-up
+  const steps = Number(values.steps);
+  const by = new Map<string, { ms: number; n: number }>();
+  let wall = 0;
+  for (let s = 0; s < steps; s++) {
+    const t0 = performance.now();
+    const info = await tf.profile(async () => {
+      await model.trainOnBatch(x, y);
+    });
+    wall += performance.now() - t0;
+    for (const k of info.kernels) {
+      const key = values.shapes ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
+      const e = by.get(key) ?? { ms: 0, n: 0 };
+      e.ms += k.kernelTimeMs as number;
+      e.n++;
+      by.set(key, e);
+    }
+  }
+  const rows = [...by.entries()].sort((a, b) => b[1].ms - a[1].ms);
+  const total = rows.reduce((s, [, e]) => s + e.ms, 0);
+  console.log(
+    `${values.model} on ${values.backend}: ${(wall / steps).toFixed(1)} ms/step wall, ` +
+      `${(total / steps).toFixed(1)} ms/step in kernels`,
+  );
+  for (const [k, e] of rows.slice(0, 40)) {
+    console.log(
+      `${(e.ms / steps).toFixed(2).padStart(9)} ms  ${String(e.n / steps).padStart(4)}×  ${k}`,
+    );
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Adam whose update is one loop per weight on the "cpu-fast" backend, in place.
+ *
+ * tfjs's AdamOptimizer builds the update from ~14 element-wise ops, each a full pass that
+ * allocates a new tensor: for vgg_small's 38M weights that is ~1 s per step on 2 cores, more
+ * than the convolutions. This subclass keeps tfjs's state layout (moments, accBeta1/2,
+ * iterations; same getWeights/setWeights/config, className "Adam") and its math, and on any
+ * other backend simply runs tfjs's own update.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+
+/** Backend whose tensors this optimizer updates in place. */
+const FAST_CPU = "cpu-fast";
+
+interface Slot {
+  originalName: string;
+  variable: tf.Variable;
+}
+
+/** AdamOptimizer's private state, which the fused update must keep in step. */
+interface AdamState {
+  accumulatedFirstMoment: Slot[];
+  accumulatedSecondMoment: Slot[];
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+}
+
+/** tfjs's Adam with a fused, in-place update on "cpu-fast"; a drop-in for `tf.train.adam`. */
+export class FusedAdamOptimizer extends tf.AdamOptimizer {
+  /** Same as tfjs's AdamOptimizer; `epsilon` defaults to the backend's (1e-7 on CPU). */
+  constructor(learningRate: number, beta1: number, beta2: number, epsilon: number | null = null) {
+    super(learningRate, beta1, beta2, epsilon ?? undefined);
+  }
+
+  override applyGradients(
+    variableGradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0],
+  ): void {
+    if (tf.getBackend() !== FAST_CPU) return super.applyGradients(variableGradients);
+    const backend = tf.backend() as MathBackendCPU;
+    const st = this as unknown as AdamState;
+    const names = Array.isArray(variableGradients)
+      ? variableGradients.map((v) => v.name)
+      : Object.keys(variableGradients);
+    const scalarOf = (t: tf.Tensor) => (backend.data.get(t.dataId).values as Float32Array)[0];
+    // tfjs computes 1 - accBeta in float32; round the same way
+    const c1 = Math.fround(1 - scalarOf(st.accBeta1)), c2 = Math.fround(1 - scalarOf(st.accBeta2));
+    const b1 = this.beta1, b2 = this.beta2, lr = this.learningRate, eps = this.epsilon;
+    names.forEach((name, i) => {
+      const value = tf.engine().registeredVariables[name];
+      st.accumulatedFirstMoment[i] ??= {
+        originalName: `${name}/m`,
+        variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+      };
+      st.accumulatedSecondMoment[i] ??= {
+        originalName: `${name}/v`,
+        variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+      };
+      const grad = Array.isArray(variableGradients)
+        ? variableGradients[i].tensor
+        : variableGradients[name];
+      if (grad == null) return;
+      const m = writable(backend, st.accumulatedFirstMoment[i].variable);
+      const v = writable(backend, st.accumulatedSecondMoment[i].variable);
+      const w = writable(backend, value);
+      const g = backend.data.get(grad.dataId).values as Float32Array;
+      for (let j = 0; j < g.length; j++) {
+        const gj = g[j];
+        const mj = m.values[j] * b1 + gj * (1 - b1);
+        const vj = v.values[j] * b2 + gj * gj * (1 - b2);
+        m.values[j] = mj;
+        v.values[j] = vj;
+        w.values[j] += -lr * ((mj / c1) / (Math.sqrt(vj / c2) + eps));
+      }
+      m.commit();
+      v.commit();
+      w.commit();
+    });
+    tf.tidy(() => {
+      st.accBeta1.assign(tf.mul(st.accBeta1, b1));
+      st.accBeta2.assign(tf.mul(st.accBeta2, b2));
+    });
+    this.incrementIterations();
+  }
+}
+
+/**
+ * The values of `variable` to update: its own array when no other tensor shares it (the
+ * usual case), else a copy that `commit` assigns back, so no other tensor sees the change.
+ */
+function writable(backend: MathBackendCPU, variable: tf.Variable) {
+  const entry = backend.data.get(variable.dataId);
+  const own = entry.values as Float32Array;
+  if (entry.refCount === 1 && variable.dtype === "float32") {
+    return { values: own, commit: () => {} };
+  }
+  const values = Float32Array.from(own);
+  return {
+    values,
+    commit: () => tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, variable.dtype))),
+  };
+}
+
+/** Like `tf.train.adam`, with the fused update on "cpu-fast". */
+export function fusedAdam(
+  learningRate = 0.001,
+  beta1 = 0.9,
+  beta2 = 0.999,
+  epsilon: number | null = null,
+): FusedAdamOptimizer {
+  return new FusedAdamOptimizer(learningRate, beta1, beta2, epsilon);
+}
