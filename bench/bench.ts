@@ -2,18 +2,20 @@
  * Training throughput of the study's CNNs on each available tfjs backend, on random data.
  *
  *   deno task bench [--model baseline|vgg_small|vgg16|all] [--steps 10] [--warmup 2]
- *                   [--backends cpu-fast,cpu,wasm,webgpu] [--repeat 1]
+ *                   [--backends cpu-fast,cpu,wasm,webgpu] [--optimizer fused|tfjs]
  *
  * Prints one table row per model × backend: batch, samples/s (median step), achieved GFLOPS
  * from the counted training FLOPs per sample (bench/flops.ts), peak RSS. Compare with the
- * PyTorch peer bench run in the same session (bench/README.md).
+ * PyTorch peer bench run in the same session (bench/README.md). `--optimizer fused` (default)
+ * recompiles the models with `fusedAdam` (same math as the study's `tf.train.adam`, one fused
+ * in-place pass per weight on cpu-fast); `tfjs` keeps the builders' own Adam.
  */
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { buildVggSmall } from "../lib/models/vgg_small.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { fallbackCounts, FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { fallbackCounts, FAST_CPU, fusedAdam, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { trainFlopsPerSample } from "./flops.ts";
 
 /** The study's models with their batch sizes and input shapes. */
@@ -51,10 +53,19 @@ async function benchOne(
   backend: string,
   steps: number,
   warmup: number,
+  optimizer: string,
 ): Promise<Row> {
   await tf.setBackend(backend);
   const spec = MODELS[name];
   const model = spec.build();
+  if (optimizer === "fused") {
+    // the study's compile (common.ts) with Adam's update fused; Keras defaults as there
+    model.compile({
+      optimizer: fusedAdam(0.001, 0.9, 0.999, 1e-7),
+      loss: "sparseCategoricalCrossentropy",
+      metrics: ["accuracy"],
+    });
+  }
   const flops = trainFlopsPerSample(model);
   const b = spec.batch;
   const xs = [0, 1].map(() => tf.randomUniform([b, ...spec.input], 0, 1, "float32", 1));
@@ -86,7 +97,9 @@ async function benchOne(
     samplesPerS: rate,
     gflops: (rate * flops) / 1e9,
     peakRssMiB: Math.max(rss, peakRssMiB()),
-    note: `min ${(b / times[times.length - 1]).toFixed(1)}, max ${(b / times[0]).toFixed(1)}`,
+    note: `${optimizer === "fused" ? "fusedAdam" : "tf.train.adam"}; min ${
+      (b / times[times.length - 1]).toFixed(1)
+    }, max ${(b / times[0]).toFixed(1)}`,
   };
 }
 
@@ -121,7 +134,7 @@ async function availableBackends(wanted: string[]): Promise<{ use: string[]; ski
 
 function table(rows: Row[]): string {
   const head =
-    "| model | backend | batch | steps | samples/s | GFLOPS | peak RSS MiB | step spread (samples/s) |";
+    "| model | backend | batch | steps | samples/s | GFLOPS | peak RSS MiB | optimizer; step spread (samples/s) |";
   const sep = "|---|---|---:|---:|---:|---:|---:|---|";
   const body = rows.map((r) =>
     `| ${r.model} | ${r.backend} | ${r.batch} | ${r.steps} | ${r.samplesPerS.toFixed(1)} | ${
@@ -140,6 +153,7 @@ if (import.meta.main) {
       warmup: { type: "string", default: "2" },
       backends: { type: "string", default: "cpu-fast,cpu,wasm,webgpu" },
       json: { type: "boolean", default: false },
+      optimizer: { type: "string", default: "fused" },
     },
   });
   tf.enableProdMode();
@@ -153,7 +167,7 @@ if (import.meta.main) {
       // tfjs's pure-JS cpu backend trains at well under 1 sample/s: baseline only, 2 steps.
       if (backend === "cpu" && model !== "baseline") continue;
       const [s, w] = backend === "cpu" ? [2, 1] : [steps, warmup];
-      const row = await benchOne(model, backend, s, w);
+      const row = await benchOne(model, backend, s, w, values.optimizer!);
       rows.push(row);
       if (values.json) console.log(JSON.stringify(row));
       else console.log(`${model} on ${backend}: ${row.samplesPerS.toFixed(1)} samples/s`);

@@ -12,7 +12,8 @@ import {
   registerFastCpuBackend,
 } from "../lib/kernels/mod.ts";
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
-import { setConvChunkFloats } from "../lib/kernels/conv.ts";
+import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
+import { loadDnnl } from "../lib/kernels/dnnl.ts";
 
 /** Deterministic uniform [-1, 1) values (mulberry32). */
 function rand(n: number, seed: number): Float32Array {
@@ -108,9 +109,14 @@ const CONV_CASES: [number, number, number, number, number, number, number, numbe
   [4, 10, 10, 16, 3, 3, 32, 1, "same"],
 ];
 
-for (const chunk of [1 << 21, 50]) {
-  Deno.test(`Conv2D, FusedConv2D and both gradients match cpu (chunk ${chunk} floats)`, async () => {
-    setConvChunkFloats(chunk); // 50 floats forces one sample per GEMM call
+const ENGINES: ["dnnl" | "im2col", number][] = [["im2col", 1 << 21], ["im2col", 50]];
+if (loadDnnl()) ENGINES.unshift(["dnnl", 0]);
+
+for (const [engine, chunk] of ENGINES) {
+  const label = engine === "dnnl" ? "oneDNN" : `im2col, chunk ${chunk} floats`;
+  Deno.test(`Conv2D, FusedConv2D and both gradients match cpu (${label})`, async () => {
+    setConvEngine(engine);
+    setConvChunkFloats(chunk || 1 << 21); // 50 floats forces one sample per GEMM call
     try {
       let seed = 10;
       for (const [n, h, w, c, fh, fw, f, s, pad] of CONV_CASES) {
@@ -157,6 +163,7 @@ for (const chunk of [1 << 21, 50]) {
       assert.deepEqual(fallbackCounts, {}, "no fast kernel declined");
     } finally {
       setConvChunkFloats(1 << 21);
+      setConvEngine("dnnl");
     }
   });
 }
@@ -227,6 +234,7 @@ Deno.test("MaxPool and MaxPoolGrad match cpu (valid/same, strides 1/2, odd sizes
 
 Deno.test("the pure-JS GEMM gives the same convolutions when OpenBLAS is absent", async () => {
   useJsGemm(true);
+  setConvEngine("im2col");
   try {
     const x = { shape: [2, 6, 6, 3], values: rand(216, 7) };
     const filter = { shape: [3, 3, 3, 4], values: rand(108, 8) };
@@ -237,6 +245,7 @@ Deno.test("the pure-JS GEMM gives the same convolutions when OpenBLAS is absent"
     await check("Conv2DBackpropInput", { dy, filter }, { ...attrs, inputShape: [2, 6, 6, 3] }, 36);
   } finally {
     useJsGemm(false);
+    setConvEngine("dnnl");
   }
 });
 

@@ -90,13 +90,88 @@ function cString(ptr: Deno.PointerValue): string {
  * as Cooperlake (its AVX-512 kernels), and forcing SkylakeX measured no faster. A user who
  * meets a mis-detection sets OPENBLAS_CORETYPE before starting Deno; `describe` shows the core.
  */
-/** Opens OpenBLAS once; returns null (and records why) when it cannot. */
+/** oneDNN's row-major sgemm (the library PyTorch's CPU convolutions use), where installed. */
+const DNNL_CANDIDATES = ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "libdnnl.so.2", "libdnnl.so.3"];
+
+function loadDnnl(): Blas | null {
+  for (const path of DNNL_CANDIDATES) {
+    let lib;
+    try {
+      lib = Deno.dlopen(path, {
+        dnnl_sgemm: {
+          parameters: [
+            "u8",
+            "u8",
+            "i64",
+            "i64",
+            "i64",
+            "f32",
+            "buffer",
+            "i64",
+            "buffer",
+            "i64",
+            "f32",
+            "buffer",
+            "i64",
+          ],
+          result: "i32",
+        },
+        dnnl_version: { parameters: [], result: "pointer" },
+      });
+    } catch {
+      continue;
+    }
+    const s = lib.symbols;
+    const v = new Deno.UnsafePointerView(s.dnnl_version()!);
+    const version = `${v.getInt32(0)}.${v.getInt32(4)}.${v.getInt32(8)}`;
+    const N = 78, T = 84; // 'N', 'T'
+    return {
+      path,
+      describe: `oneDNN ${version} sgemm`,
+      sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+        if (m === 0 || n === 0) return;
+        const st = s.dnnl_sgemm(
+          transA ? T : N,
+          transB ? T : N,
+          BigInt(m),
+          BigInt(n),
+          BigInt(k),
+          alpha,
+          a,
+          BigInt(lda),
+          b,
+          BigInt(ldb),
+          beta,
+          c,
+          BigInt(ldc),
+        );
+        if (st !== 0) throw new Error(`dnnl_sgemm failed with status ${st}`);
+      },
+    };
+  }
+  return null;
+}
+
+/**
+ * Opens the native GEMM once; returns null (and records why) when it cannot.
+ * CPU_FAST_BLAS=dnnl picks oneDNN's sgemm instead of OpenBLAS (an experiment).
+ */
 export function loadBlas(): Blas | null {
   if (cached !== undefined) return cached;
   cached = null;
   if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
     failure = "not running in Deno";
     return null;
+  }
+  let want = "";
+  try {
+    want = Deno.env.get("CPU_FAST_BLAS") ?? "";
+  } catch {
+    // no env permission
+  }
+  if (want === "dnnl") {
+    cached = loadDnnl();
+    if (cached) return cached;
   }
   const errors: string[] = [];
   for (const path of CANDIDATES) {

@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
 import { getGemm } from "./gemm.ts";
+import { type Dnnl, dnnlFailure, loadDnnl } from "./dnnl.ts";
 import {
   allF32,
   f32,
@@ -31,6 +32,37 @@ interface Geom {
   sw: number;
   padTop: number;
   padLeft: number;
+}
+
+let dnnlChoice: Dnnl | null | undefined;
+
+/**
+ * The oneDNN engine when the convolutions run on it (libdnnl 2.x present and not disabled
+ * with CPU_FAST_CONV=im2col), else null: im2col + GEMM.
+ */
+function dnnl(): Dnnl | null {
+  if (dnnlChoice === undefined) {
+    let mode = "";
+    try {
+      mode = Deno.env.get("CPU_FAST_CONV") ?? "";
+    } catch {
+      // no env permission
+    }
+    dnnlChoice = mode === "im2col" ? null : loadDnnl();
+  }
+  return dnnlChoice;
+}
+
+/** Test hook: "dnnl" (if it loads) or "im2col" for the convolutions. */
+export function setConvEngine(engine: "dnnl" | "im2col"): void {
+  dnnlChoice = engine === "im2col" ? null : loadDnnl();
+}
+
+/** One line on how convolutions run, for `registerFastCpuBackend().why`. */
+export function describeConv(): string {
+  const d = dnnl();
+  if (d) return `convolutions on oneDNN ${d.version} (direct JIT, NHWC)`;
+  return `im2col convolutions${dnnlFailure() ? ` (oneDNN: ${dnnlFailure()})` : ""}`;
 }
 
 /** Floats of column buffer per GEMM call; ~8 MB keeps it in L2/L3-ish range yet GEMMs large. */
@@ -164,7 +196,14 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
 }
 
 /** y = conv(x, w) into a new array, NHWC; the shared core of Conv2D and FusedConv2D. */
-function convForward(x: Float32Array, w: Float32Array, g: Geom): Float32Array {
+function convForward(
+  x: Float32Array,
+  w: Float32Array,
+  g: Geom,
+  bias: Float32Array | null = null,
+): Float32Array {
+  const d = dnnl();
+  if (d) return d.forward(g, x, w, bias);
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const y = new Float32Array(g.batch * rows * F);
@@ -218,12 +257,17 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   if (!g) return null;
   const act = (attrs.activation ?? "linear") as FusedActivation;
   if (!epilogueSupported(act, g.outC, lastAxisSize(bias), lastAxisSize(prelu))) return null;
-  const y = convForward(f32(backend, x), f32(backend, filter), g);
+  let b = bias ? f32(backend, bias) : null;
+  // oneDNN adds a per-channel bias inside the convolution; a scalar one goes to the epilogue
+  const inConv = dnnl() !== null && b !== null && b.length === g.outC;
+  const y = convForward(f32(backend, x), f32(backend, filter), g, inConv ? b : null);
+  if (inConv) b = null;
+  if (b === null && act === "linear") return out(backend, info.outShape, y);
   biasActivation(
     y,
     y.length / g.outC,
     g.outC,
-    bias ? f32(backend, bias) : null,
+    b,
     act,
     attrs.leakyreluAlpha,
     prelu ? f32(backend, prelu) : null,
@@ -238,8 +282,10 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   const info = convInfo(attrs.inputShape, filter.shape, attrs);
   const g = geom(info);
   if (!g) return null;
-  const { gemm } = getGemm();
   const dyv = f32(backend, dy), w = f32(backend, filter);
+  const d = dnnl();
+  if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w));
+  const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dx = new Float32Array(g.batch * g.inH * g.inW * g.inC);
   if (isPointwise(g)) {
@@ -263,8 +309,10 @@ export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => 
   const info = convInfo(x.shape, attrs.filterShape, attrs);
   const g = geom(info);
   if (!g) return null;
-  const { gemm } = getGemm();
   const xv = f32(backend, x), dyv = f32(backend, dy);
+  const d = dnnl();
+  if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv));
+  const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dw = new Float32Array(K * F);
   if (isPointwise(g)) {

@@ -10,7 +10,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
-import { conv2D, conv2DBackpropFilter, conv2DBackpropInput, fusedConv2D } from "./conv.ts";
+import {
+  conv2D,
+  conv2DBackpropFilter,
+  conv2DBackpropInput,
+  describeConv,
+  fusedConv2D,
+} from "./conv.ts";
 import { getGemm } from "./gemm.ts";
 import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";

@@ -1,0 +1,493 @@
+/**
+ * oneDNN (libdnnl 2.x, the library PyTorch's CPU convolutions run on) through Deno FFI:
+ * direct JIT convolutions on NHWC data, forward, backward-data and backward-weights.
+ *
+ * Optional like OpenBLAS: `loadDnnl()` returns null when the library is missing or is not
+ * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM.
+ * Constants are those of dnnl_types.h 2.x.
+ */
+
+const F32 = 3, FORMAT_ANY = 1, CPU = 1;
+const FWD_TRAINING = 64, BWD_DATA = 160, BWD_WEIGHTS = 192, CONV_DIRECT = 1;
+const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132;
+const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
+const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
+/** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
+const MD_BYTES = 2048, OP_BYTES = 32768;
+
+const SYMBOLS = {
+  dnnl_version: { parameters: [], result: "pointer" },
+  dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
+  dnnl_stream_create: { parameters: ["buffer", "pointer", "u32"], result: "i32" },
+  dnnl_memory_desc_init_by_strides: {
+    parameters: ["buffer", "i32", "buffer", "i32", "buffer"],
+    result: "i32",
+  },
+  dnnl_memory_desc_init_by_tag: {
+    parameters: ["buffer", "i32", "buffer", "i32", "i32"],
+    result: "i32",
+  },
+  dnnl_convolution_forward_desc_init: {
+    parameters: [
+      "buffer",
+      "i32",
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "i32",
+  },
+  dnnl_convolution_backward_data_desc_init: {
+    parameters: ["buffer", "i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  dnnl_convolution_backward_weights_desc_init: {
+    parameters: [
+      "buffer",
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "i32",
+  },
+  dnnl_primitive_desc_create: {
+    parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
+  dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
+  dnnl_primitive_desc_query: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
+  dnnl_reorder_primitive_desc_create: {
+    parameters: ["buffer", "pointer", "pointer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
+  dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
+  dnnl_memory_create: { parameters: ["buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_memory_set_data_handle: { parameters: ["pointer", "pointer"], result: "i32" },
+  dnnl_memory_desc_get_size: { parameters: ["pointer"], result: "usize" },
+  dnnl_memory_desc_equal: { parameters: ["pointer", "pointer"], result: "i32" },
+  dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
+  dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type Ptr = Deno.PointerValue;
+
+/** Geometry of one NHWC convolution with an HWIO filter. */
+export interface DnnlGeom {
+  batch: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  outH: number;
+  outW: number;
+  outC: number;
+  fh: number;
+  fw: number;
+  sh: number;
+  sw: number;
+  padTop: number;
+  padLeft: number;
+}
+
+function check(status: number, what: string): void {
+  if (status !== 0) throw new Error(`oneDNN ${what} failed (status ${status})`);
+}
+
+/**
+ * Everything FFI reads or writes lives in an explicit ArrayBuffer: V8 keeps typed arrays of
+ * 64 bytes or less inside its moving heap, but an ArrayBuffer's store never moves.
+ */
+function offHeap(bytes: number): ArrayBuffer {
+  return new ArrayBuffer(Math.max(bytes, 8));
+}
+
+function dims(...v: number[]): BigInt64Array {
+  const d = new BigInt64Array(offHeap(8 * v.length));
+  v.forEach((x, i) => (d[i] = BigInt(x)));
+  return d;
+}
+
+function ptrOut(): BigUint64Array {
+  return new BigUint64Array(offHeap(8));
+}
+
+/** A new zeroed float32 array FFI may write into. */
+function f32(n: number): Float32Array {
+  return new Float32Array(offHeap(4 * n), 0, n);
+}
+
+function ptrOf(out: BigUint64Array): Ptr {
+  return Deno.UnsafePointer.create(out[0]);
+}
+
+/** A memory descriptor over caller-owned bytes (kept alive with the primitive). */
+function md(lib: Lib, d: number[], strides: number[] | null): Uint8Array {
+  const m = new Uint8Array(offHeap(MD_BYTES));
+  if (strides) {
+    check(
+      lib.dnnl_memory_desc_init_by_strides(m, d.length, dims(...d), F32, dims(...strides)),
+      "md",
+    );
+  } else {check(
+      lib.dnnl_memory_desc_init_by_tag(m, d.length, dims(...d), F32, FORMAT_ANY),
+      "md any",
+    );}
+  return m;
+}
+
+/** A primitive and the memories it executes on (handles set per call). */
+interface Prim {
+  prim: Ptr;
+  args: Uint8Array;
+  mems: Ptr[];
+}
+
+/**
+ * Byte-stable home for small arrays: V8 may keep arrays under 64 bytes inside its movable
+ * heap, so those are copied into (and back out of) one off-heap buffer before FFI sees them.
+ */
+const SMALL = new Float32Array(new ArrayBuffer(8 * 4096 * 4));
+
+/** The oneDNN engine, stream and per-geometry primitives. */
+export class Dnnl {
+  readonly version: string;
+  private engine: Ptr;
+  private stream: Ptr;
+  private cache = new Map<string, ConvPrims>();
+
+  constructor(private lib: Lib) {
+    const v = new Deno.UnsafePointerView(lib.dnnl_version()!);
+    this.version = `${v.getInt32(0)}.${v.getInt32(4)}.${v.getInt32(8)}`;
+    const e = ptrOut();
+    check(lib.dnnl_engine_create(new Uint8Array(e.buffer), CPU, 0n), "engine");
+    this.engine = ptrOf(e);
+    const s = ptrOut();
+    check(lib.dnnl_stream_create(new Uint8Array(s.buffer), this.engine, 1), "stream");
+    this.stream = ptrOf(s);
+  }
+
+  private primitive(pd: Ptr, argIds: number[], mds: Ptr[]): Prim {
+    const p = ptrOut();
+    check(this.lib.dnnl_primitive_create(new Uint8Array(p.buffer), pd), "primitive");
+    const mems = mds.map((m) => {
+      const o = ptrOut();
+      check(this.lib.dnnl_memory_create(new Uint8Array(o.buffer), m, this.engine, null), "memory");
+      return ptrOf(o);
+    });
+    // dnnl_exec_arg_t is { int arg; dnnl_memory_t memory; }: 16 bytes with padding
+    const args = new Uint8Array(offHeap(16 * argIds.length));
+    const view = new DataView(args.buffer);
+    argIds.forEach((id, i) => {
+      view.setInt32(16 * i, id, true);
+      view.setBigUint64(16 * i + 8, BigInt(Deno.UnsafePointer.value(mems[i])), true);
+    });
+    return { prim: ptrOf(p), args, mems };
+  }
+
+  private reorder(from: Ptr, to: Ptr): Prim {
+    const pd = ptrOut();
+    check(
+      this.lib.dnnl_reorder_primitive_desc_create(
+        new Uint8Array(pd.buffer),
+        from,
+        this.engine,
+        to,
+        this.engine,
+        null,
+      ),
+      "reorder pd",
+    );
+    return this.primitive(ptrOf(pd), [ARG_SRC, ARG_DST], [from, to]);
+  }
+
+  private run(p: Prim, arrays: (Float32Array | null)[]): void {
+    arrays.forEach((a, i) => {
+      check(
+        this.lib.dnnl_memory_set_data_handle(
+          p.mems[i],
+          a === null ? null : Deno.UnsafePointer.of(a),
+        ),
+        "handle",
+      );
+    });
+    check(this.lib.dnnl_primitive_execute(p.prim, this.stream, p.mems.length, p.args), "execute");
+    check(this.lib.dnnl_stream_wait(this.stream), "wait");
+  }
+
+  private prims(g: DnnlGeom, bias: boolean): ConvPrims {
+    const key = JSON.stringify([g, bias]);
+    let c = this.cache.get(key);
+    if (!c) {
+      c = new ConvPrims(
+        this.lib,
+        g,
+        bias,
+        this.engine,
+        (pd, ids, mds) => this.primitive(pd, ids, mds),
+        (a, b) => this.reorder(a, b),
+      );
+      this.cache.set(key, c);
+    }
+    return c;
+  }
+
+  /** y = conv(x, w) (+ bias), NHWC/HWIO; returns the new output array. */
+  forward(g: DnnlGeom, x: Float32Array, w: Float32Array, bias: Float32Array | null): Float32Array {
+    const c = this.prims(g, bias !== null);
+    const y = f32(g.batch * g.outH * g.outW * g.outC);
+    const wk = c.fwdWeights(w, (p, a) => this.run(p, a));
+    this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
+    return y;
+  }
+
+  /** dx for dy, NHWC. */
+  backwardData(g: DnnlGeom, dy: Float32Array, w: Float32Array): Float32Array {
+    const c = this.prims(g, false);
+    const dx = f32(g.batch * g.inH * g.inW * g.inC);
+    const wk = c.bwdDataWeights(w, (p, a) => this.run(p, a));
+    this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
+    return dx;
+  }
+
+  /** dW (HWIO) for x and dy. */
+  backwardWeights(g: DnnlGeom, x: Float32Array, dy: Float32Array): Float32Array {
+    const c = this.prims(g, false);
+    const dw = f32(g.fh * g.fw * g.inC * g.outC);
+    const b = c.bwdWeights();
+    const tmp = c.diffWeightsTmp();
+    this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, 4)]);
+    if (tmp) this.run(b.back!, [tmp, dw]);
+    return dw;
+  }
+}
+
+/** Copies arrays V8 might move into the off-heap SMALL buffer (slot picks a 16 KB region). */
+function stable(a: Float32Array, slot = 0): Float32Array {
+  if (a.byteLength >= 256) return a;
+  const s = SMALL.subarray(slot * 4096, slot * 4096 + a.length);
+  s.set(a);
+  return s;
+}
+
+type MakePrim = (pd: Ptr, ids: number[], mds: Ptr[]) => Prim;
+type Run = (p: Prim, arrays: (Float32Array | null)[]) => void;
+
+/** The primitives of one convolution geometry, created lazily and kept. */
+class ConvPrims {
+  private srcMd: Uint8Array;
+  private dstMd: Uint8Array;
+  private userW: Uint8Array;
+  private anyW: Uint8Array;
+  private biasMd: Uint8Array | null;
+  private fwdPd: Ptr;
+  fwd: Prim;
+  private fwdW: { reorder: Prim | null; buf: Float32Array | null };
+  private bd?: { prim: Prim; reorder: Prim | null; buf: Float32Array | null };
+  private bw?: { prim: Prim; back: Prim | null; tmp: Float32Array | null };
+  private strides: BigInt64Array;
+  private padL: BigInt64Array;
+  private padR: BigInt64Array;
+
+  constructor(
+    private lib: Lib,
+    private g: DnnlGeom,
+    bias: boolean,
+    private engine: Ptr,
+    private make: MakePrim,
+    private reorder: (a: Ptr, b: Ptr) => Prim,
+  ) {
+    const { batch: N, inH, inW, inC, outH, outW, outC, fh, fw } = g;
+    this.srcMd = md(lib, [N, inC, inH, inW], [inH * inW * inC, 1, inW * inC, inC]);
+    this.dstMd = md(lib, [N, outC, outH, outW], [outH * outW * outC, 1, outW * outC, outC]);
+    this.userW = md(lib, [outC, inC, fh, fw], [1, outC, fw * inC * outC, inC * outC]);
+    this.anyW = md(lib, [outC, inC, fh, fw], null);
+    this.biasMd = bias ? md(lib, [outC], [1]) : null;
+    this.strides = dims(g.sh, g.sw);
+    this.padL = dims(g.padTop, g.padLeft);
+    // oneDNN wants the bottom/right padding that makes the output size come out exactly
+    this.padR = dims(
+      (outH - 1) * g.sh + fh - inH - g.padTop,
+      (outW - 1) * g.sw + fw - inW - g.padLeft,
+    );
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    check(
+      lib.dnnl_convolution_forward_desc_init(
+        op,
+        FWD_TRAINING,
+        CONV_DIRECT,
+        this.srcMd,
+        this.anyW,
+        this.biasMd ?? new Uint8Array(offHeap(MD_BYTES)),
+        this.dstMd,
+        this.strides,
+        this.padL,
+        this.padR,
+      ),
+      "conv fwd desc",
+    );
+    this.fwdPd = this.pd(op, null);
+    const wMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WEIGHTS, 0);
+    const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
+    const mds = bias
+      ? [this.p(this.srcMd), wMd, this.p(this.biasMd!), this.p(this.dstMd)]
+      : [this.p(this.srcMd), wMd, this.p(this.dstMd)];
+    this.fwd = make(this.fwdPd, ids, mds);
+    this.fwdW = this.weightsIn(wMd);
+  }
+
+  private p(m: Uint8Array): Ptr {
+    return Deno.UnsafePointer.of(m);
+  }
+
+  private pd(op: Uint8Array, hint: Ptr): Ptr {
+    const out = ptrOut();
+    check(
+      this.lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, null, this.engine, hint),
+      "pd",
+    );
+    return Deno.UnsafePointer.create(out[0]);
+  }
+
+  /** A reorder from the user's HWIO weights into `want`, unless they already match. */
+  private weightsIn(want: Ptr): { reorder: Prim | null; buf: Float32Array | null } {
+    if (this.lib.dnnl_memory_desc_equal(want, this.p(this.userW)) === 1) {
+      return { reorder: null, buf: null };
+    }
+    const bytes = Number(this.lib.dnnl_memory_desc_get_size(want));
+    return { reorder: this.reorder(this.p(this.userW), want), buf: f32(Math.ceil(bytes / 4)) };
+  }
+
+  private convert(
+    w: Float32Array,
+    how: { reorder: Prim | null; buf: Float32Array | null },
+    run: Run,
+  ): Float32Array {
+    if (!how.reorder) return stable(w, 3);
+    run(how.reorder, [stable(w, 3), how.buf]);
+    return how.buf!;
+  }
+
+  fwdWeights(w: Float32Array, run: Run): Float32Array {
+    return this.convert(w, this.fwdW, run);
+  }
+
+  private bwdDataPrims() {
+    if (!this.bd) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      check(
+        this.lib.dnnl_convolution_backward_data_desc_init(
+          op,
+          CONV_DIRECT,
+          this.srcMd,
+          this.anyW,
+          this.dstMd,
+          this.strides,
+          this.padL,
+          this.padR,
+        ),
+        "conv bwd data desc",
+      );
+      const pd = this.pd(op, this.fwdPd);
+      const wMd = this.lib.dnnl_primitive_desc_query_md(pd, Q_WEIGHTS, 0);
+      const diffSrc = this.lib.dnnl_primitive_desc_query_md(pd, Q_DIFF_SRC, 0);
+      if (this.lib.dnnl_memory_desc_equal(diffSrc, this.p(this.srcMd)) !== 1) {
+        throw new Error("oneDNN chose another diff_src layout");
+      }
+      const prim = this.make(pd, [ARG_DIFF_SRC, ARG_WEIGHTS, ARG_DIFF_DST], [
+        this.p(this.srcMd),
+        wMd,
+        this.p(this.dstMd),
+      ]);
+      this.bd = { prim, ...this.weightsIn(wMd) };
+    }
+    return this.bd;
+  }
+
+  bwdData(): Prim {
+    return this.bwdDataPrims().prim;
+  }
+
+  bwdDataWeights(w: Float32Array, run: Run): Float32Array {
+    return this.convert(w, this.bwdDataPrims(), run);
+  }
+
+  bwdWeights(): { prim: Prim; back: Prim | null } {
+    if (!this.bw) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      check(
+        this.lib.dnnl_convolution_backward_weights_desc_init(
+          op,
+          CONV_DIRECT,
+          this.srcMd,
+          this.anyW,
+          new Uint8Array(offHeap(MD_BYTES)),
+          this.dstMd,
+          this.strides,
+          this.padL,
+          this.padR,
+        ),
+        "conv bwd weights desc",
+      );
+      const pd = this.pd(op, this.fwdPd);
+      const dwMd = this.lib.dnnl_primitive_desc_query_md(pd, Q_DIFF_WEIGHTS, 0);
+      const src = this.lib.dnnl_primitive_desc_query_md(pd, Q_SRC, 0);
+      if (this.lib.dnnl_memory_desc_equal(src, this.p(this.srcMd)) !== 1) {
+        throw new Error("oneDNN chose another src layout");
+      }
+      const prim = this.make(pd, [ARG_SRC, ARG_DIFF_WEIGHTS, ARG_DIFF_DST], [
+        this.p(this.srcMd),
+        dwMd,
+        this.p(this.dstMd),
+      ]);
+      const same = this.lib.dnnl_memory_desc_equal(dwMd, this.p(this.userW)) === 1;
+      this.bw = same ? { prim, back: null, tmp: null } : {
+        prim,
+        back: this.reorder(dwMd, this.p(this.userW)),
+        tmp: f32(Math.ceil(Number(this.lib.dnnl_memory_desc_get_size(dwMd)) / 4)),
+      };
+    }
+    return this.bw;
+  }
+
+  diffWeightsTmp(): Float32Array | null {
+    return this.bwdWeights() && this.bw!.tmp;
+  }
+}
+
+let cached: Dnnl | null | undefined;
+let why = "";
+
+/** Why `loadDnnl()` returned null. */
+export function dnnlFailure(): string {
+  return why;
+}
+
+/** Opens libdnnl 2.x once; null when absent, another major version, or no FFI permission. */
+export function loadDnnl(): Dnnl | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  for (const path of ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "libdnnl.so.2"]) {
+    try {
+      const lib = Deno.dlopen(path, SYMBOLS);
+      cached = new Dnnl(lib.symbols);
+      if (!cached.version.startsWith("2.")) {
+        why = `oneDNN ${cached.version} is not 2.x`;
+        cached = null;
+      }
+      return cached;
+    } catch (e) {
+      why = `${path}: ${(e as Error).message.split("\n")[0]}`;
+    }
+  }
+  return null;
+}
