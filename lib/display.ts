@@ -39,8 +39,12 @@ export function inKernel(): boolean {
 
 /** Shows a bundle now (in a kernel), or prints its text/plain part (elsewhere). */
 export async function show(bundle: MimeBundle): Promise<void> {
-  if (jupyter) await jupyter.display(bundle, { raw: true });
-  else console.log(String(bundle["text/plain"] ?? ""));
+  if (jupyter) {
+    await jupyter.display(bundle, { raw: true });
+    // Deno's kernel queues display messages and sends them from another task; without giving
+    // it a turn, a cell can report "done" first and nbconvert drops its last outputs.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  } else console.log(String(bundle["text/plain"] ?? ""));
 }
 
 function escapeHtml(s: string): string {
