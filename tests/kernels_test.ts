@@ -208,29 +208,36 @@ Deno.test("BatchMatMul and _FusedMatMul match cpu (transposes, batches, bias, ac
   delete fallbackCounts._FusedMatMul;
 });
 
-Deno.test("MaxPool and MaxPoolGrad match cpu (valid/same, strides 1/2, odd sizes, ties)", async () => {
-  let seed = 200;
-  for (
-    const [n, h, w, c, f, s, pad] of [
-      [1, 5, 7, 3, 2, 1, "valid"],
-      [2, 5, 7, 3, 2, 2, "same"],
-      [2, 6, 6, 4, 2, 2, "valid"],
-      [1, 7, 5, 2, 3, 2, "same"],
-      [3, 9, 9, 5, 3, 1, "same"],
-    ] as [number, number, number, number, number, number, string][]
-  ) {
-    const xv = rand(n * h * w * c, seed++);
-    // quantise some values so windows hold ties: the first maximum must win
-    for (let i = 0; i < xv.length; i += 3) xv[i] = Math.round(xv[i] * 2) / 2;
-    const x = { shape: [n, h, w, c], values: xv };
-    const attrs = { filterSize: [f, f], strides: [s, s], pad };
-    await check("MaxPool", { x }, attrs, 1);
-    const y = await runOn("cpu", "MaxPool", { x }, attrs);
-    const dy = { shape: y.shape, values: rand(y.values.length, seed++) };
-    await check("MaxPoolGrad", { dy, input: x, output: y }, attrs, f * f);
-  }
-  assert.deepEqual(fallbackCounts, {}, "no fast kernel declined");
-});
+for (const engine of ENGINES.map(([e]) => e).filter((e, i, all) => all.indexOf(e) === i)) {
+  Deno.test(`MaxPool and MaxPoolGrad match cpu (${engine}; valid/same, strides 1/2, odd sizes, ties)`, async () => {
+    setConvEngine(engine);
+    try {
+      let seed = 200;
+      for (
+        const [n, h, w, c, f, s, pad] of [
+          [1, 5, 7, 3, 2, 1, "valid"],
+          [2, 5, 7, 3, 2, 2, "same"],
+          [2, 6, 6, 4, 2, 2, "valid"],
+          [1, 7, 5, 2, 3, 2, "same"],
+          [3, 9, 9, 5, 3, 1, "same"],
+        ] as [number, number, number, number, number, number, string][]
+      ) {
+        const xv = rand(n * h * w * c, seed++);
+        // quantise some values so windows hold ties: the first maximum must win
+        for (let i = 0; i < xv.length; i += 3) xv[i] = Math.round(xv[i] * 2) / 2;
+        const x = { shape: [n, h, w, c], values: xv };
+        const attrs = { filterSize: [f, f], strides: [s, s], pad };
+        await check("MaxPool", { x }, attrs, 1);
+        const y = await runOn("cpu", "MaxPool", { x }, attrs);
+        const dy = { shape: y.shape, values: rand(y.values.length, seed++) };
+        await check("MaxPoolGrad", { dy, input: x, output: y }, attrs, f * f);
+      }
+      assert.deepEqual(fallbackCounts, {}, "no fast kernel declined");
+    } finally {
+      setConvEngine("dnnl");
+    }
+  });
+}
 
 Deno.test("the pure-JS GEMM gives the same convolutions when OpenBLAS is absent", async () => {
   useJsGemm(true);

@@ -37,10 +37,10 @@ interface Geom {
 let dnnlChoice: Dnnl | null | undefined;
 
 /**
- * The oneDNN engine when the convolutions run on it (libdnnl 2.x present and not disabled
+ * The oneDNN engine when convolutions and max-pooling run on it (libdnnl 2.x present and not disabled
  * with CPU_FAST_CONV=im2col), else null: im2col + GEMM.
  */
-function dnnl(): Dnnl | null {
+export function convDnnl(): Dnnl | null {
   if (dnnlChoice === undefined) {
     let mode = "";
     try {
@@ -60,7 +60,7 @@ export function setConvEngine(engine: "dnnl" | "im2col"): void {
 
 /** One line on how convolutions run, for `registerFastCpuBackend().why`. */
 export function describeConv(): string {
-  const d = dnnl();
+  const d = convDnnl();
   if (d) return `convolutions on oneDNN ${d.version} (direct JIT, NHWC)`;
   return `im2col convolutions${dnnlFailure() ? ` (oneDNN: ${dnnlFailure()})` : ""}`;
 }
@@ -202,7 +202,7 @@ function convForward(
   g: Geom,
   bias: Float32Array | null = null,
 ): Float32Array {
-  const d = dnnl();
+  const d = convDnnl();
   if (d) return d.forward(g, x, w, bias);
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
@@ -259,7 +259,7 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   if (!epilogueSupported(act, g.outC, lastAxisSize(bias), lastAxisSize(prelu))) return null;
   let b = bias ? f32(backend, bias) : null;
   // oneDNN adds a per-channel bias inside the convolution; a scalar one goes to the epilogue
-  const inConv = dnnl() !== null && b !== null && b.length === g.outC;
+  const inConv = convDnnl() !== null && b !== null && b.length === g.outC;
   const y = convForward(f32(backend, x), f32(backend, filter), g, inConv ? b : null);
   if (inConv) b = null;
   if (b === null && act === "linear") return out(backend, info.outShape, y);
@@ -283,7 +283,7 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   const g = geom(info);
   if (!g) return null;
   const dyv = f32(backend, dy), w = f32(backend, filter);
-  const d = dnnl();
+  const d = convDnnl();
   if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w));
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
@@ -310,7 +310,7 @@ export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => 
   const g = geom(info);
   if (!g) return null;
   const xv = f32(backend, x), dyv = f32(backend, dy);
-  const d = dnnl();
+  const d = convDnnl();
   if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv));
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;

@@ -9,7 +9,8 @@
 
 const F32 = 3, FORMAT_ANY = 1, CPU = 1;
 const FWD_TRAINING = 64, BWD_DATA = 160, BWD_WEIGHTS = 192, CONV_DIRECT = 1;
-const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132;
+const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_WORKSPACE = 135;
+const POOL_MAX = 511, BWD = 128, ARG_WORKSPACE = 64;
 const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
 const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
 /** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
@@ -58,6 +59,24 @@ const SYMBOLS = {
       "buffer",
       "buffer",
     ],
+    result: "i32",
+  },
+  dnnl_pooling_forward_desc_init: {
+    parameters: [
+      "buffer",
+      "i32",
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "i32",
+  },
+  dnnl_pooling_backward_desc_init: {
+    parameters: ["buffer", "i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
   dnnl_primitive_desc_create: {
@@ -248,6 +267,38 @@ export class Dnnl {
     const wk = c.fwdWeights(w, (p, a) => this.run(p, a));
     this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
     return y;
+  }
+
+  private pools = new Map<string, PoolPrims>();
+
+  private pool(g: PoolGeom): PoolPrims {
+    const key = JSON.stringify(g);
+    let p = this.pools.get(key);
+    if (!p) {
+      p = new PoolPrims(this.lib, g, this.engine, (pd, ids, mds) => this.primitive(pd, ids, mds));
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  /** Max-pooling forward, NHWC. */
+  maxPool(g: PoolGeom, x: Float32Array): Float32Array {
+    const p = this.pool(g);
+    const y = f32(g.batch * g.outH * g.outW * g.c);
+    this.run(p.fwd, [stable(x), y, p.ws]);
+    return y;
+  }
+
+  /**
+   * Max-pooling gradient: reruns the forward to get oneDNN's arg-max workspace (tfjs hands
+   * the gradient kernel x, y and dy, not indices), then scatters dy.
+   */
+  maxPoolGrad(g: PoolGeom, x: Float32Array, dy: Float32Array): Float32Array {
+    const p = this.pool(g);
+    this.run(p.fwd, [stable(x), p.yTmp, p.ws]);
+    const dx = f32(g.batch * g.inH * g.inW * g.c);
+    this.run(p.bwd(), [stable(dy, 4), p.ws, dx]);
+    return dx;
   }
 
   /** dx for dy, NHWC. */
@@ -461,6 +512,108 @@ class ConvPrims {
 
   diffWeightsTmp(): Float32Array | null {
     return this.bwdWeights() && this.bw!.tmp;
+  }
+}
+
+/** Geometry of one NHWC max-pooling. */
+export interface PoolGeom {
+  batch: number;
+  inH: number;
+  inW: number;
+  c: number;
+  outH: number;
+  outW: number;
+  fh: number;
+  fw: number;
+  sh: number;
+  sw: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/** Forward (training, with arg-max workspace) and backward max-pooling of one geometry. */
+class PoolPrims {
+  fwd: Prim;
+  ws: Float32Array;
+  yTmp: Float32Array;
+  private fwdPd: Ptr;
+  private bwdPrim?: Prim;
+  private srcMd: Uint8Array;
+  private dstMd: Uint8Array;
+  private wsMd: Ptr;
+  private params: BigInt64Array[];
+
+  constructor(private lib: Lib, g: PoolGeom, private engine: Ptr, private make: MakePrim) {
+    const { batch: N, inH, inW, c, outH, outW } = g;
+    this.srcMd = md(lib, [N, c, inH, inW], [inH * inW * c, 1, inW * c, c]);
+    this.dstMd = md(lib, [N, c, outH, outW], [outH * outW * c, 1, outW * c, c]);
+    this.params = [
+      dims(g.sh, g.sw),
+      dims(g.fh, g.fw),
+      dims(g.padTop, g.padLeft),
+      dims((outH - 1) * g.sh + g.fh - inH - g.padTop, (outW - 1) * g.sw + g.fw - inW - g.padLeft),
+    ];
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    const [st, k, pl, pr] = this.params;
+    check(
+      lib.dnnl_pooling_forward_desc_init(
+        op,
+        FWD_TRAINING,
+        POOL_MAX,
+        this.srcMd,
+        this.dstMd,
+        st,
+        k,
+        pl,
+        pr,
+      ),
+      "pool fwd desc",
+    );
+    this.fwdPd = this.pd(op, null);
+    this.wsMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WORKSPACE, 0);
+    this.ws = f32(Math.ceil(Number(lib.dnnl_memory_desc_get_size(this.wsMd)) / 4));
+    this.yTmp = f32(N * outH * outW * c);
+    this.fwd = make(this.fwdPd, [ARG_SRC, ARG_DST, ARG_WORKSPACE], [
+      Deno.UnsafePointer.of(this.srcMd),
+      Deno.UnsafePointer.of(this.dstMd),
+      this.wsMd,
+    ]);
+  }
+
+  private pd(op: Uint8Array, hint: Ptr): Ptr {
+    const out = ptrOut();
+    check(
+      this.lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, null, this.engine, hint),
+      "pool pd",
+    );
+    return ptrOf(out);
+  }
+
+  bwd(): Prim {
+    if (!this.bwdPrim) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      const [st, k, pl, pr] = this.params;
+      check(
+        this.lib.dnnl_pooling_backward_desc_init(
+          op,
+          POOL_MAX,
+          this.srcMd,
+          this.dstMd,
+          st,
+          k,
+          pl,
+          pr,
+        ),
+        "pool bwd desc",
+      );
+      const pd = this.pd(op, this.fwdPd);
+      this.bwdPrim = this.make(pd, [ARG_DIFF_DST, ARG_WORKSPACE, ARG_DIFF_SRC], [
+        Deno.UnsafePointer.of(this.dstMd),
+        this.wsMd,
+        Deno.UnsafePointer.of(this.srcMd),
+      ]);
+    }
+    return this.bwdPrim;
   }
 }
 

@@ -5,6 +5,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { allF32, f32, type FastKernel, type KernelArgs, out } from "./util.ts";
+import { type PoolGeom } from "./dnnl.ts";
+import { convDnnl } from "./conv.ts";
 
 function poolInfo(xShape: number[], attrs: KernelArgs["attrs"]): tf.backend_util.Conv2DInfo | null {
   const info = tf.backend_util.computePool2DInfo(
@@ -18,6 +20,23 @@ function poolInfo(xShape: number[], attrs: KernelArgs["attrs"]): tf.backend_util
   return info.dilationHeight === 1 && info.dilationWidth === 1 ? info : null;
 }
 
+function poolGeom(info: tf.backend_util.Conv2DInfo): PoolGeom {
+  return {
+    batch: info.batchSize,
+    inH: info.inHeight,
+    inW: info.inWidth,
+    c: info.inChannels,
+    outH: info.outHeight,
+    outW: info.outWidth,
+    fh: info.filterHeight,
+    fw: info.filterWidth,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+  };
+}
+
 /** MaxPool: inputs {x}, attrs {filterSize, strides, pad, dimRoundingMode}. */
 export const maxPool: FastKernel = ({ inputs, backend, attrs }) => {
   const { x } = inputs;
@@ -25,6 +44,8 @@ export const maxPool: FastKernel = ({ inputs, backend, attrs }) => {
   const info = poolInfo(x.shape, attrs);
   if (!info) return null;
   const xv = f32(backend, x);
+  const d = convDnnl();
+  if (d) return out(backend, info.outShape, d.maxPool(poolGeom(info), xv));
   const { batchSize, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
   const fh = info.filterHeight, fw = info.filterWidth;
   const sh = info.strideHeight, sw = info.strideWidth;
@@ -63,6 +84,8 @@ export const maxPoolGrad: FastKernel = ({ inputs, backend, attrs }) => {
   const info = poolInfo(x.shape, attrs);
   if (!info) return null;
   const xv = f32(backend, x), dyv = f32(backend, dy);
+  const d = convDnnl();
+  if (d) return out(backend, x.shape, d.maxPoolGrad(poolGeom(info), xv, dyv));
   const { batchSize, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
   const fh = info.filterHeight, fw = info.filterWidth;
   const sh = info.strideHeight, sw = info.strideWidth;
