@@ -11,6 +11,8 @@ import {
   checkTools,
   errorOutputs,
   parseNbconvertFailure,
+  report,
+  ReportError,
   selfContained,
 } from "../scripts/report.ts";
 
@@ -26,7 +28,11 @@ async function toolsMissing(): Promise<string | null> {
     return (e as Error).message;
   }
 }
-const missing = await toolsMissing();
+const missing = await toolsMissing() ??
+  (await Deno.stat(CHROMIUM).then(
+    () => null,
+    () => `Chromium not found at ${CHROMIUM} (set CHROMIUM=…)`,
+  ));
 if (missing && !IN_CI) console.warn(`report_test: skipping the notebook runs — ${missing}`);
 
 /** Runs `deno task report` as a user would, with the given environment; output goes to the test log. */
@@ -317,7 +323,7 @@ Deno.test({
   name: "report: notebook 07 on the fixture run records — table, charts, browser check",
   ignore: Boolean(missing) && !IN_CI,
   async fn() {
-    if (missing) throw new Error(`jupyter is required in CI: ${missing}`);
+    if (missing) throw new Error(`required in CI: ${missing}`);
     const out = await Deno.makeTempDir({ prefix: "report_test_fixtures_" });
     try {
       const code = await runReport(["--only", "07", "--out", out], {
@@ -356,7 +362,7 @@ Deno.test({
   name: "report: every notebook in the quick profile runs cleanly and renders in Chromium",
   ignore: Boolean(missing) && !IN_CI,
   async fn() {
-    if (missing) throw new Error(`jupyter is required in CI: ${missing}`);
+    if (missing) throw new Error(`required in CI: ${missing}`);
     const out = await Deno.makeTempDir({ prefix: "report_test_quick_" });
     const runs = await Deno.makeTempDir({ prefix: "report_test_runs_" });
     try {
@@ -387,6 +393,52 @@ Deno.test({
     } finally {
       await Deno.remove(out, { recursive: true });
       await Deno.remove(runs, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "report: a failing notebook is named, with its cell and error",
+  ignore: Boolean(missing) && !IN_CI,
+  async fn() {
+    if (missing) throw new Error(`required in CI: ${missing}`);
+    const dir = await Deno.makeTempDir({ prefix: "report_test_failing_" });
+    try {
+      const cell = (source: string) => ({
+        cell_type: "code",
+        execution_count: null,
+        metadata: {},
+        outputs: [],
+        source,
+      });
+      const nb = {
+        cells: [
+          { cell_type: "markdown", metadata: {}, source: "# Broken" },
+          cell("const a = 1;\na"),
+          cell("throw new Error('boom in cell 3')"),
+        ],
+        metadata: { kernelspec: { name: "deno", display_name: "Deno", language: "typescript" } },
+        nbformat: 4,
+        nbformat_minor: 5,
+      };
+      await Deno.mkdir(join(dir, "nb"));
+      await Deno.writeTextFile(join(dir, "nb", "01_broken.ipynb"), JSON.stringify(nb));
+      await assert.rejects(
+        report({ notebooksDir: join(dir, "nb"), outDir: join(dir, "html"), log: () => {} }),
+        (e: Error) => {
+          assert.ok(e instanceof ReportError, String(e));
+          assert.match(
+            e.message,
+            /notebook 01_broken\.ipynb failed in cell 3 \(`throw new Error\('boom in cell 3'\)`\)/,
+          );
+          assert.match(e.message, /Error: boom in cell 3/);
+          return true;
+        },
+      );
+      const index = await Deno.readTextFile(join(dir, "html", "index.html"));
+      assert.match(index, /Broken.*failed/s, "the index marks the failed notebook");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
