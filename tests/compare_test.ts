@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import {
+  comparisonCharts,
+  findings,
+  recordsSummary,
+  runsOfProfile,
+  runsOverview,
+  runsTable,
+} from "../lib/compare.ts";
+import { DISPLAY } from "../lib/display.ts";
+import { loadRuns } from "../lib/runs.ts";
+
+const FIXTURES = fileURLToPath(new URL("./fixtures/runs", import.meta.url));
+
+Deno.test("the fixture run records load, the interrupted .tmp- one is ignored", async () => {
+  const runs = await loadRuns(FIXTURES);
+  assert.equal(runs.length, 6);
+  assert.ok(runs.every((r) => !r.id.startsWith(".tmp-")));
+  assert.equal(runsOfProfile(runs, "full").length, 5);
+  assert.equal(runsOfProfile(runs, "quick").length, 1);
+  assert.match(
+    recordsSummary(runs, FIXTURES),
+    /^6 run records in .*: 5 full-profile, 1 quick-profile\.$/,
+  );
+});
+
+Deno.test("runsTable has one row per run with the comparison columns", async () => {
+  const full = runsOfProfile(await loadRuns(FIXTURES), "full");
+  const df = runsTable(full);
+  assert.equal(df.height, 5);
+  assert.deepEqual(df.columns, [
+    "model",
+    "section",
+    "profile",
+    "parameters",
+    "epochs",
+    "stopped",
+    "wall_s",
+    "samples_per_s",
+    "backend",
+    "test_accuracy",
+    "weights",
+    "run",
+  ]);
+  const rows = df.toRecords() as Record<string, unknown>[];
+  const scratch = rows.find((r) => r.model === "vgg16_scratch")!;
+  assert.equal(scratch.stopped, "diverged");
+  assert.equal(scratch.test_accuracy, 0.1135);
+  const resnet = rows.find((r) => r.model === "resnet152v2_head")!;
+  assert.match(String(resnet.weights), /random features \(ImageNet weights unavailable\)/);
+});
+
+Deno.test("findings flag the collapse; zero runs give notices, not errors", async () => {
+  const full = runsOfProfile(await loadRuns(FIXTURES), "full");
+  const text = findings(full);
+  assert.match(text, /\*\*vgg16_scratch\*\*: 11\.35% test accuracy — \*\*collapsed\*\*/);
+  assert.doesNotMatch(text, /baseline_cnn\*\*: [0-9.]+% test accuracy — \*\*collapsed/);
+  assert.match(findings([]), /No runs/);
+  assert.deepEqual(await comparisonCharts([]), []);
+  assert.match(
+    String(runsOverview([], "full-profile runs")[DISPLAY]()["text/markdown"]),
+    /no run records yet/,
+  );
+  assert.match(recordsSummary([], "/x"), /No run records in `\/x` yet/);
+});
+
+Deno.test("comparison charts render to SVG", async () => {
+  const full = runsOfProfile(await loadRuns(FIXTURES), "full");
+  const charts = await comparisonCharts(full, "fixtures");
+  assert.equal(charts.length, 3);
+  for (const c of charts) assert.match(c.svg, /^<svg[\s\S]*<path/);
+  assert.ok(
+    charts[2].svg.includes("vgg16_scratch"),
+    "the learning curves have a legend entry per run",
+  );
+});
