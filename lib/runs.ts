@@ -212,7 +212,9 @@ export interface SaveRunOptions {
 export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promise<string> {
   const root = opts.root ?? runsRoot();
   const now = opts.now ?? new Date();
-  const id = makeRunId(input.modelName, input.profile.name, now);
+  // Two runs started in the same second share the time stamp; the random suffix tells them apart.
+  let id = makeRunId(input.modelName, input.profile.name, now);
+  while (await exists(join(root, id))) id = makeRunId(input.modelName, input.profile.name, now);
   const tmp = join(root, `.tmp-${id}`);
   const final = join(root, id);
   try {
@@ -283,6 +285,15 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
     throw e;
   }
   return final;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function readJson<T>(path: string): Promise<T> {
