@@ -28,6 +28,12 @@ function runName(r: RunRecord, records: RunRecord[]): string {
     : r.config.modelName;
 }
 
+/** The device's first phrase, e.g. "OpenBLAS 0.3.21" — the full string can run to a paragraph. */
+export function shortDevice(device: string, max = 28): string {
+  const first = device.split(/[;(,]| NO_| MAX_/)[0].trim();
+  return first.length > max ? `${first.slice(0, max - 1)}…` : first;
+}
+
 /**
  * One row per run: model, section, profile, parameters, epochs run, wall time, samples/s,
  * backend, test accuracy, weights source/label, and the run id to find the folder.
@@ -49,7 +55,7 @@ export function runsTable(records: RunRecord[]): pl.DataFrame {
     pl.Series("samples_per_s", col((r) => r.metrics.samplesPerSecond), pl.Float64),
     pl.Series(
       "backend",
-      col((r) => `${r.config.backend.name} (${r.config.backend.device})`),
+      col((r) => `${r.config.backend.name} (${shortDevice(r.config.backend.device)})`),
       pl.Utf8,
     ),
     pl.Series("test_accuracy", col((r) => r.metrics.testAccuracy), pl.Float64),

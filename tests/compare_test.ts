@@ -7,6 +7,7 @@ import {
   runsOfProfile,
   runsOverview,
   runsTable,
+  shortDevice,
 } from "../lib/compare.ts";
 import { DISPLAY } from "../lib/display.ts";
 import { loadRuns } from "../lib/runs.ts";
@@ -74,4 +75,14 @@ Deno.test("comparison charts render to SVG", async () => {
     charts[2].svg.includes("vgg16_scratch"),
     "the learning curves have a legend entry per run",
   );
+});
+
+Deno.test("shortDevice keeps the device's first phrase", () => {
+  assert.equal(
+    shortDevice(
+      "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH MAX_THREADS=64, 2 threads via FFI; im2col",
+    ),
+    "OpenBLAS 0.3.21",
+  );
+  assert.equal(shortDevice("NVIDIA H100 80GB HBM3"), "NVIDIA H100 80GB HBM3");
 });
