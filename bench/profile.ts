@@ -3,13 +3,14 @@
  * `trainOnBatch` steps, summed by kernel name (and shapes with --shapes).
  *
  *   deno run -A bench/profile.ts [--model baseline] [--backend cpu-fast] [--steps 3] [--shapes]
+ *                                [--optimizer fused|tfjs]
  */
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { buildVggSmall } from "../lib/models/vgg_small.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { fusedAdam, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 
 const MODELS: Record<string, [() => tf.LayersModel, number, number[]]> = {
   baseline: [() => buildBaseline({ seed: 1 }), 32, [32, 32, 3]],
@@ -25,6 +26,7 @@ if (import.meta.main) {
       backend: { type: "string", default: "cpu-fast" },
       steps: { type: "string", default: "3" },
       shapes: { type: "boolean", default: false },
+      optimizer: { type: "string", default: "fused" },
     },
   });
   tf.enableProdMode();
@@ -32,6 +34,9 @@ if (import.meta.main) {
   await tf.setBackend(values.backend!);
   const [build, batch, input] = MODELS[values.model!];
   const model = build();
+  if (values.optimizer === "fused") {
+    model.compile({ optimizer: fusedAdam(0.001, 0.9, 0.999, 1e-7), loss: "sparseCategoricalCrossentropy" });
+  }
   const x = tf.randomUniform([batch, ...input]);
   const y = tf.tensor(Array.from({ length: batch }, (_, i) => i % 10), [batch], "float32");
   await model.trainOnBatch(x, y); // warm-up
