@@ -1,0 +1,429 @@
+/**
+ * The transfer-learning pipeline of notebooks 05 and 06: the frozen base runs once per split and
+ * preprocessing (features cached on disk by lib/features.ts), then the head trains on the cached
+ * features for all its epochs. `fitFeatures` and `evaluateFeatures` return the same `FitResult`
+ * and `Evaluation` as lib/train.ts, so run records and interpretation work unchanged.
+ */
+import * as tf from "@tensorflow/tfjs";
+import pl from "nodejs-polars";
+import { LiveText } from "./display.ts";
+import {
+  extractFeatures,
+  type FeatureSet,
+  fingerprint,
+  preprocessInput,
+  type PreprocessMode,
+} from "./features.ts";
+import type { MnistSplit } from "./mnist.ts";
+import { compileStudy, glorot } from "./models/common.ts";
+import { batches, makeBatch, range, RGB32, rng, shuffled } from "./preprocess.ts";
+import {
+  type Divergence,
+  DivergenceGuard,
+  type EpochLogs,
+  type Evaluation,
+  type FitResult,
+  historyFrame,
+  scorePredictions,
+  withSeededRandom,
+} from "./train.ts";
+
+/** The label every table, chart and run record carries when the base is random. */
+export const RANDOM_FEATURES_LABEL = "random features (ImageNet weights unavailable)";
+
+/** A split's features from a frozen base, with its labels. */
+export interface FeatureSplit extends FeatureSet {
+  /** "train" or "test". */
+  split: string;
+  mode: PreprocessMode;
+  labels: Uint8Array;
+  count: number;
+  /** Seconds the base took when these features were computed (this run or the one that cached them). */
+  extractSeconds: number;
+  /** Images per second of that extraction. */
+  imagesPerSecond: number;
+}
+
+/** What was recorded next to a cache file when it was written (the cache header has no timings). */
+interface CacheNote {
+  extractSeconds: number;
+  count: number;
+  createdAt: string;
+}
+
+async function readNote(path: string): Promise<CacheNote | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${path}.json`)) as CacheNote;
+  } catch {
+    return undefined;
+  }
+}
+
+function bar(fraction: number, width = 24): string {
+  const full = Math.round(fraction * width);
+  return "█".repeat(full) + "░".repeat(width - full);
+}
+
+/** Options of `splitFeatures`. */
+export interface SplitFeatureOptions {
+  /** Base model name in the cache key, e.g. "vgg16". */
+  model: string;
+  /** `imagenetBase(...).weightsKey`: the weights' md5 or `random:<seed>`. */
+  weightsKey: string;
+  mode: PreprocessMode;
+  /** "train" or "test" (part of the cache key and of the progress line). */
+  split: string;
+  /** Images per forward pass; default 64. */
+  batchSize?: number;
+  cacheDir?: string;
+  /** Live progress line; default true. */
+  progress?: boolean;
+}
+
+/**
+ * Features of every image of `data` from the frozen `base` (in inference mode), via the disk cache:
+ * images go through the study's transform (pad to 32, /255, 3 channels), then `preprocessInput`
+ * with `mode`. The cache key names the base, its weights, the preprocessing, the split and a
+ * fingerprint of the exact images and labels, so any change recomputes.
+ */
+export async function splitFeatures(
+  base: tf.LayersModel,
+  data: MnistSplit,
+  opts: SplitFeatureOptions,
+): Promise<FeatureSplit> {
+  const px = data.rows * data.cols;
+  const labels = data.labels.slice(0, data.count);
+  const key = {
+    model: opts.model,
+    weights: opts.weightsKey,
+    preprocessing: opts.mode,
+    data: fingerprint(data.images.subarray(0, data.count * px), labels),
+    split: opts.split,
+    input: "study-pad32-rgb",
+  };
+  const live = new LiveText(opts.progress === false);
+  const t0 = performance.now();
+  let shown = 0;
+  // extractFeatures does not await onBatch: chain the updates so they arrive in order.
+  let pending = Promise.resolve();
+  const set = await extractFeatures({
+    base,
+    key,
+    count: data.count,
+    batchSize: opts.batchSize,
+    cacheDir: opts.cacheDir,
+    makeBatch: (start, end) => {
+      const { x, y } = makeBatch(data, range(start, end), RGB32);
+      y.dispose();
+      try {
+        return preprocessInput(x, opts.mode);
+      } finally {
+        x.dispose();
+      }
+    },
+    onBatch: (done, count) => {
+      const now = performance.now();
+      if (opts.progress === false || (now - shown < 1000 && done < count)) return;
+      shown = now;
+      const rate = done / ((now - t0) / 1000);
+      const text =
+        `${opts.model} ${opts.split} (${opts.mode}) ${bar(done / count)} ${done}/${count}  ` +
+        `${rate.toFixed(0)} images/s  ETA ${((count - done) / rate).toFixed(0)} s`;
+      pending = pending.then(() => live.update(text));
+    },
+  });
+  await pending;
+  let extractSeconds = set.seconds;
+  if (set.hit) {
+    const note = await readNote(set.path);
+    extractSeconds = note?.count === data.count ? note.extractSeconds : NaN;
+  } else {
+    const note: CacheNote = {
+      extractSeconds: set.seconds,
+      count: data.count,
+      createdAt: new Date().toISOString(),
+    };
+    await Deno.writeTextFile(`${set.path}.json`, JSON.stringify(note) + "\n");
+  }
+  const line = set.hit
+    ? `${opts.model} ${opts.split} (${opts.mode}): ${data.count} feature rows read from the cache ` +
+      `in ${set.seconds.toFixed(2)} s`
+    : `${opts.model} ${opts.split} (${opts.mode}): base ran over ${data.count} images in ` +
+      `${set.seconds.toFixed(1)} s (${(data.count / set.seconds).toFixed(0)} images/s), cached`;
+  await live.update(line);
+  return {
+    ...set,
+    split: opts.split,
+    mode: opts.mode,
+    labels,
+    count: data.count,
+    extractSeconds,
+    imagesPerSecond: data.count / extractSeconds,
+  };
+}
+
+/** Rows `indices` of a feature split as a batch: x [n, ...feature shape], y float32 labels [n]. */
+export function featureBatch(
+  data: { features: Float32Array; shape: number[]; labels: Uint8Array },
+  indices: ArrayLike<number>,
+): { x: tf.Tensor; y: tf.Tensor1D } {
+  const per = data.shape.slice(1).reduce((a, b) => a * b, 1);
+  const rows = new Float32Array(indices.length * per);
+  const labels = new Float32Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    const r = indices[i];
+    rows.set(data.features.subarray(r * per, (r + 1) * per), i * per);
+    labels[i] = data.labels[r];
+  }
+  return { x: tf.tensor(rows, [indices.length, ...data.shape.slice(1)]), y: tf.tensor1d(labels) };
+}
+
+/** Head layers after Flatten, as the study declares them. */
+export type HeadLayer =
+  | { dense: number; activation: "relu" | "softmax" }
+  | { dropout: number };
+
+/** The study's VGG16 head: Flatten → Dense(4096, relu) → Dropout(0.2) → Dense(1000, relu) → Dense(10, softmax). */
+export const VGG16_HEAD: HeadLayer[] = [
+  { dense: 4096, activation: "relu" },
+  { dropout: 0.2 },
+  { dense: 1000, activation: "relu" },
+  { dense: 10, activation: "softmax" },
+];
+
+/** The study's ResNet152V2 head: Flatten → Dense(10, softmax). */
+export const RESNET152V2_HEAD: HeadLayer[] = [{ dense: 10, activation: "softmax" }];
+
+/**
+ * A head that takes the base's feature shape (e.g. 1×1×512): Flatten then `layers`, with Keras's
+ * default names (flatten, dense, dense_1, …) and initialisers, compiled as the study compiles
+ * (Adam, sparse categorical cross-entropy, accuracy).
+ */
+export function buildHead(
+  featureShape: number[],
+  layers: HeadLayer[],
+  opts: { seed?: number; learningRate?: number; name?: string } = {},
+): tf.LayersModel {
+  const init = glorot(opts.seed);
+  const input = tf.input({ shape: featureShape, name: "features" });
+  let x = tf.layers.flatten({ name: "flatten" }).apply(input) as tf.SymbolicTensor;
+  let dense = 0, dropout = 0;
+  const suffix = (n: number) => (n === 0 ? "" : `_${n}`);
+  for (const l of layers) {
+    const layer = "dense" in l
+      ? tf.layers.dense({
+        units: l.dense,
+        activation: l.activation,
+        kernelInitializer: init(),
+        name: `dense${suffix(dense++)}`,
+      })
+      : tf.layers.dropout({ rate: l.dropout, name: `dropout${suffix(dropout++)}` });
+    x = layer.apply(x) as tf.SymbolicTensor;
+  }
+  return compileStudy(tf.model({ inputs: input, outputs: x, name: opts.name ?? "head" }), opts);
+}
+
+/** Options of `fitFeatures`: the settings of lib/train.ts's `fit` that a head needs. */
+export interface FitFeatureOptions {
+  epochs: number;
+  batchSize: number;
+  /** Fixes the shuffle order and dropout masks. */
+  seed?: number;
+  /** "stop" (default) ends a diverged run; "warn" records it and trains on; "off" skips the check. */
+  divergence?: "stop" | "warn" | "off";
+  /** Live progress line; default true. */
+  progress?: boolean;
+  /** Label of the progress line, e.g. "head (study)". */
+  label?: string;
+}
+
+/**
+ * Trains `head` on cached features as Keras's `fit` would train the frozen model: shuffled batches
+ * every epoch, per-epoch mean loss and accuracy, the divergence guard. Returns a `FitResult`.
+ */
+export function fitFeatures(
+  head: tf.LayersModel,
+  train: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
+  opts: FitFeatureOptions,
+): Promise<FitResult> {
+  return withSeededRandom(opts.seed, () => fitFeatureLoop(head, train, opts));
+}
+
+async function fitFeatureLoop(
+  head: tf.LayersModel,
+  train: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
+  opts: FitFeatureOptions,
+): Promise<FitResult> {
+  const random = rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
+  const guardMode = opts.divergence ?? "stop";
+  const guard = new DivergenceGuard();
+  const live = new LiveText(opts.progress === false);
+  const label = opts.label ? `${opts.label} ` : "";
+  const rows: EpochLogs[] = [];
+  let divergence: Divergence | null = null;
+  let samples = 0;
+  const t0 = performance.now();
+  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+    const e0 = performance.now();
+    let lossSum = 0, accSum = 0, seen = 0, shown = e0;
+    let batchDivergence: Divergence | null = null;
+    const order = batches(shuffled(train.count, random), opts.batchSize);
+    for (let b = 0; b < order.length; b++) {
+      const { x, y } = featureBatch(train, order[b]);
+      const [loss, acc] = await head.trainOnBatch(x, y) as number[];
+      tf.dispose([x, y]);
+      const n = order[b].length;
+      lossSum += loss * n;
+      accSum += acc * n;
+      seen += n;
+      samples += n;
+      if (guardMode !== "off" && !batchDivergence) {
+        batchDivergence = guard.checkBatch(epoch, b, loss);
+        if (batchDivergence && guardMode === "stop") break;
+      }
+      const now = performance.now();
+      if (opts.progress !== false && now - shown > 1000 && b < order.length - 1) {
+        shown = now;
+        await live.update(
+          `${label}epoch ${epoch + 1}/${opts.epochs} ${bar(seen / train.count)} ` +
+            `${seen}/${train.count}  loss ${(lossSum / seen).toFixed(4)}  ` +
+            `acc ${(accSum / seen).toFixed(4)}`,
+        );
+      }
+    }
+    const logs: EpochLogs = {
+      epoch: epoch + 1,
+      loss: lossSum / seen,
+      accuracy: accSum / seen,
+      seconds: (performance.now() - e0) / 1000,
+    };
+    rows.push(logs);
+    if (opts.progress !== false) {
+      await live.update(
+        `${label}epoch ${epoch + 1}/${opts.epochs} ${bar(1)} ${train.count}/${train.count}  ` +
+          `loss ${logs.loss.toFixed(4)}  acc ${logs.accuracy.toFixed(4)}  ` +
+          `${logs.seconds.toFixed(1)} s`,
+      );
+    }
+    if (guardMode !== "off") {
+      const verdict = batchDivergence ?? guard.checkEpoch(epoch, logs.loss);
+      if (verdict && !divergence) {
+        divergence = verdict;
+        console.warn(`⚠ training diverged: ${verdict.reason}`);
+      }
+      if (verdict && guardMode === "stop") break;
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const trainSeconds = rows.reduce((s, r) => s + r.seconds, 0);
+  return {
+    history: historyFrame(rows),
+    epochsRun: rows.length,
+    stoppedEarly: false,
+    divergence,
+    seconds,
+    samplesPerSecond: samples / Math.max(trainSeconds, 1e-9),
+  };
+}
+
+/** The head's loss, accuracy and predictions on a feature split (Keras's `evaluate`, on features). */
+export async function evaluateFeatures(
+  head: tf.LayersModel,
+  data: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
+  batchSize = 256,
+): Promise<Evaluation> {
+  const probabilities = new Float32Array(data.count * 10);
+  for (const idx of batches(range(0, data.count), batchSize)) {
+    const { x, y } = featureBatch(data, idx);
+    const out = head.predict(x) as tf.Tensor;
+    probabilities.set(await out.data() as Float32Array, idx[0] * 10);
+    tf.dispose([x, y, out]);
+  }
+  return scorePredictions(probabilities, data.labels.slice(0, data.count));
+}
+
+/** What the cache saved for one feature set: the base's cost once, a cache hit, every epoch. */
+export interface CacheCost {
+  features: string;
+  images: number;
+  /** Seconds the base took over these images (once). */
+  extractSeconds: number;
+  /** Seconds to read them back from the cache. */
+  hitSeconds: number;
+}
+
+/**
+ * The feature cache's saving as a table: per feature set, the base's one pass, a cache hit, and the
+ * estimated cost of running the frozen base's forward pass every epoch instead (Keras's frozen-base
+ * `fit`: `epochs` forward passes over the training images; the test set once either way).
+ */
+export function cacheSavingsFrame(rows: CacheCost[], epochs: number): pl.DataFrame {
+  const perEpoch = rows.map((r) => (r.features.includes("train") ? epochs : 1));
+  return pl.DataFrame([
+    pl.Series("features", rows.map((r) => r.features), pl.Utf8),
+    pl.Series("images", rows.map((r) => r.images), pl.Int64),
+    pl.Series("base once (s)", rows.map((r) => r.extractSeconds), pl.Float64),
+    pl.Series("cache hit (s)", rows.map((r) => r.hitSeconds), pl.Float64),
+    pl.Series(
+      "base every epoch, est. (s)",
+      rows.map((r, i) => r.extractSeconds * perEpoch[i]),
+      pl.Float64,
+    ),
+    pl.Series("passes saved", perEpoch.map((p) => p - 1), pl.Int32),
+  ]);
+}
+
+/** Summary statistics of a feature set: how much of the base's output is zero, its scale. */
+export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "split">): {
+  mode: string;
+  split: string;
+  mean: number;
+  std: number;
+  zeroFraction: number;
+  max: number;
+} {
+  const f = set.features;
+  let sum = 0, sq = 0, zeros = 0, max = -Infinity;
+  for (let i = 0; i < f.length; i++) {
+    const v = f[i];
+    sum += v;
+    sq += v * v;
+    if (v === 0) zeros++;
+    if (v > max) max = v;
+  }
+  const mean = sum / f.length;
+  return {
+    mode: set.mode,
+    split: set.split,
+    mean,
+    std: Math.sqrt(Math.max(0, sq / f.length - mean * mean)),
+    zeroFraction: zeros / f.length,
+    max,
+  };
+}
+
+/**
+ * Spatial size through a base: for each named stage (layers whose name starts with a prefix), the
+ * output shape of its last layer and how many layers run at that size. Read from the model's
+ * static shapes; nothing runs.
+ */
+export function stageShapes(model: tf.LayersModel, prefixes: string[]): pl.DataFrame {
+  const out = prefixes.map((p) => {
+    const layers = model.layers.filter((l) => l.name.startsWith(p));
+    const weighted = layers.filter((l) => l.countParams() > 0);
+    const last = layers[layers.length - 1];
+    const shape = (last?.outputShape ?? []) as (number | null)[];
+    const first = layers[0]?.input;
+    const inShape = (Array.isArray(first) ? first[0] : first)?.shape ?? [];
+    return {
+      stage: p,
+      layers: layers.length,
+      convolutions: weighted.filter((l) => l.getClassName() === "Conv2D").length,
+      "spatial in": inShape.slice(1, 3).join("×"),
+      "spatial out": shape.slice(1, 3).join("×"),
+      channels: shape[3] ?? 0,
+      parameters: weighted.reduce((s, l) => s + l.countParams(), 0),
+    };
+  });
+  return pl.DataFrame(out);
+}
