@@ -8,9 +8,9 @@
  */
 
 const F32 = 3, FORMAT_ANY = 1, CPU = 1;
-const FWD_TRAINING = 64, BWD_DATA = 160, BWD_WEIGHTS = 192, CONV_DIRECT = 1;
+const FWD_TRAINING = 64, CONV_DIRECT = 1;
 const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_WORKSPACE = 135;
-const POOL_MAX = 511, BWD = 128, ARG_WORKSPACE = 64;
+const POOL_MAX = 511, ARG_WORKSPACE = 64;
 const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
 const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
 /** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
@@ -629,6 +629,14 @@ export function dnnlFailure(): string {
 export function loadDnnl(): Dnnl | null {
   if (cached !== undefined) return cached;
   cached = null;
+  try {
+    // oneDNN's OpenMP threads otherwise spin after every primitive, fighting OpenBLAS's own
+    // threads (dense layers) for the same cores: measured ~15% slower vgg_small steps.
+    // libgomp reads this once, when it loads with libdnnl; a user's setting wins.
+    if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "passive");
+  } catch {
+    // no env permission: keep libgomp's default
+  }
   for (const path of ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "libdnnl.so.2"]) {
     try {
       const lib = Deno.dlopen(path, SYMBOLS);

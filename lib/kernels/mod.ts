@@ -1,7 +1,13 @@
 /**
  * The CPU fast path: a tfjs backend "cpu-fast" that is tfjs's own cpu backend with the
- * training-heavy kernels (convolutions and their gradients, matmuls, max-pooling) replaced
- * by im2col + native GEMM (OpenBLAS through Deno FFI) and tighter loops.
+ * training-heavy kernels replaced, all through Deno FFI to libraries found at run time:
+ * convolutions and max-pooling on oneDNN (libdnnl 2.x, what PyTorch's CPU convolutions use)
+ * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (else a pure-JS GEMM); element-wise
+ * ops, bias sums and the Adam update (`fusedAdam`) as tight JS loops.
+ *
+ * Files, one job each: blas.ts (OpenBLAS binding), gemm.ts (GEMM choice + JS fallback),
+ * dnnl.ts (oneDNN binding), conv.ts, pool.ts, matmul.ts, elementwise.ts, activation.ts
+ * (fused epilogues), adam.ts, util.ts.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
@@ -67,7 +73,7 @@ export function registerFastCpuBackend(): Promise<
     result = {
       name: FAST_CPU,
       available: true,
-      why: `${gemm.describe}; im2col convolutions, ${
+      why: `${gemm.describe}; ${describeConv()}; ${
         Object.keys(FAST_KERNELS).length
       } kernels replaced`,
     };
