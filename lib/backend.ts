@@ -26,15 +26,22 @@ interface AdapterSummary {
 
 /** Asks Deno for a WebGPU adapter; null when there is none. */
 export async function probeGpu(): Promise<AdapterSummary | null> {
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<unknown> } }).gpu;
+  const gpu =
+    (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<unknown> } }).gpu;
   if (!gpu) return null;
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" }) as
-    | { info?: { description?: string; vendor?: string; device?: string }; isFallbackAdapter?: boolean }
+    | {
+      info?: { description?: string; vendor?: string; device?: string };
+      isFallbackAdapter?: boolean;
+    }
     | null;
   if (!adapter) return null;
   const info = adapter.info ?? {};
-  const description = info.description || [info.vendor, info.device].filter(Boolean).join(" ") || "unknown GPU";
-  const fallback = Boolean(adapter.isFallbackAdapter ?? (info as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+  const description = info.description || [info.vendor, info.device].filter(Boolean).join(" ") ||
+    "unknown GPU";
+  const fallback = Boolean(
+    adapter.isFallbackAdapter ?? (info as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+  );
   return { description, software: fallback || SOFTWARE_ADAPTER.test(description) };
 }
 
@@ -47,7 +54,9 @@ async function start(name: BackendName): Promise<string> {
   if (name === "webgpu") {
     const gpu = await probeGpu();
     if (!gpu) throw new Error("MNIST_BACKEND=webgpu but Deno found no WebGPU adapter");
-    if (!(await tf.setBackend("webgpu"))) throw new Error(`the webgpu backend failed to start on ${gpu.description}`);
+    if (!(await tf.setBackend("webgpu"))) {
+      throw new Error(`the webgpu backend failed to start on ${gpu.description}`);
+    }
     return gpu.description;
   }
   if (name === "cpu-fast") {
@@ -80,7 +89,9 @@ let current: BackendInfo | null = null;
  * Chooses and starts the backend once per process; later calls return the same choice.
  * Prints one line naming it and the reason (unless `quiet`).
  */
-export async function initBackend(opts: { force?: BackendName; quiet?: boolean } = {}): Promise<BackendInfo> {
+export async function initBackend(
+  opts: { force?: BackendName; quiet?: boolean } = {},
+): Promise<BackendInfo> {
   const forced = opts.force ?? (Deno.env.get("MNIST_BACKEND") as BackendName | undefined);
   if (current && (!forced || forced === current.name)) return current;
   let info: BackendInfo;
@@ -92,13 +103,23 @@ export async function initBackend(opts: { force?: BackendName; quiet?: boolean }
   } else {
     const gpu = await probeGpu();
     if (gpu && !gpu.software) {
-      info = { name: "webgpu", device: await start("webgpu"), why: `GPU adapter ${gpu.description}` };
+      info = {
+        name: "webgpu",
+        device: await start("webgpu"),
+        why: `GPU adapter ${gpu.description}`,
+      };
     } else {
-      const why = gpu ? `the only GPU adapter is a software one (${gpu.description})` : "no GPU adapter";
+      const why = gpu
+        ? `the only GPU adapter is a software one (${gpu.description})`
+        : "no GPU adapter";
       const fast = await registerFastCpu();
       info = fast.available
         ? { name: "cpu-fast", device: await start("cpu-fast"), why: `${why}; CPU fast path` }
-        : { name: "cpu", device: await start("cpu"), why: `${why}; CPU fast path unavailable (${fast.why})` };
+        : {
+          name: "cpu",
+          device: await start("cpu"),
+          why: `${why}; CPU fast path unavailable (${fast.why})`,
+        };
     }
   }
   current = info;

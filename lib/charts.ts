@@ -23,16 +23,25 @@ export interface Chart {
 }
 
 /** Compiles a Vega-Lite spec and renders it to SVG (no browser, no network). */
-export async function renderChart(spec: Spec, title = String(spec.title ?? "chart")): Promise<Chart> {
+export async function renderChart(
+  spec: Spec,
+  title = String(spec.title ?? "chart"),
+): Promise<Chart> {
   const full = { $schema: SCHEMA, ...spec };
-  const view = new vega.View(vega.parse(vl.compile(full as vl.TopLevelSpec).spec), { renderer: "none" });
+  const view = new vega.View(vega.parse(vl.compile(full as vl.TopLevelSpec).spec), {
+    renderer: "none",
+  });
   const svg = await view.toSVG();
   view.finalize();
   return {
     spec: full,
     svg,
     title,
-    [DISPLAY]: () => ({ [VEGALITE_MIME]: full, "image/svg+xml": svg, "text/plain": `[chart] ${title}` }),
+    [DISPLAY]: () => ({
+      [VEGALITE_MIME]: full,
+      "image/svg+xml": svg,
+      "text/plain": `[chart] ${title}`,
+    }),
   };
 }
 
@@ -57,7 +66,14 @@ export function classCountChart(counts: number[], title: string): Promise<Chart>
  */
 export function digitGrid(
   images: Uint8Array,
-  opts: { rows: number; cols: number; captions: string[]; columns: number; title?: string; cell?: number },
+  opts: {
+    rows: number;
+    cols: number;
+    captions: string[];
+    columns: number;
+    title?: string;
+    cell?: number;
+  },
 ): Promise<Chart> {
   const px = opts.rows * opts.cols;
   const values: { d: number; r: number; c: number; v: number }[] = [];
@@ -73,7 +89,11 @@ export function digitGrid(
     data: { values },
     transform: [{
       lookup: "d",
-      from: { data: { values: opts.captions.map((caption, d) => ({ d, caption })) }, key: "d", fields: ["caption"] },
+      from: {
+        data: { values: opts.captions.map((caption, d) => ({ d, caption })) },
+        key: "d",
+        fields: ["caption"],
+      },
     }],
     facet: { field: "d", type: "ordinal", header: { labels: false, title: null } },
     columns: opts.columns,
@@ -85,15 +105,33 @@ export function digitGrid(
         {
           mark: { type: "rect" },
           encoding: {
-            x: { field: "c", type: "ordinal", scale: { domain: [...Array(opts.cols).keys()] }, axis: null },
-            y: { field: "r", type: "ordinal", scale: { domain: [...Array(opts.rows).keys()] }, axis: null },
-            color: { field: "v", type: "quantitative", scale: { domain: [0, 255], range: ["#ffffff", "#000000"] }, legend: null },
+            x: {
+              field: "c",
+              type: "ordinal",
+              scale: { domain: [...Array(opts.cols).keys()] },
+              axis: null,
+            },
+            y: {
+              field: "r",
+              type: "ordinal",
+              scale: { domain: [...Array(opts.rows).keys()] },
+              axis: null,
+            },
+            color: {
+              field: "v",
+              type: "quantitative",
+              scale: { domain: [0, 255], range: ["#ffffff", "#000000"] },
+              legend: null,
+            },
           },
         },
         {
           mark: { type: "text", y: size + 9, x: size / 2, fontSize: 10 },
           encoding: { text: { field: "caption", type: "nominal" } },
-          transform: [{ aggregate: [{ op: "min", field: "caption", as: "caption" }], groupby: ["d"] }],
+          transform: [{
+            aggregate: [{ op: "min", field: "caption", as: "caption" }],
+            groupby: ["d"],
+          }],
         },
       ],
     },
@@ -110,7 +148,9 @@ export function historyChart(history: pl.DataFrame, title = "learning curves"): 
   const values: { epoch: number; metric: string; split: string; value: number }[] = [];
   for (const r of rows) {
     for (const metric of ["loss", "accuracy"]) {
-      if (Number.isFinite(r[metric])) values.push({ epoch: r.epoch, metric, split: "train", value: r[metric] });
+      if (Number.isFinite(r[metric])) {
+        values.push({ epoch: r.epoch, metric, split: "train", value: r[metric] });
+      }
       const v = r[`val_${metric}`];
       if (v !== undefined && v !== null && Number.isFinite(v)) {
         values.push({ epoch: r.epoch, metric, split: "validation", value: v });
@@ -120,7 +160,9 @@ export function historyChart(history: pl.DataFrame, title = "learning curves"): 
   return renderChart({
     title,
     data: { values },
-    facet: { column: { field: "metric", type: "nominal", title: null, sort: ["loss", "accuracy"] } },
+    facet: {
+      column: { field: "metric", type: "nominal", title: null, sort: ["loss", "accuracy"] },
+    },
     resolve: { scale: { y: "independent" } },
     spec: {
       width: 260,

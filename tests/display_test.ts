@@ -16,7 +16,10 @@ Deno.test("table(): an HTML table with a text fallback, numbers formatted", () =
 });
 
 Deno.test("markdown(): a markdown bundle", () => {
-  assert.deepEqual(markdown("**hi**")[DISPLAY](), { "text/markdown": "**hi**", "text/plain": "**hi**" });
+  assert.deepEqual(markdown("**hi**")[DISPLAY](), {
+    "text/markdown": "**hi**",
+    "text/plain": "**hi**",
+  });
 });
 
 Deno.test("lib/ never reads tensors synchronously (fails on WebGPU in Deno)", async () => {
@@ -28,7 +31,9 @@ Deno.test("lib/ never reads tensors synchronously (fails on WebGPU in Deno)", as
       else if (path.endsWith(".ts")) {
         const text = await Deno.readTextFile(path);
         text.split("\n").forEach((line, i) => {
-          if (/\.(dataSync|arraySync|bufferSync)\(|\.print\(\)/.test(line)) offenders.push(`${path}:${i + 1}`);
+          if (/\.(dataSync|arraySync|bufferSync)\(|\.print\(\)/.test(line)) {
+            offenders.push(`${path}:${i + 1}`);
+          }
         });
       }
     }

@@ -18,10 +18,18 @@ async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
 /** Writes a tiny MNIST folder: 3 train and 2 test images of 2×2 pixels. */
 async function writeFolder(dir: string, opts: { gz?: boolean; testLabels?: number } = {}) {
   const files: Record<string, Uint8Array> = {
-    "train-images-idx3-ubyte": idx(2051, [3, 2, 2], Uint8Array.from({ length: 12 }, (_, i) => i * 20)),
+    "train-images-idx3-ubyte": idx(
+      2051,
+      [3, 2, 2],
+      Uint8Array.from({ length: 12 }, (_, i) => i * 20),
+    ),
     "train-labels-idx1-ubyte": idx(2049, [3], Uint8Array.of(7, 0, 9)),
     "t10k-images-idx3-ubyte": idx(2051, [2, 2, 2], new Uint8Array(8).fill(255)),
-    "t10k-labels-idx1-ubyte": idx(2049, [opts.testLabels ?? 2], Uint8Array.from({ length: opts.testLabels ?? 2 }, () => 3)),
+    "t10k-labels-idx1-ubyte": idx(
+      2049,
+      [opts.testLabels ?? 2],
+      Uint8Array.from({ length: opts.testLabels ?? 2 }, () => 3),
+    ),
   };
   for (const [name, bytes] of Object.entries(files)) {
     if (opts.gz) await Deno.writeFile(`${dir}/${name}.gz`, await gzip(bytes));
@@ -40,8 +48,12 @@ Deno.test("parseIdx reads images and labels written by hand", () => {
 });
 
 Deno.test("parseIdx rejects a wrong magic number, naming the file", () => {
-  assert.throws(() => parseIdx(idx(1234, [1], Uint8Array.of(1)), "weird.idx"), (e: Error) =>
-    e instanceof MnistFormatError && /weird\.idx/.test(e.message) && /magic number 1234/.test(e.message));
+  assert.throws(
+    () => parseIdx(idx(1234, [1], Uint8Array.of(1)), "weird.idx"),
+    (e: Error) =>
+      e instanceof MnistFormatError && /weird\.idx/.test(e.message) &&
+      /magic number 1234/.test(e.message),
+  );
 });
 
 Deno.test("parseIdx rejects a truncated file and trailing bytes", () => {
@@ -77,8 +89,12 @@ Deno.test("loadMnist: count mismatch, missing folder, missing file, corrupt gzip
   const corrupt = good.slice(0, good.length - 6);
   corrupt[12] ^= 0xff;
   await Deno.writeFile(`${dir}/train-labels-idx1-ubyte.gz`, corrupt);
-  await assert.rejects(loadMnist({ dir }), (e: Error) =>
-    e instanceof MnistFormatError && /train-labels-idx1-ubyte\.gz: corrupt gzip stream/.test(e.message));
+  await assert.rejects(
+    loadMnist({ dir }),
+    (e: Error) =>
+      e instanceof MnistFormatError &&
+      /train-labels-idx1-ubyte\.gz: corrupt gzip stream/.test(e.message),
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -92,9 +108,47 @@ Deno.test("the packaged MNIST: counts, classes, first labels", async () => {
   assert.equal(m.train.count, 60000);
   assert.equal(m.test.count, 10000);
   assert.equal(m.train.images.length, 60000 * 28 * 28);
-  assert.deepEqual(classCounts(m.train.labels), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
-  assert.deepEqual(classCounts(m.test.labels), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
-  assert.deepEqual(Array.from(m.train.labels.subarray(0, 15)), [5, 0, 4, 1, 9, 2, 1, 3, 1, 4, 3, 5, 3, 6, 1]);
+  assert.deepEqual(classCounts(m.train.labels), [
+    5923,
+    6742,
+    5958,
+    6131,
+    5842,
+    5421,
+    5918,
+    6265,
+    5851,
+    5949,
+  ]);
+  assert.deepEqual(classCounts(m.test.labels), [
+    980,
+    1135,
+    1032,
+    1010,
+    982,
+    892,
+    958,
+    1028,
+    974,
+    1009,
+  ]);
+  assert.deepEqual(Array.from(m.train.labels.subarray(0, 15)), [
+    5,
+    0,
+    4,
+    1,
+    9,
+    2,
+    1,
+    3,
+    1,
+    4,
+    3,
+    5,
+    3,
+    6,
+    1,
+  ]);
 });
 
 Deno.test("the original .gz files in shared/ give the same bytes as the npm package", async () => {

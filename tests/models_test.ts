@@ -34,7 +34,19 @@ Deno.test("VGG-style net: single-channel input, 37,924,546 parameters", () => {
   const m = buildVggSmall({ compile: false });
   assert.deepEqual(m.inputs[0].shape, [null, 32, 32, 1]);
   const s = summary(m);
-  assert.deepEqual(s.map((r) => r[2]), [640, 36928, 0, 73856, 147584, 0, 0, 33558528, 0, 4097000, 10010]);
+  assert.deepEqual(s.map((r) => r[2]), [
+    640,
+    36928,
+    0,
+    73856,
+    147584,
+    0,
+    0,
+    33558528,
+    0,
+    4097000,
+    10010,
+  ]);
   assert.deepEqual(s[5][1], [null, 8, 8, 128]);
   assert.equal(m.countParams(), 37_924_546);
 });
@@ -51,9 +63,12 @@ Deno.test("VGG16 from scratch: block names, 1×1×512 after the stack, 20,922,94
 });
 
 Deno.test("a seed fixes the initial weights", async () => {
-  const a = await buildBaseline({ seed: 3, compile: false }).getLayer("conv2d").getWeights()[0].data();
-  const b = await buildBaseline({ seed: 3, compile: false }).getLayer("conv2d").getWeights()[0].data();
-  const c = await buildBaseline({ seed: 4, compile: false }).getLayer("conv2d").getWeights()[0].data();
+  const a = await buildBaseline({ seed: 3, compile: false }).getLayer("conv2d").getWeights()[0]
+    .data();
+  const b = await buildBaseline({ seed: 3, compile: false }).getLayer("conv2d").getWeights()[0]
+    .data();
+  const c = await buildBaseline({ seed: 4, compile: false }).getLayer("conv2d").getWeights()[0]
+    .data();
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
 });

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { batches, GRAY32, makeBatch, range, RGB32, rng, shuffled, studyTransform } from "../lib/preprocess.ts";
+import {
+  batches,
+  GRAY32,
+  makeBatch,
+  range,
+  RGB32,
+  rng,
+  shuffled,
+  studyTransform,
+} from "../lib/preprocess.ts";
 import type { MnistSplit } from "../lib/mnist.ts";
 
 await tf.setBackend("cpu");
@@ -11,14 +20,21 @@ Deno.test("studyTransform pads 28→32 with zeros, scales by 255, repeats to 3 c
   assert.deepEqual(x.shape, [1, 32, 32, 3]);
   const v = await x.data();
   const at = (r: number, c: number, ch: number) => v[(r * 32 + c) * 3 + ch];
-  for (const [r, c] of [[0, 0], [1, 31], [31, 2], [2, 1], [30, 30]]) assert.equal(at(r, c, 0), 0, `(${r},${c}) is padding`);
+  for (const [r, c] of [[0, 0], [1, 31], [31, 2], [2, 1], [30, 30]]) {
+    assert.equal(at(r, c, 0), 0, `(${r},${c}) is padding`);
+  }
   for (const ch of [0, 1, 2]) assert.equal(at(2, 2, ch), 1);
   assert.equal(at(29, 29, 1), 1);
   tf.dispose([raw, x]);
 });
 
 Deno.test("studyTransform keeps one channel for the VGG-style net and scales exactly", async () => {
-  const raw = tf.tensor4d(Float32Array.from({ length: 28 * 28 }, (_, i) => i % 256), [1, 28, 28, 1]);
+  const raw = tf.tensor4d(Float32Array.from({ length: 28 * 28 }, (_, i) => i % 256), [
+    1,
+    28,
+    28,
+    1,
+  ]);
   const x = studyTransform(raw, GRAY32);
   assert.deepEqual(x.shape, [1, 32, 32, 1]);
   const v = await x.data();

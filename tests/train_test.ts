@@ -62,7 +62,11 @@ function tinyCnn(seed: number): tf.LayersModel {
   m.add(tf.layers.dense({ units: 16, activation: "relu", kernelInitializer: init(2) }));
   m.add(tf.layers.dropout({ rate: 0.2 }));
   m.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init(3) }));
-  m.compile({ optimizer: tf.train.adam(0.01), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  m.compile({
+    optimizer: tf.train.adam(0.01),
+    loss: "sparseCategoricalCrossentropy",
+    metrics: ["accuracy"],
+  });
   return m;
 }
 
@@ -81,7 +85,11 @@ Deno.test("a short training run on real digits lowers the loss, and repeats with
 Deno.test("fit stops early with Keras's EarlyStopping and reports validation metrics", async () => {
   const train = takeFirst((await loadMnist()).train, 64);
   const m = tinyCnn(2);
-  m.compile({ optimizer: tf.train.sgd(0), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
+  m.compile({
+    optimizer: tf.train.sgd(0),
+    loss: "sparseCategoricalCrossentropy",
+    metrics: ["accuracy"],
+  });
   // With a zero learning rate the loss never improves by 1.0, so patience 2 stops after epoch 3.
   const r = await fit(m, train, {
     epochs: 10,
@@ -94,14 +102,31 @@ Deno.test("fit stops early with Keras's EarlyStopping and reports validation met
   });
   assert.equal(r.epochsRun, 3);
   assert.ok(r.stoppedEarly);
-  assert.deepEqual(r.history.columns, ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]);
+  assert.deepEqual(r.history.columns, [
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+  ]);
 });
 
 Deno.test("fit stops a run whose loss becomes NaN and says so", async () => {
   const train = takeFirst((await loadMnist()).train, 96);
   const m = tinyCnn(3);
-  m.compile({ optimizer: tf.train.sgd(1e30), loss: "sparseCategoricalCrossentropy", metrics: ["accuracy"] });
-  const r = await fit(m, train, { epochs: 5, batchSize: 32, format: GRAY32, seed: 1, progress: false });
+  m.compile({
+    optimizer: tf.train.sgd(1e30),
+    loss: "sparseCategoricalCrossentropy",
+    metrics: ["accuracy"],
+  });
+  const r = await fit(m, train, {
+    epochs: 5,
+    batchSize: 32,
+    format: GRAY32,
+    seed: 1,
+    progress: false,
+  });
   assert.ok(r.divergence, "divergence reported");
   assert.ok(r.epochsRun < 5, "training did not go on");
 });
@@ -116,7 +141,14 @@ Deno.test("evaluate returns the accuracy of a model that always answers one digi
   };
   const m = tf.sequential();
   m.add(tf.layers.flatten({ inputShape: [32, 32, 3] }));
-  m.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: "zeros", biasInitializer: "zeros" }));
+  m.add(
+    tf.layers.dense({
+      units: 10,
+      activation: "softmax",
+      kernelInitializer: "zeros",
+      biasInitializer: "zeros",
+    }),
+  );
   const bias = new Float32Array(10);
   bias[3] = 5;
   m.layers[1].setWeights([tf.zeros([3072, 10]), tf.tensor1d(bias)]);

@@ -20,7 +20,8 @@ export interface BuildOptions {
  */
 export function glorot(seed?: number): () => Initializer {
   let layer = 0;
-  return () => tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
+  return () =>
+    tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
 }
 
 /** Adam with Keras's defaults, sparse categorical cross-entropy, accuracy — the study's compile. */

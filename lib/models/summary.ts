@@ -22,8 +22,11 @@ export function summaryFrame(model: tf.LayersModel): pl.DataFrame {
 }
 
 /** Total, trainable and non-trainable parameter counts, as Keras's summary footer. */
-export function paramCounts(model: tf.LayersModel): { total: number; trainable: number; nonTrainable: number } {
-  const count = (ws: tf.LayerVariable[]) => ws.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+export function paramCounts(
+  model: tf.LayersModel,
+): { total: number; trainable: number; nonTrainable: number } {
+  const count = (ws: tf.LayerVariable[]) =>
+    ws.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
   const trainable = count(model.trainableWeights);
   const nonTrainable = count(model.nonTrainableWeights);
   return { total: trainable + nonTrainable, trainable, nonTrainable };
@@ -33,5 +36,7 @@ export function paramCounts(model: tf.LayersModel): { total: number; trainable: 
 export function paramLine(model: tf.LayersModel): string {
   const p = paramCounts(model);
   const f = (n: number) => n.toLocaleString("en-US");
-  return `Total params: ${f(p.total)} (trainable ${f(p.trainable)}, non-trainable ${f(p.nonTrainable)})`;
+  return `Total params: ${f(p.total)} (trainable ${f(p.trainable)}, non-trainable ${
+    f(p.nonTrainable)
+  })`;
 }

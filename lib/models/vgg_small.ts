@@ -35,7 +35,9 @@ export function addConv(
   }));
   if (opts.batchNorm) {
     model.add(tf.layers.batchNormalization({ name: `${name}_bn` }));
-    if (activation !== "linear") model.add(tf.layers.activation({ activation, name: `${name}_act` }));
+    if (activation !== "linear") {
+      model.add(tf.layers.activation({ activation, name: `${name}_act` }));
+    }
   }
 }
 
@@ -46,10 +48,26 @@ export function addVggHead(
   dropout: number,
 ): void {
   model.add(tf.layers.flatten({ name: "flatten" }));
-  model.add(tf.layers.dense({ units: 4096, activation: "relu", name: "dense", kernelInitializer: init() }));
+  model.add(
+    tf.layers.dense({ units: 4096, activation: "relu", name: "dense", kernelInitializer: init() }),
+  );
   model.add(tf.layers.dropout({ rate: dropout, name: "dropout" }));
-  model.add(tf.layers.dense({ units: 1000, activation: "relu", name: "dense_1", kernelInitializer: init() }));
-  model.add(tf.layers.dense({ units: 10, activation: "softmax", name: "dense_2", kernelInitializer: init() }));
+  model.add(
+    tf.layers.dense({
+      units: 1000,
+      activation: "relu",
+      name: "dense_1",
+      kernelInitializer: init(),
+    }),
+  );
+  model.add(
+    tf.layers.dense({
+      units: 10,
+      activation: "softmax",
+      name: "dense_2",
+      kernelInitializer: init(),
+    }),
+  );
 }
 
 /**
@@ -62,10 +80,14 @@ export function buildVggSmall(opts: VggOptions = {}): tf.LayersModel {
   const model = tf.sequential({ name: "vgg_small" });
   addConv(model, 64, "conv2d", opts, init, [32, 32, 1]);
   addConv(model, 64, "conv2d_1", opts, init);
-  model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: "same", name: "max_pooling2d" }));
+  model.add(
+    tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: "same", name: "max_pooling2d" }),
+  );
   addConv(model, 128, "conv2d_2", opts, init);
   addConv(model, 128, "conv2d_3", opts, init);
-  model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: "same", name: "max_pooling2d_1" }));
+  model.add(
+    tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: "same", name: "max_pooling2d_1" }),
+  );
   addVggHead(model, init, 0.5);
   return compileStudy(model, opts);
 }
