@@ -6,7 +6,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
-import { LiveText } from "./display.ts";
+import { type Chart, renderChart } from "./charts.ts";
+import { type Displayable, LiveText, markdown } from "./display.ts";
 import {
   extractFeatures,
   type FeatureSet,
@@ -17,6 +18,7 @@ import {
 import type { MnistSplit } from "./mnist.ts";
 import { compileStudy, glorot } from "./models/common.ts";
 import { batches, makeBatch, range, RGB32, rng, shuffled } from "./preprocess.ts";
+import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
 import {
   type Divergence,
   DivergenceGuard,
@@ -408,7 +410,7 @@ export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "spli
  * static shapes; nothing runs.
  */
 export function stageShapes(model: tf.LayersModel, prefixes: string[]): pl.DataFrame {
-  const out = prefixes.map((p) => {
+  const rows = prefixes.map((p) => {
     const layers = model.layers.filter((l) => l.name.startsWith(p));
     const weighted = layers.filter((l) => l.countParams() > 0);
     const last = layers[layers.length - 1];
@@ -419,11 +421,209 @@ export function stageShapes(model: tf.LayersModel, prefixes: string[]): pl.DataF
       stage: p,
       layers: layers.length,
       convolutions: weighted.filter((l) => l.getClassName() === "Conv2D").length,
-      "spatial in": inShape.slice(1, 3).join("×"),
-      "spatial out": shape.slice(1, 3).join("×"),
+      in: inShape.slice(1, 3).join("×"),
+      out: shape.slice(1, 3).join("×"),
       channels: shape[3] ?? 0,
       parameters: weighted.reduce((s, l) => s + l.countParams(), 0),
     };
   });
-  return pl.DataFrame(out);
+  const col = <K extends keyof (typeof rows)[number]>(k: K) => rows.map((r) => r[k]);
+  return pl.DataFrame([
+    pl.Series("stage", col("stage"), pl.Utf8),
+    pl.Series("layers", col("layers"), pl.Int32),
+    pl.Series("convolutions", col("convolutions"), pl.Int32),
+    pl.Series("spatial in", col("in"), pl.Utf8),
+    pl.Series("spatial out", col("out"), pl.Utf8),
+    pl.Series("channels", col("channels"), pl.Int32),
+    pl.Series("parameters", col("parameters"), pl.Int64),
+  ]);
+}
+
+/** Where to put the weight files so the notebook finds them, by base name. */
+function weightsHelp(base: ImagenetBase, name: ImagenetName): string {
+  const spec = KERAS_WEIGHTS[name];
+  return [
+    `> **⚠ ImageNet weights unavailable** — this notebook runs the same pipeline on a **randomly`,
+    `> initialised, frozen ${name} base** (seed-fixed). Every table, chart and run record below is`,
+    `> labelled *${RANDOM_FEATURES_LABEL}*; none of it is an ImageNet result.`,
+    `>`,
+    `> To get the real thing, make \`${spec.file}\` (${
+      (spec.size / 1e6).toFixed(1)
+    } MB, md5 \`${spec.md5}\`) available in one of these ways, then rerun:`,
+    `> - Keras's cache: \`~/.keras/models/${spec.file}\` (where \`keras.applications.${
+      name === "vgg16" ? "VGG16" : "ResNet152V2"
+    }(weights="imagenet")\` leaves it; \`$KERAS_HOME/models/\` if set);`,
+    `> - the project cache: \`data/weights/${spec.file}\`;`,
+    `> - a network connection: the notebook downloads it from \`${
+      weightsUrl(spec)
+    }\` and checks the md5.`,
+    `>`,
+    `> Why it failed here: ${base.error?.attempts.map((a) => `\`${a}\``).join("; ") ?? "unknown"}`,
+  ].join("\n");
+}
+
+/** The notebook's first output: a warning box when the base is random, else one line on its weights. */
+export function weightsNotice(base: ImagenetBase, name: ImagenetName): Displayable {
+  return base.weights === null ? markdown(weightsHelp(base, name)) : markdown(`✓ ${base.note}`);
+}
+
+/** "ImageNet features" or the random-features label, for tables, titles and run records. */
+export function featuresLabel(base: ImagenetBase): string {
+  return base.weights === null ? RANDOM_FEATURES_LABEL : "ImageNet features";
+}
+
+/** Train and test features of one preprocessing. */
+export interface ModeFeatures {
+  mode: PreprocessMode;
+  train: FeatureSplit;
+  test: FeatureSplit;
+}
+
+/**
+ * Features of both splits for each preprocessing mode, then every set read once more from the
+ * cache to time a hit; `costs` feeds `cacheSavingsFrame`.
+ */
+export async function featureSets(
+  base: ImagenetBase,
+  name: ImagenetName,
+  splits: { train: MnistSplit; test: MnistSplit },
+  modes: PreprocessMode[],
+  opts: { batchSize?: number; cacheDir?: string; progress?: boolean } = {},
+): Promise<{ sets: ModeFeatures[]; costs: CacheCost[] }> {
+  const sets: ModeFeatures[] = [];
+  const costs: CacheCost[] = [];
+  for (const mode of modes) {
+    const common = { ...opts, model: name, weightsKey: base.weightsKey, mode };
+    const train = await splitFeatures(base.model, splits.train, { ...common, split: "train" });
+    const test = await splitFeatures(base.model, splits.test, { ...common, split: "test" });
+    sets.push({ mode, train, test });
+  }
+  for (const { mode, train, test } of sets) {
+    for (const [set, data] of [[train, splits.train], [test, splits.test]] as const) {
+      const hit = await splitFeatures(base.model, data, {
+        ...opts,
+        model: name,
+        weightsKey: base.weightsKey,
+        mode,
+        split: set.split,
+        progress: false,
+      });
+      costs.push({
+        features: `${set.split} (${mode})`,
+        images: set.count,
+        extractSeconds: set.extractSeconds,
+        hitSeconds: hit.seconds,
+      });
+    }
+  }
+  return { sets, costs };
+}
+
+/** One trained head per preprocessing mode. */
+export interface HeadResult {
+  mode: PreprocessMode;
+  head: tf.LayersModel;
+  fit: FitResult;
+  evaluation: Evaluation;
+  /** Base seconds for this mode's train and test features (when they were computed). */
+  extractSeconds: number;
+}
+
+/** Trains a fresh head (same seed) on each mode's train features and evaluates it on its test features. */
+export async function trainHeads(
+  sets: ModeFeatures[],
+  layers: HeadLayer[],
+  opts: { epochs: number; batchSize: number; seed: number; name?: string },
+): Promise<HeadResult[]> {
+  const out: HeadResult[] = [];
+  for (const { mode, train, test } of sets) {
+    const head = buildHead(train.shape.slice(1), layers, { seed: opts.seed, name: opts.name });
+    const fit = await fitFeatures(head, train, { ...opts, label: `head (${mode})` });
+    const evaluation = await evaluateFeatures(head, test);
+    out.push({
+      mode,
+      head,
+      fit,
+      evaluation,
+      extractSeconds: train.extractSeconds + test.extractSeconds,
+    });
+  }
+  return out;
+}
+
+/** The preprocessing comparison: one row per mode, test metrics and what each step cost. */
+export function preprocessingFrame(results: HeadResult[], label: string): pl.DataFrame {
+  const described: Record<string, string> = {
+    study: "study: x/255 in [0, 1] (what the study fed)",
+    caffe: "caffe: BGR, ×255 minus ImageNet means (Keras VGG16)",
+    tf: "tf: x/127.5 − 1 in [−1, 1] (Keras ResNetV2)",
+  };
+  return pl.DataFrame([
+    pl.Series("preprocessing", results.map((r) => described[r.mode] ?? r.mode), pl.Utf8),
+    pl.Series("features", results.map(() => label), pl.Utf8),
+    pl.Series("test_accuracy", results.map((r) => r.evaluation.accuracy), pl.Float64),
+    pl.Series("test_loss", results.map((r) => r.evaluation.loss), pl.Float64),
+    pl.Series("final_train_loss", results.map((r) => lastOf(r.fit.history, "loss")), pl.Float64),
+    pl.Series("epochs", results.map((r) => r.fit.epochsRun), pl.Int32),
+    pl.Series("extract_s", results.map((r) => r.extractSeconds), pl.Float64),
+    pl.Series("head_train_s", results.map((r) => r.fit.seconds), pl.Float64),
+  ]);
+}
+
+function lastOf(df: pl.DataFrame, column: string): number {
+  const values = df.getColumn(column).toArray() as number[];
+  return values[values.length - 1] ?? NaN;
+}
+
+/** Loss and accuracy per epoch of each mode's head, one line per preprocessing. */
+export function preprocessingCurves(results: HeadResult[], title: string): Promise<Chart> {
+  const values = results.flatMap((r) =>
+    (r.fit.history.toRecords() as Record<string, number>[]).flatMap((row) =>
+      ["loss", "accuracy"].map((metric) => ({
+        epoch: row.epoch,
+        metric,
+        preprocessing: r.mode,
+        value: row[metric],
+      }))
+    )
+  );
+  return renderChart({
+    title,
+    data: { values },
+    facet: {
+      column: { field: "metric", type: "nominal", title: null, sort: ["loss", "accuracy"] },
+    },
+    resolve: { scale: { y: "independent" } },
+    spec: {
+      width: 260,
+      height: 180,
+      mark: { type: "line", point: true, tooltip: true },
+      encoding: {
+        x: { field: "epoch", type: "quantitative", axis: { tickMinStep: 1, format: "d" } },
+        y: { field: "value", type: "quantitative", scale: { zero: false } },
+        color: { field: "preprocessing", type: "nominal" },
+      },
+    },
+  }, title);
+}
+
+/** Feature statistics of each mode's training features, as a table. */
+export function featureStatsFrame(sets: ModeFeatures[]): pl.DataFrame {
+  return pl.DataFrame(sets.map((s) => featureStats(s.train)));
+}
+
+/**
+ * How far the base's output moves when its BatchNorm layers run in training mode (batch
+ * statistics, what tfjs's `fit` does even in a frozen base) instead of inference mode (moving
+ * statistics, what Keras does for a frozen base and what the feature cache uses): ‖train − infer‖ / ‖infer‖.
+ */
+export async function batchNormModeGap(base: tf.LayersModel, x: tf.Tensor4D): Promise<number> {
+  const ratio = tf.tidy(() => {
+    const infer = base.predict(x) as tf.Tensor;
+    const train = base.apply(x, { training: true }) as tf.Tensor;
+    return tf.div(tf.norm(tf.sub(train, infer)), tf.maximum(tf.norm(infer), 1e-12));
+  });
+  const [value] = await ratio.data();
+  ratio.dispose();
+  return value;
 }
