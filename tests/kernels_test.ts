@@ -350,3 +350,21 @@ Deno.test("element-wise kernels and leading-axis Sum match cpu", async () => {
   assert.equal(fallbackCounts.Sum, 1);
   delete fallbackCounts.Sum;
 });
+
+Deno.test("recycled output arrays never reach data that was read", async () => {
+  await tf.setBackend(FAST_CPU);
+  const n = 1 << 21; // above the pool's threshold
+  const a = tf.fill([n], 1), b = tf.fill([n], 2);
+  const kept = tf.add(a, b);
+  const seen = (await kept.data()) as Float32Array; // handed out: must stay 3s
+  kept.dispose();
+  for (let i = 0; i < 3; i++) {
+    const r = tf.mul(a, b); // same size: would reuse a freed array
+    assert.equal(((await r.data()) as Float32Array)[n - 1], 2);
+    r.dispose();
+    const t = tf.sub(b, a);
+    t.dispose(); // freed without being read: may be recycled
+  }
+  assert.ok(seen.every((v) => v === 3));
+  tf.dispose([a, b]);
+});

@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
 import { getGemm } from "./gemm.ts";
+import { alloc } from "./pool_alloc.ts";
 import { type Dnnl, dnnlFailure, loadDnnl } from "./dnnl.ts";
 import {
   allF32,
@@ -206,7 +207,7 @@ function convForward(
   if (d) return d.forward(g, x, w, bias);
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
-  const y = new Float32Array(g.batch * rows * F);
+  const y = alloc(g.batch * rows * F); // every element is written by the GEMMs
   if (isPointwise(g)) {
     gemm(false, false, g.batch * rows, F, K, 1, x, K, w, F, 0, y, F);
     return y;
@@ -287,7 +288,7 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w));
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
-  const dx = new Float32Array(g.batch * g.inH * g.inW * g.inC);
+  const dx = alloc(g.batch * g.inH * g.inW * g.inC, true);
   if (isPointwise(g)) {
     gemm(false, true, g.batch * rows, K, F, 1, dyv, F, w, F, 0, dx, K);
   } else {
@@ -314,7 +315,7 @@ export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => 
   if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv));
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
-  const dw = new Float32Array(K * F);
+  const dw = alloc(K * F);
   if (isPointwise(g)) {
     gemm(true, false, K, F, g.batch * rows, 1, xv, K, dyv, F, 0, dw, F);
   } else {

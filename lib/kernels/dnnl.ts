@@ -4,8 +4,10 @@
  *
  * Optional like OpenBLAS: `loadDnnl()` returns null when the library is missing or is not
  * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM.
- * Constants are those of dnnl_types.h 2.x.
+ * Constants are those of dnnl_types.h 2.x. Outputs (every element written by oneDNN) come
+ * from the recycling allocator.
  */
+import { alloc } from "./pool_alloc.ts";
 
 const F32 = 3, FORMAT_ANY = 1, CPU = 1;
 const FWD_TRAINING = 64, CONV_DIRECT = 1;
@@ -140,7 +142,7 @@ function ptrOut(): BigUint64Array {
   return new BigUint64Array(offHeap(8));
 }
 
-/** A new zeroed float32 array FFI may write into. */
+/** A new zeroed float32 array FFI may write into (oneDNN's own buffers). */
 function f32(n: number): Float32Array {
   return new Float32Array(offHeap(4 * n), 0, n);
 }
@@ -263,7 +265,7 @@ export class Dnnl {
   /** y = conv(x, w) (+ bias), NHWC/HWIO; returns the new output array. */
   forward(g: DnnlGeom, x: Float32Array, w: Float32Array, bias: Float32Array | null): Float32Array {
     const c = this.prims(g, bias !== null);
-    const y = f32(g.batch * g.outH * g.outW * g.outC);
+    const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const wk = c.fwdWeights(w, (p, a) => this.run(p, a));
     this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
     return y;
@@ -284,7 +286,7 @@ export class Dnnl {
   /** Max-pooling forward, NHWC. */
   maxPool(g: PoolGeom, x: Float32Array): Float32Array {
     const p = this.pool(g);
-    const y = f32(g.batch * g.outH * g.outW * g.c);
+    const y = alloc(g.batch * g.outH * g.outW * g.c);
     this.run(p.fwd, [stable(x), y, p.ws]);
     return y;
   }
@@ -296,7 +298,7 @@ export class Dnnl {
   maxPoolGrad(g: PoolGeom, x: Float32Array, dy: Float32Array): Float32Array {
     const p = this.pool(g);
     this.run(p.fwd, [stable(x), p.yTmp, p.ws]);
-    const dx = f32(g.batch * g.inH * g.inW * g.c);
+    const dx = alloc(g.batch * g.inH * g.inW * g.c);
     this.run(p.bwd(), [stable(dy, 4), p.ws, dx]);
     return dx;
   }
@@ -304,7 +306,7 @@ export class Dnnl {
   /** dx for dy, NHWC. */
   backwardData(g: DnnlGeom, dy: Float32Array, w: Float32Array): Float32Array {
     const c = this.prims(g, false);
-    const dx = f32(g.batch * g.inH * g.inW * g.inC);
+    const dx = alloc(g.batch * g.inH * g.inW * g.inC);
     const wk = c.bwdDataWeights(w, (p, a) => this.run(p, a));
     this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
     return dx;
@@ -313,7 +315,7 @@ export class Dnnl {
   /** dW (HWIO) for x and dy. */
   backwardWeights(g: DnnlGeom, x: Float32Array, dy: Float32Array): Float32Array {
     const c = this.prims(g, false);
-    const dw = f32(g.fh * g.fw * g.inC * g.outC);
+    const dw = alloc(g.fh * g.fw * g.inC * g.outC);
     const b = c.bwdWeights();
     const tmp = c.diffWeightsTmp();
     this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, 4)]);

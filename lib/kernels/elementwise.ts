@@ -4,6 +4,7 @@
  * tfjs-cpu's generic broadcasting loop costs ~30 ns per element here, and the Adam update
  * alone runs a dozen of these over every weight each step.
  */
+import { alloc } from "./pool_alloc.ts";
 import { allF32, f32, type FastKernel, lastAxisSize, out } from "./util.ts";
 
 /** How `b` lines up against `a`; null when the shapes need general broadcasting. */
@@ -62,7 +63,7 @@ function binary(expr: string): FastKernel {
     if (how === null) return null;
     const av = f32(backend, a), bv = f32(backend, b);
     const big = how === "aScalar" || how === "aRow" ? b : a;
-    const r = new Float32Array(big === a ? av.length : bv.length);
+    const r = alloc(big === a ? av.length : bv.length);
     loop[how](av, bv, r);
     return out(backend, big.shape.slice(), r);
   };

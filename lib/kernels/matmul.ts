@@ -2,6 +2,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
 import { getGemm } from "./gemm.ts";
+import { alloc } from "./pool_alloc.ts";
 import { allF32, f32, type KernelArgs, lastAxisSize, out } from "./util.ts";
 
 /**
@@ -30,7 +31,7 @@ function batchMatMul(
   const nOut = tf.util.sizeFromShape(batchShape);
   if (nOut !== Math.max(nA, nB)) return null;
   const av = f32(backend, a), bv = f32(backend, b);
-  const c = new Float32Array(nOut * m * n);
+  const c = alloc(nOut * m * n); // beta = 0: the GEMM writes every element
   const { gemm } = getGemm();
   for (let i = 0; i < nOut; i++) {
     gemm(

@@ -15,7 +15,6 @@
  * ```
  */
 import * as tf from "@tensorflow/tfjs";
-import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import {
   conv2D,
   conv2DBackpropFilter,
@@ -26,6 +25,7 @@ import {
 import { getGemm } from "./gemm.ts";
 import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";
+import { PooledCpuBackend } from "./pool_alloc.ts";
 import { BINARY_KERNELS, sum } from "./elementwise.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
@@ -61,7 +61,7 @@ export function registerFastCpuBackend(): Promise<
     const base = tf.getKernelsForBackend("cpu");
     if (base.length === 0) throw new Error("tfjs-backend-cpu registered no kernels");
     // Priority 0: registering must not change which backend tfjs picks by default.
-    tf.registerBackend(FAST_CPU, () => new MathBackendCPU(), 0);
+    tf.registerBackend(FAST_CPU, () => new PooledCpuBackend(), 0);
     for (const config of base) {
       const fast = FAST_KERNELS[config.kernelName];
       const kernelFunc = fast === undefined

@@ -4,6 +4,7 @@
  * maximum in (row, column) window order wins, and NaN never wins.
  */
 import * as tf from "@tensorflow/tfjs";
+import { alloc } from "./pool_alloc.ts";
 import { allF32, f32, type FastKernel, type KernelArgs, out } from "./util.ts";
 import { type PoolGeom } from "./dnnl.ts";
 import { convDnnl } from "./conv.ts";
@@ -50,7 +51,7 @@ export const maxPool: FastKernel = ({ inputs, backend, attrs }) => {
   const fh = info.filterHeight, fw = info.filterWidth;
   const sh = info.strideHeight, sw = info.strideWidth;
   const pt = info.padInfo.top, pl = info.padInfo.left;
-  const y = new Float32Array(batchSize * OH * OW * C).fill(-Infinity);
+  const y = alloc(batchSize * OH * OW * C).fill(-Infinity);
   let o = 0;
   for (let b = 0; b < batchSize; b++) {
     const xb = b * H * W * C;
@@ -90,7 +91,7 @@ export const maxPoolGrad: FastKernel = ({ inputs, backend, attrs }) => {
   const fh = info.filterHeight, fw = info.filterWidth;
   const sh = info.strideHeight, sw = info.strideWidth;
   const pt = info.padInfo.top, pl = info.padInfo.left;
-  const dx = new Float32Array(xv.length);
+  const dx = alloc(xv.length, true);
   const best = new Float32Array(C), at = new Int32Array(C);
   let o = 0;
   for (let b = 0; b < batchSize; b++) {
