@@ -157,6 +157,35 @@ export function historyChart(history: pl.DataFrame, title = "learning curves"): 
       }
     }
   }
+  return metricCurvesChart(values, title, { color: "split" });
+}
+
+/** Where the series of a learning-curve chart come from: colour field, optional dash field. */
+export interface CurveSeries {
+  color: string;
+  dash?: string;
+  width?: number;
+  height?: number;
+}
+
+/**
+ * Loss and accuracy per epoch side by side (independent y scales), one line per series.
+ * `values` rows hold `epoch`, `metric` ("loss" | "accuracy"), `value` and the series fields.
+ */
+export function metricCurvesChart(
+  values: Record<string, unknown>[],
+  title: string,
+  series: CurveSeries,
+): Promise<Chart> {
+  const encoding: Spec = {
+    x: { field: "epoch", type: "quantitative", axis: { tickMinStep: 1, format: "d" } },
+    y: { field: "value", type: "quantitative", scale: { zero: false } },
+    color: { field: series.color, type: "nominal" },
+  };
+  if (series.dash) {
+    encoding.strokeDash = { field: series.dash, type: "nominal" };
+    encoding.detail = { field: series.dash };
+  }
   return renderChart({
     title,
     data: { values },
@@ -165,14 +194,10 @@ export function historyChart(history: pl.DataFrame, title = "learning curves"): 
     },
     resolve: { scale: { y: "independent" } },
     spec: {
-      width: 260,
-      height: 180,
+      width: series.width ?? 260,
+      height: series.height ?? 180,
       mark: { type: "line", point: true, tooltip: true },
-      encoding: {
-        x: { field: "epoch", type: "quantitative", axis: { tickMinStep: 1, format: "d" } },
-        y: { field: "value", type: "quantitative", scale: { zero: false } },
-        color: { field: "split", type: "nominal" },
-      },
+      encoding,
     },
   }, title);
 }

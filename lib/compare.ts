@@ -4,7 +4,7 @@
  * reads `RunRecord`s only, never a live model, so the comparison can be rebuilt at any time.
  */
 import pl from "nodejs-polars";
-import { type Chart, renderChart } from "./charts.ts";
+import { type Chart, metricCurvesChart, renderChart } from "./charts.ts";
 import { DISPLAY, type Displayable, markdown, show, table } from "./display.ts";
 import type { RunRecord } from "./runs.ts";
 
@@ -145,26 +145,7 @@ export function learningCurvesChart(
       }
     }
   }
-  return renderChart({
-    title,
-    data: { values },
-    facet: {
-      column: { field: "metric", type: "nominal", title: null, sort: ["loss", "accuracy"] },
-    },
-    resolve: { scale: { y: "independent" } },
-    spec: {
-      width: 300,
-      height: 200,
-      mark: { type: "line", point: true, tooltip: true },
-      encoding: {
-        x: { field: "epoch", type: "quantitative", axis: { tickMinStep: 1, format: "d" } },
-        y: { field: "value", type: "quantitative", scale: { zero: false } },
-        color: { field: "run", type: "nominal" },
-        strokeDash: { field: "split", type: "nominal" },
-        detail: { field: "split" },
-      },
-    },
-  }, title);
+  return metricCurvesChart(values, title, { color: "run", dash: "split", width: 300, height: 200 });
 }
 
 /** The table of runs, or a notice saying there are none (a fresh checkout has no records). */

@@ -34,7 +34,7 @@ export const PROFILES: Record<Profile["name"], Profile> = {
     trainSamples: 6_000,
     testSamples: 2_000,
     maxEpochs: Infinity,
-    vggTrainSamples: 6_000,
+    vggTrainSamples: 2_000,
   },
   quick: {
     name: "quick",

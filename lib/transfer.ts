@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
-import { type Chart, renderChart } from "./charts.ts";
+import { type Chart, metricCurvesChart } from "./charts.ts";
 import { type Displayable, LiveText, markdown } from "./display.ts";
 import {
   extractFeatures,
@@ -587,24 +587,7 @@ export function preprocessingCurves(results: HeadResult[], title: string): Promi
       }))
     )
   );
-  return renderChart({
-    title,
-    data: { values },
-    facet: {
-      column: { field: "metric", type: "nominal", title: null, sort: ["loss", "accuracy"] },
-    },
-    resolve: { scale: { y: "independent" } },
-    spec: {
-      width: 260,
-      height: 180,
-      mark: { type: "line", point: true, tooltip: true },
-      encoding: {
-        x: { field: "epoch", type: "quantitative", axis: { tickMinStep: 1, format: "d" } },
-        y: { field: "value", type: "quantitative", scale: { zero: false } },
-        color: { field: "preprocessing", type: "nominal" },
-      },
-    },
-  }, title);
+  return metricCurvesChart(values, title, { color: "preprocessing" });
 }
 
 /** Feature statistics of each mode's training features, as a table. */
