@@ -55,39 +55,39 @@ export async function gradientNorms(
   return out;
 }
 
+/** The output of one inner layer on `x` (inference mode). */
+function layerOutput(model: tf.LayersModel, layerName: string, x: tf.Tensor): tf.Tensor {
+  const output = model.getLayer(layerName).output as tf.SymbolicTensor;
+  return tf.model({ inputs: model.inputs, outputs: output }).predict(x) as tf.Tensor;
+}
+
+/** Reduces a tensor to one number on the host and frees both. */
+async function scalarOf(t: tf.Tensor, reduce: (t: tf.Tensor) => tf.Tensor): Promise<number> {
+  const r = tf.tidy(() => reduce(t));
+  const v = (await r.data())[0];
+  tf.dispose([t, r]);
+  return v;
+}
+
 /** Fraction of a ReLU layer's units that output zero for every sample of `x` (dead units). */
 export async function deadFraction(
   model: tf.LayersModel,
   layerName: string,
   x: tf.Tensor,
 ): Promise<number> {
-  const probe = tf.model({
-    inputs: model.inputs,
-    outputs: model.getLayer(layerName).output as tf.SymbolicTensor,
-  });
-  const act = probe.predict(x) as tf.Tensor2D;
-  const alive = tf.tidy(() => tf.sum(tf.cast(tf.greater(tf.max(act, 0), 0), "float32")));
-  const units = act.shape[1];
-  const result = 1 - (await alive.data())[0] / units;
-  tf.dispose([act, alive]);
-  return result;
+  const act = layerOutput(model, layerName, x);
+  const units = act.shape[1]!;
+  const alive = await scalarOf(act, (a) => tf.sum(tf.cast(tf.greater(tf.max(a, 0), 0), "float32")));
+  return 1 - alive / units;
 }
 
-/** Largest absolute logit-free activation of a layer on `x`: how big the signal has grown. */
-export async function maxActivation(
+/** Largest absolute activation of a layer on `x`: how big the signal has grown. */
+export function maxActivation(
   model: tf.LayersModel,
   layerName: string,
   x: tf.Tensor,
 ): Promise<number> {
-  const probe = tf.model({
-    inputs: model.inputs,
-    outputs: model.getLayer(layerName).output as tf.SymbolicTensor,
-  });
-  const act = probe.predict(x) as tf.Tensor;
-  const m = tf.max(tf.abs(act));
-  const v = (await m.data())[0];
-  tf.dispose([act, m]);
-  return v;
+  return scalarOf(layerOutput(model, layerName, x), (a) => tf.max(tf.abs(a)));
 }
 
 /** One epoch's look inside the network. */

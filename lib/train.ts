@@ -120,7 +120,21 @@ export interface FitOptions {
   progress?: boolean;
   onEpochEnd?: (logs: EpochLogs, model: tf.LayersModel) => void | Promise<void>;
   onBatchEnd?: (epoch: number, batch: number, loss: number) => void | Promise<void>;
+  /** Prefix of the progress line, e.g. "head (study)". */
+  label?: string;
 }
+
+/** Where training batches come from: images through the study's transform, or cached features. */
+export interface BatchSource {
+  count: number;
+  /** The model's inputs and labels for these sample indices (the caller disposes them). */
+  batch(indices: Int32Array): { x: tf.Tensor; y: tf.Tensor };
+}
+
+/** `fit`'s options for any batch source: validation is a callback instead of a split. */
+export type SourceFitOptions = Omit<FitOptions, "validation" | "format"> & {
+  validate?: () => Promise<{ loss: number; accuracy: number }>;
+};
 
 export interface FitResult {
   history: pl.DataFrame;
@@ -131,7 +145,8 @@ export interface FitResult {
   samplesPerSecond: number;
 }
 
-function bar(fraction: number, width = 24): string {
+/** A text progress bar, e.g. "████░░░░". */
+export function progressBar(fraction: number, width = 24): string {
   const full = Math.round(fraction * width);
   return "█".repeat(full) + "░".repeat(width - full);
 }
@@ -163,15 +178,30 @@ export function fit(
   train: MnistSplit,
   opts: FitOptions,
 ): Promise<FitResult> {
+  const format = opts.format ?? RGB32;
+  const { validation, ...rest } = opts;
+  const batchSize = Math.max(opts.batchSize, 256);
+  return fitSource(model, { count: train.count, batch: (idx) => makeBatch(train, idx, format) }, {
+    ...rest,
+    validate: validation ? () => evaluate(model, validation, { format, batchSize }) : undefined,
+  });
+}
+
+/** `fit` over any batch source (e.g. cached features), with the same loop, callbacks and result. */
+export function fitSource(
+  model: tf.LayersModel,
+  train: BatchSource,
+  opts: SourceFitOptions,
+): Promise<FitResult> {
   return withSeededRandom(opts.seed, () => fitLoop(model, train, opts));
 }
 
 async function fitLoop(
   model: tf.LayersModel,
-  train: MnistSplit,
-  opts: FitOptions,
+  train: BatchSource,
+  opts: SourceFitOptions,
 ): Promise<FitResult> {
-  const format = opts.format ?? RGB32;
+  const label = opts.label ? `${opts.label} ` : "";
   const random = rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
   const stopper = opts.earlyStopping
     ? new EarlyStopping(
@@ -195,7 +225,7 @@ async function fitLoop(
     let lossSum = 0, accSum = 0, seen = 0, lastShown = 0;
     let batchDivergence: Divergence | null = null;
     for (let b = 0; b < order.length; b++) {
-      const { x, y } = makeBatch(train, order[b], format);
+      const { x, y } = train.batch(order[b]);
       const [loss, acc] = await model.trainOnBatch(x, y) as number[];
       tf.dispose([x, y]);
       const n = order[b].length;
@@ -213,7 +243,9 @@ async function fitLoop(
         lastShown = now;
         const rate = seen / ((now - e0) / 1000);
         await live.update(
-          `epoch ${epoch + 1}/${opts.epochs} ${bar(seen / train.count)} ${seen}/${train.count}  ` +
+          `${label}epoch ${epoch + 1}/${opts.epochs} ${
+            progressBar(seen / train.count)
+          } ${seen}/${train.count}  ` +
             `loss ${(lossSum / seen).toFixed(4)}  acc ${(accSum / seen).toFixed(4)}  ` +
             `${rate.toFixed(0)} samples/s  ETA ${((train.count - seen) / rate).toFixed(0)} s`,
         );
@@ -225,11 +257,8 @@ async function fitLoop(
       accuracy: accSum / seen,
       seconds: 0,
     };
-    if (opts.validation) {
-      const val = await evaluate(model, opts.validation, {
-        format,
-        batchSize: Math.max(opts.batchSize, 256),
-      });
+    if (opts.validate) {
+      const val = await opts.validate();
       logs.val_loss = val.loss;
       logs.val_accuracy = val.accuracy;
     }
@@ -241,9 +270,9 @@ async function fitLoop(
         ? ""
         : `  val_loss ${logs.val_loss.toFixed(4)}  val_acc ${logs.val_accuracy!.toFixed(4)}`;
       await live.update(
-        `epoch ${epoch + 1}/${opts.epochs} ${bar(1)} ${train.count}/${train.count}  loss ${
-          logs.loss.toFixed(4)
-        }  ` +
+        `${label}epoch ${epoch + 1}/${opts.epochs} ${
+          progressBar(1)
+        } ${train.count}/${train.count}  loss ${logs.loss.toFixed(4)}  ` +
           `acc ${logs.accuracy.toFixed(4)}${val}  ${logs.seconds.toFixed(1)} s`,
       );
       // Keep each finished epoch's line; the next epoch gets a fresh live line.
@@ -333,18 +362,29 @@ export function scorePredictions(
 }
 
 /** Runs the model over a whole split in batches and scores it (Keras's `evaluate`, plus predictions). */
-export async function evaluate(
+export function evaluate(
   model: tf.LayersModel,
   split: MnistSplit,
   opts: { format?: InputFormat; batchSize?: number } = {},
 ): Promise<Evaluation> {
-  const batchSize = opts.batchSize ?? 256;
-  const probabilities = new Float32Array(split.count * 10);
-  for (const idx of batches(range(0, split.count), batchSize)) {
-    const { x, y } = makeBatch(split, idx, opts.format ?? RGB32);
+  const format = opts.format ?? RGB32;
+  const source = { count: split.count, batch: (idx: Int32Array) => makeBatch(split, idx, format) };
+  return evaluateSource(model, source, split.labels.slice(0, split.count), opts.batchSize);
+}
+
+/** `evaluate` over any batch source; `labels` are the source's labels in order. */
+export async function evaluateSource(
+  model: tf.LayersModel,
+  source: BatchSource,
+  labels: Uint8Array,
+  batchSize = 256,
+): Promise<Evaluation> {
+  const probabilities = new Float32Array(source.count * 10);
+  for (const idx of batches(range(0, source.count), batchSize)) {
+    const { x, y } = source.batch(idx);
     const out = model.predict(x) as tf.Tensor;
     probabilities.set(await out.data() as Float32Array, idx[0] * 10);
     tf.dispose([x, y, out]);
   }
-  return scorePredictions(probabilities, split.labels.slice(0, split.count));
+  return scorePredictions(probabilities, labels);
 }

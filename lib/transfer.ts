@@ -17,17 +17,15 @@ import {
 } from "./features.ts";
 import type { MnistSplit } from "./mnist.ts";
 import { compileStudy, glorot } from "./models/common.ts";
-import { batches, makeBatch, range, RGB32, rng, shuffled } from "./preprocess.ts";
+import { makeBatch, range, RGB32 } from "./preprocess.ts";
 import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
 import {
-  type Divergence,
-  DivergenceGuard,
-  type EpochLogs,
+  type BatchSource,
+  evaluateSource,
   type Evaluation,
   type FitResult,
-  historyFrame,
-  scorePredictions,
-  withSeededRandom,
+  fitSource,
+  progressBar,
 } from "./train.ts";
 
 /** The label every table, chart and run record carries when the base is random. */
@@ -59,11 +57,6 @@ async function readNote(path: string): Promise<CacheNote | undefined> {
   } catch {
     return undefined;
   }
-}
-
-function bar(fraction: number, width = 24): string {
-  const full = Math.round(fraction * width);
-  return "█".repeat(full) + "░".repeat(width - full);
 }
 
 /** Options of `splitFeatures`. */
@@ -129,7 +122,9 @@ export async function splitFeatures(
       shown = now;
       const rate = done / ((now - t0) / 1000);
       const text =
-        `${opts.model} ${opts.split} (${opts.mode}) ${bar(done / count)} ${done}/${count}  ` +
+        `${opts.model} ${opts.split} (${opts.mode}) ${
+          progressBar(done / count)
+        } ${done}/${count}  ` +
         `${rate.toFixed(0)} images/s  ETA ${((count - done) / rate).toFixed(0)} s`;
       pending = pending.then(() => live.update(text));
     },
@@ -248,100 +243,23 @@ export function fitFeatures(
   train: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
   opts: FitFeatureOptions,
 ): Promise<FitResult> {
-  return withSeededRandom(opts.seed, () => fitFeatureLoop(head, train, opts));
+  return fitSource(head, featureSource(train), opts);
 }
 
-async function fitFeatureLoop(
-  head: tf.LayersModel,
-  train: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
-  opts: FitFeatureOptions,
-): Promise<FitResult> {
-  const random = rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
-  const guardMode = opts.divergence ?? "stop";
-  const guard = new DivergenceGuard();
-  const live = new LiveText(opts.progress === false);
-  const label = opts.label ? `${opts.label} ` : "";
-  const rows: EpochLogs[] = [];
-  let divergence: Divergence | null = null;
-  let samples = 0;
-  const t0 = performance.now();
-  for (let epoch = 0; epoch < opts.epochs; epoch++) {
-    const e0 = performance.now();
-    let lossSum = 0, accSum = 0, seen = 0, shown = e0;
-    let batchDivergence: Divergence | null = null;
-    const order = batches(shuffled(train.count, random), opts.batchSize);
-    for (let b = 0; b < order.length; b++) {
-      const { x, y } = featureBatch(train, order[b]);
-      const [loss, acc] = await head.trainOnBatch(x, y) as number[];
-      tf.dispose([x, y]);
-      const n = order[b].length;
-      lossSum += loss * n;
-      accSum += acc * n;
-      seen += n;
-      samples += n;
-      if (guardMode !== "off" && !batchDivergence) {
-        batchDivergence = guard.checkBatch(epoch, b, loss);
-        if (batchDivergence && guardMode === "stop") break;
-      }
-      const now = performance.now();
-      if (opts.progress !== false && now - shown > 1000 && b < order.length - 1) {
-        shown = now;
-        await live.update(
-          `${label}epoch ${epoch + 1}/${opts.epochs} ${bar(seen / train.count)} ` +
-            `${seen}/${train.count}  loss ${(lossSum / seen).toFixed(4)}  ` +
-            `acc ${(accSum / seen).toFixed(4)}`,
-        );
-      }
-    }
-    const logs: EpochLogs = {
-      epoch: epoch + 1,
-      loss: lossSum / seen,
-      accuracy: accSum / seen,
-      seconds: (performance.now() - e0) / 1000,
-    };
-    rows.push(logs);
-    if (opts.progress !== false) {
-      await live.update(
-        `${label}epoch ${epoch + 1}/${opts.epochs} ${bar(1)} ${train.count}/${train.count}  ` +
-          `loss ${logs.loss.toFixed(4)}  acc ${logs.accuracy.toFixed(4)}  ` +
-          `${logs.seconds.toFixed(1)} s`,
-      );
-    }
-    if (guardMode !== "off") {
-      const verdict = batchDivergence ?? guard.checkEpoch(epoch, logs.loss);
-      if (verdict && !divergence) {
-        divergence = verdict;
-        console.warn(`⚠ training diverged: ${verdict.reason}`);
-      }
-      if (verdict && guardMode === "stop") break;
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const trainSeconds = rows.reduce((s, r) => s + r.seconds, 0);
-  return {
-    history: historyFrame(rows),
-    epochsRun: rows.length,
-    stoppedEarly: false,
-    divergence,
-    seconds,
-    samplesPerSecond: samples / Math.max(trainSeconds, 1e-9),
-  };
+/** Cached features as a batch source for `fitSource` / `evaluateSource`. */
+function featureSource(
+  data: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
+): BatchSource {
+  return { count: data.count, batch: (idx) => featureBatch(data, idx) };
 }
 
 /** The head's loss, accuracy and predictions on a feature split (Keras's `evaluate`, on features). */
-export async function evaluateFeatures(
+export function evaluateFeatures(
   head: tf.LayersModel,
   data: Pick<FeatureSplit, "features" | "shape" | "labels" | "count">,
   batchSize = 256,
 ): Promise<Evaluation> {
-  const probabilities = new Float32Array(data.count * 10);
-  for (const idx of batches(range(0, data.count), batchSize)) {
-    const { x, y } = featureBatch(data, idx);
-    const out = head.predict(x) as tf.Tensor;
-    probabilities.set(await out.data() as Float32Array, idx[0] * 10);
-    tf.dispose([x, y, out]);
-  }
-  return scorePredictions(probabilities, data.labels.slice(0, data.count));
+  return evaluateSource(head, featureSource(data), data.labels.slice(0, data.count), batchSize);
 }
 
 /** What the cache saved for one feature set: the base's cost once, a cache hit, every epoch. */
