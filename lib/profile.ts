@@ -59,13 +59,18 @@ export function epochsFor(profile: Profile, studyEpochs: number): number {
   return Math.min(studyEpochs, profile.maxEpochs);
 }
 
-/** The train/test splits a profile uses (views of the first samples; no copies). */
+/**
+ * The train/test splits a profile uses (views of the first samples; no copies). The VGG
+ * sections train on `vggTrainSamples`.
+ */
 export function profileSplits(
   mnist: Mnist,
   profile: Profile,
+  section: "default" | "vgg" = "default",
 ): { train: MnistSplit; test: MnistSplit } {
+  const trainSamples = section === "vgg" ? profile.vggTrainSamples : profile.trainSamples;
   return {
-    train: takeFirst(mnist.train, profile.trainSamples),
+    train: takeFirst(mnist.train, trainSamples),
     test: takeFirst(mnist.test, profile.testSamples),
   };
 }

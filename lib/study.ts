@@ -16,13 +16,16 @@ export interface StudySetup {
   test: MnistSplit;
 }
 
-/** Reads the profile, starts the backend (printing which and why) and loads MNIST. */
-export async function setupStudy(): Promise<StudySetup> {
+/**
+ * Reads the profile, starts the backend (printing which and why) and loads MNIST.
+ * `section: "vgg"` takes the profile's (smaller) training set for the VGG sections.
+ */
+export async function setupStudy(section: "default" | "vgg" = "default"): Promise<StudySetup> {
   const profile = currentProfile();
   console.log(describeProfile(profile));
   const backend = await initBackend();
   const mnist = await loadMnist();
-  const { train, test } = profileSplits(mnist, profile);
+  const { train, test } = profileSplits(mnist, profile, section);
   console.log(`data: ${train.count} train / ${test.count} test digits from ${mnist.source}`);
   return { profile, backend, mnist, train, test };
 }

@@ -72,7 +72,7 @@ Options:
   --epochs N          epochs (default: the study's; the quick profile caps it at 1)
   --batch-size N      batch size (default: the study's)
   --seed N            seed of initial weights, shuffles and dropout (default: random, recorded)
-  --profile P         quick | full (default: $MNIST_PROFILE, else full)
+  --profile P         quick | reduced | full (default: $MNIST_PROFILE, else full)
   --backend B         webgpu | cpu-fast | wasm | cpu (default: $MNIST_BACKEND, else the best available)
   --on-divergence A   stop (default) | warn: what to do when the loss explodes or becomes NaN
   -h, --help          this text
@@ -183,7 +183,11 @@ async function main(): Promise<void> {
   console.log(describeProfile(profile));
   const backend = await initBackend({ force: opts.backend });
   const mnist = await loadMnist();
-  const { train, test } = profileSplits(mnist, profile);
+  const { train, test } = profileSplits(
+    mnist,
+    profile,
+    opts.model === "baseline" ? "default" : "vgg",
+  );
   // Without --seed, draw one and record it, so that any run can be repeated.
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
   const epochs = epochsFor(profile, opts.epochs ?? spec.epochs);
