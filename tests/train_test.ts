@@ -156,3 +156,21 @@ Deno.test("evaluate returns the accuracy of a model that always answers one digi
   assert.equal(ev.accuracy, 0.6);
   assert.deepEqual(Array.from(ev.predicted), [3, 3, 3, 3, 3]);
 });
+
+Deno.test("training holds one batch of float32 images at a time: memory does not grow with the data", async () => {
+  const train = takeFirst((await loadMnist()).train, 640);
+  const bytes: number[] = [];
+  await fit(tinyCnn(4), train, {
+    epochs: 2,
+    batchSize: 32,
+    format: GRAY32,
+    seed: 1,
+    progress: false,
+    onBatchEnd: () => void bytes.push(tf.memory().numBytes),
+  });
+  // After the optimizer's state exists (first steps), tensor memory is flat across 38 batches:
+  // the 640 digits never become one float32 tensor (640×32×32×4 = 2.6 MB).
+  const steady = bytes.slice(2);
+  const spread = Math.max(...steady) - Math.min(...steady);
+  assert.ok(spread < 32 * 32 * 32 * 4, `tensor memory varied by ${spread} bytes across batches`);
+});
