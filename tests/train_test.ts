@@ -160,7 +160,9 @@ Deno.test("evaluate returns the accuracy of a model that always answers one digi
 Deno.test("training holds one batch of float32 images at a time: memory does not grow with the data", async () => {
   const train = takeFirst((await loadMnist()).train, 640);
   const bytes: number[] = [];
-  await fit(tinyCnn(4), train, {
+  const model = tinyCnn(4);
+  const before = tf.memory().numBytes;
+  await fit(model, train, {
     epochs: 2,
     batchSize: 32,
     format: GRAY32,
@@ -173,4 +175,6 @@ Deno.test("training holds one batch of float32 images at a time: memory does not
   const steady = bytes.slice(2);
   const spread = Math.max(...steady) - Math.min(...steady);
   assert.ok(spread < 32 * 32 * 32 * 4, `tensor memory varied by ${spread} bytes across batches`);
+  const peak = Math.max(...bytes) - before;
+  assert.ok(peak < (640 * 32 * 32 * 4) / 4, `peak ${peak} bytes above the model's own weights`);
 });
