@@ -166,7 +166,7 @@ if (import.meta.main) {
     for (const backend of use) {
       // tfjs's pure-JS cpu backend trains at well under 1 sample/s: baseline only, 2 steps.
       if (backend === "cpu" && model !== "baseline") continue;
-      const [s, w] = backend === "cpu" ? [2, 1] : [steps, warmup];
+      const [s, w] = backend === "cpu" ? [2, 0] : [steps, warmup];
       const row = await benchOne(model, backend, s, w, values.optimizer!);
       rows.push(row);
       if (values.json) console.log(JSON.stringify(row));
