@@ -323,8 +323,10 @@ table.dataframe caption{text-align:left;font-weight:bold;padding:4px 0}
 ${rows}
 </ol>
 <h2>All runs</h2>
-<p>Full-profile runs are the study's settings; quick-profile runs are smoke tests and are listed apart.</p>
+<p>Full-profile runs are the study's settings; reduced-profile runs use the study's epochs on a
+tenth of the data; quick-profile runs are smoke tests. Each is listed apart.</p>
 ${section("full", "full-profile runs")}
+${section("reduced", "reduced-profile runs")}
 ${section("quick", "quick-profile runs (smoke tests)")}
 </body></html>
 `;
