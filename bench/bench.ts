@@ -5,7 +5,8 @@
  *                   [--backends cpu-fast,cpu,wasm,webgpu] [--optimizer fused|tfjs]
  *
  * Prints one table row per model × backend: batch, samples/s (median step), achieved GFLOPS
- * from the counted training FLOPs per sample (bench/flops.ts), peak RSS. Compare with the
+ * from the counted training FLOPs per sample (bench/flops.ts), and the largest process RSS
+ * seen after a step of that row. Compare with the
  * PyTorch peer bench run in the same session (bench/README.md). `--optimizer fused` (default)
  * recompiles the models with `fusedAdam` (same math as the study's `tf.train.adam`, one fused
  * in-place pass per weight on cpu-fast); `tfjs` keeps the builders' own Adam.
@@ -34,17 +35,6 @@ interface Row {
   gflops: number;
   peakRssMiB: number;
   note: string;
-}
-
-/** Peak resident memory of this process so far (Linux VmHWM), else current RSS. */
-function peakRssMiB(): number {
-  try {
-    const m = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);
-    if (m) return Number(m[1]) / 1024;
-  } catch {
-    // not Linux
-  }
-  return Deno.memoryUsage().rss / 2 ** 20;
 }
 
 /** Trains `name` on `backend` for warmup + steps batches; returns the median-step rate. */
@@ -96,7 +86,8 @@ async function benchOne(
     steps,
     samplesPerS: rate,
     gflops: (rate * flops) / 1e9,
-    peakRssMiB: Math.max(rss, peakRssMiB()),
+    // sampled after each step of this row (the process's VmHWM would carry earlier rows)
+    peakRssMiB: rss,
     note: `${optimizer === "fused" ? "fusedAdam" : "tf.train.adam"}; min ${
       (b / times[times.length - 1]).toFixed(1)
     }, max ${(b / times[0]).toFixed(1)}`,
@@ -134,7 +125,7 @@ async function availableBackends(wanted: string[]): Promise<{ use: string[]; ski
 
 function table(rows: Row[]): string {
   const head =
-    "| model | backend | batch | steps | samples/s | GFLOPS | peak RSS MiB | optimizer; step spread (samples/s) |";
+    "| model | backend | batch | steps | samples/s | GFLOPS | RSS MiB (max after a step) | optimizer; step spread (samples/s) |";
   const sep = "|---|---|---:|---:|---:|---:|---:|---|";
   const body = rows.map((r) =>
     `| ${r.model} | ${r.backend} | ${r.batch} | ${r.steps} | ${r.samplesPerS.toFixed(1)} | ${
