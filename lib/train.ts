@@ -217,6 +217,7 @@ async function fitLoop(
   let divergence: Divergence | null = null;
   let stoppedEarly = false;
   let samples = 0;
+  let batchSeconds = 0;
   const t0 = performance.now();
 
   for (let epoch = 0; epoch < opts.epochs; epoch++) {
@@ -257,6 +258,7 @@ async function fitLoop(
       accuracy: accSum / seen,
       seconds: 0,
     };
+    batchSeconds += (performance.now() - e0) / 1000;
     if (opts.validate) {
       const val = await opts.validate();
       logs.val_loss = val.loss;
@@ -298,14 +300,14 @@ async function fitLoop(
     }
   }
   const seconds = (performance.now() - t0) / 1000;
-  const trainSeconds = rows.reduce((s, r) => s + r.seconds, 0);
   return {
     history: historyFrame(rows),
     epochsRun: rows.length,
     stoppedEarly,
     divergence,
     seconds,
-    samplesPerSecond: samples / Math.max(trainSeconds, 1e-9),
+    // Training throughput: batches only (the epoch seconds also include validation, as Keras's do).
+    samplesPerSecond: samples / Math.max(batchSeconds, 1e-9),
   };
 }
 
