@@ -54,17 +54,43 @@ export interface Divergence {
  */
 export class DivergenceGuard {
   best = Infinity;
+  /** Smoothed batch loss (exponential moving average over ~10 batches) and its lowest value. */
+  #smooth: number | null = null;
+  #bestSmooth = Infinity;
+  #batches = 0;
   constructor(readonly factor = 5) {}
 
+  /**
+   * Judges one batch: NaN/Inf, or a smoothed batch loss that explodes to `factor`× its lowest
+   * and at least 1.0 above it — a run can break inside its first epoch, before any epoch loss
+   * exists to compare.
+   */
   checkBatch(epoch: number, batch: number, loss: number): Divergence | null {
-    if (Number.isFinite(loss)) return null;
-    return {
-      epoch,
-      batch,
-      loss,
-      bestLoss: this.best,
-      reason: `loss became ${loss} at epoch ${epoch + 1}, batch ${batch + 1}`,
-    };
+    if (!Number.isFinite(loss)) {
+      return {
+        epoch,
+        batch,
+        loss,
+        bestLoss: this.best,
+        reason: `loss became ${loss} at epoch ${epoch + 1}, batch ${batch + 1}`,
+      };
+    }
+    this.#smooth = this.#smooth === null ? loss : 0.9 * this.#smooth + 0.1 * loss;
+    // Judge only once the average has settled (10 batches) and has a low point to compare with.
+    if (++this.#batches < 10) return null;
+    const smooth = this.#smooth, low = this.#bestSmooth;
+    this.#bestSmooth = Math.min(low, smooth);
+    if (smooth > this.factor * low && smooth - low > 1.0) {
+      return {
+        epoch,
+        batch,
+        loss: smooth,
+        bestLoss: low,
+        reason: `the smoothed batch loss exploded to ${smooth.toFixed(3)} at epoch ${epoch + 1}, ` +
+          `batch ${batch + 1} — ${(smooth / low).toFixed(1)}× its lowest (${low.toFixed(3)})`,
+      };
+    }
+    return null;
   }
 
   checkEpoch(epoch: number, loss: number): Divergence | null {

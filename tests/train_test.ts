@@ -26,6 +26,23 @@ Deno.test("the divergence guard flags NaN/Inf batches and exploding epoch losses
   assert.equal(g.checkBatch(0, 3, 0.7), null);
   assert.match(g.checkBatch(0, 4, NaN)!.reason, /NaN at epoch 1, batch 5/);
   assert.match(g.checkBatch(2, 0, Infinity)!.reason, /Infinity/);
+  // Inside an epoch: batch losses fall to ~0.1, then jump to ~14 (a collapse within epoch 1).
+  const b = new DivergenceGuard();
+  const seq = [
+    ...Array(30).fill(0).map((_, i) => 2.3 * Math.exp(-i / 6) + 0.1),
+    ...Array(30).fill(14),
+  ];
+  const firstFlag = seq.findIndex((l, i) => b.checkBatch(0, i, l) !== null);
+  assert.ok(firstFlag >= 30 && firstFlag < 40, `flagged at batch ${firstFlag}`);
+  const calm = new DivergenceGuard();
+  const noisy = Array.from(
+    { length: 200 },
+    (_, i) => 0.3 + 0.25 * Math.sin(i * 1.7) + 0.5 * (i % 17 === 0 ? 1 : 0),
+  );
+  assert.ok(
+    noisy.every((l, i) => calm.checkBatch(0, i, l) === null),
+    "noisy but healthy losses pass",
+  );
   const e = new DivergenceGuard();
   assert.equal(e.checkEpoch(0, 0.3), null);
   assert.equal(e.checkEpoch(1, 0.1), null);
