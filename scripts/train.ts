@@ -9,7 +9,7 @@ import { type BackendName, initBackend } from "../lib/backend.ts";
 import { loadMnist } from "../lib/mnist.ts";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { buildVggSmall } from "../lib/models/vgg_small.ts";
+import { buildVggSmall, type VggOptions } from "../lib/models/vgg_small.ts";
 import { GRAY32, type InputFormat, RGB32 } from "../lib/preprocess.ts";
 import { currentProfile, describeProfile, epochsFor, profileSplits } from "../lib/profile.ts";
 import { runsRoot, saveRun } from "../lib/runs.ts";
@@ -17,7 +17,7 @@ import { type EpochLogs, evaluate, fit, type FitOptions } from "../lib/train.ts"
 
 /** The study's settings per model: builder, input format, batch size, epochs, early stopping. */
 interface ModelSpec {
-  build: (opts: { seed?: number }) => tf.LayersModel;
+  build: (opts: VggOptions) => tf.LayersModel;
   format: InputFormat;
   formatName: string;
   batchSize: number;
@@ -75,6 +75,11 @@ Options:
   --profile P         quick | reduced | full (default: $MNIST_PROFILE, else full)
   --backend B         webgpu | cpu-fast | wasm | cpu (default: $MNIST_BACKEND, else the best available)
   --on-divergence A   stop (default) | warn: what to do when the loss explodes or becomes NaN
+  --learning-rate X   Adam's learning rate (default 0.001, Keras's)
+  VGG models only, the experiments of notebook 04 (the study: linear convs, Glorot, no BN):
+  --conv-activation A linear (default) | relu
+  --conv-init I       glorot (default) | he
+  --batch-norm        BatchNormalization after every convolution
   -h, --help          this text
 
 Example: deno task train baseline --profile quick --seed 1`;
@@ -91,6 +96,10 @@ export function parseTrainArgs(args: string[]) {
       profile: { type: "string" },
       backend: { type: "string" },
       "on-divergence": { type: "string" },
+      "learning-rate": { type: "string" },
+      "conv-activation": { type: "string" },
+      "conv-init": { type: "string" },
+      "batch-norm": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -120,9 +129,29 @@ export function parseTrainArgs(args: string[]) {
   if (onDivergence !== "stop" && onDivergence !== "warn") {
     throw new Error(`--on-divergence must be stop or warn, got "${onDivergence}"`);
   }
+  const learningRate = values["learning-rate"] === undefined
+    ? undefined
+    : Number(values["learning-rate"]);
+  if (learningRate !== undefined && !(learningRate > 0)) {
+    throw new Error(`--learning-rate must be a positive number, got "${values["learning-rate"]}"`);
+  }
+  const convActivation = values["conv-activation"];
+  if (convActivation !== undefined && convActivation !== "linear" && convActivation !== "relu") {
+    throw new Error(`--conv-activation must be linear or relu, got "${convActivation}"`);
+  }
+  const convInit = values["conv-init"];
+  if (convInit !== undefined && convInit !== "glorot" && convInit !== "he") {
+    throw new Error(`--conv-init must be glorot or he, got "${convInit}"`);
+  }
+  const variant = { convActivation, convInit, batchNorm: values["batch-norm"] || undefined };
+  if (model === "baseline" && Object.values(variant).some((v) => v !== undefined)) {
+    throw new Error("--conv-activation, --conv-init and --batch-norm apply to the VGG models only");
+  }
   return {
     help: false as const,
     model,
+    learningRate,
+    variant: variant as VggOptions,
     epochs: int("epochs", values.epochs, 1),
     batchSize: int("batch-size", values["batch-size"], 1),
     seed: int("seed", values.seed, 0),
@@ -130,6 +159,17 @@ export function parseTrainArgs(args: string[]) {
     backend,
     onDivergence: onDivergence as "stop" | "warn",
   };
+}
+
+/** The run's model name, with any departure from the study's settings, e.g. "vgg16_scratch (relu, lr 0.0001)". */
+function variantName(name: string, learningRate: number, v: VggOptions): string {
+  const parts = [
+    v.convActivation && v.convActivation !== "linear" ? `${v.convActivation} convs` : "",
+    v.convInit === "he" ? "He init" : "",
+    v.batchNorm ? "BatchNorm" : "",
+    learningRate !== 0.001 ? `lr ${learningRate}` : "",
+  ].filter(Boolean);
+  return parts.length ? `${name} (${parts.join(", ")})` : name;
 }
 
 /**
@@ -192,7 +232,8 @@ async function main(): Promise<void> {
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
   const epochs = epochsFor(profile, opts.epochs ?? spec.epochs);
   const batchSize = opts.batchSize ?? spec.batchSize;
-  const model = spec.build({ seed });
+  const learningRate = opts.learningRate ?? 0.001;
+  const model = spec.build({ seed, learningRate, ...opts.variant });
   console.log(
     `model: ${model.name} (${
       model.countParams().toLocaleString("en-US")
@@ -254,14 +295,16 @@ async function main(): Promise<void> {
   );
   const dir = await saveRun({
     model,
-    modelName: model.name,
+    modelName: variantName(model.name, learningRate, opts.variant),
     section: `${spec.section} (scripts/train.ts)`,
     config: {
       epochs,
       batchSize,
       input: spec.formatName,
+      trainSamples: train.count,
       optimizer: "adam",
-      learningRate: 0.001,
+      learningRate,
+      ...Object.fromEntries(Object.entries(opts.variant).filter(([, v]) => v !== undefined)),
       ...(spec.vggSettings
         ? { earlyStopping: { monitor: "loss", patience: 3 }, validation: "test" }
         : {}),
