@@ -99,7 +99,11 @@ export async function initBackend(
     if (!["webgpu", "cpu-fast", "wasm", "cpu"].includes(forced)) {
       throw new Error(`MNIST_BACKEND=${forced} is not one of webgpu, cpu-fast, wasm, cpu`);
     }
-    info = { name: forced, device: await start(forced), why: "forced by MNIST_BACKEND" };
+    info = {
+      name: forced,
+      device: await start(forced),
+      why: opts.force ? "chosen explicitly" : "forced by MNIST_BACKEND",
+    };
   } else {
     const gpu = await probeGpu();
     if (gpu && !gpu.software) {
