@@ -6,6 +6,13 @@ import pl from "nodejs-polars";
 
 export const DISPLAY = Symbol.for("Jupyter.display");
 
+/**
+ * How long to yield after each display in a kernel. Deno's kernel sends display messages from
+ * another task; a zero-length yield was enough on an idle machine, but under heavy CPU load
+ * nbconvert still lost an occasional output. A few milliseconds per display costs nothing.
+ */
+const DISPLAY_SETTLE_MS = 25;
+
 export type MimeBundle = Record<string, unknown>;
 
 /** An object that the Deno kernel renders with the given MIME bundle. */
@@ -46,7 +53,7 @@ export async function show(bundle: MimeBundle): Promise<void> {
     await jupyter.display(bundle, { raw: true });
     // Deno's kernel queues display messages and sends them from another task; without giving
     // it a turn, a cell can report "done" first and nbconvert drops its last outputs.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setTimeout(resolve, DISPLAY_SETTLE_MS));
   } else console.log(String(bundle["text/plain"] ?? ""));
 }
 
@@ -72,7 +79,7 @@ export class LiveText {
     await jupyter.display(bundle, { raw: true, display_id: this.#id, update: this.#shown });
     this.#shown = true;
     // As in show(): let the kernel send the message before the cell can finish.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setTimeout(resolve, DISPLAY_SETTLE_MS));
   }
 
   /** Leaves the current output as it is; the next update starts a new one below it. */
