@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
 import { getGemm } from "./gemm.ts";
 import { alloc } from "./pool_alloc.ts";
-import { type Dnnl, dnnlFailure, loadDnnl } from "./dnnl.ts";
+import { type Dnnl, dnnlFailure, type DnnlGeom, loadDnnl } from "./dnnl.ts";
 import {
   allF32,
   f32,
@@ -18,22 +18,8 @@ import {
   scratch,
 } from "./util.ts";
 
-/** Geometry of one convolution, from tfjs's own `computeConv2DInfo`. */
-interface Geom {
-  batch: number;
-  inH: number;
-  inW: number;
-  inC: number;
-  outH: number;
-  outW: number;
-  outC: number;
-  fh: number;
-  fw: number;
-  sh: number;
-  sw: number;
-  padTop: number;
-  padLeft: number;
-}
+/** Geometry of one convolution (from tfjs's own `computeConv2DInfo`): the one oneDNN takes. */
+type Geom = DnnlGeom;
 
 let dnnlChoice: Dnnl | null | undefined;
 
