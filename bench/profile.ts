@@ -2,7 +2,7 @@
  * Where a training step's time goes on a backend: tfjs's kernel profiler over a few
  * `trainOnBatch` steps, summed by kernel name (and shapes with --shapes).
  *
- *   deno run -A bench/profile.ts [--model baseline] [--backend cpu-fast] [--steps 3] [--shapes]
+ *   deno run -A bench/profile.ts [--model baseline|vgg_small|vgg16|vgg16_head] [--backend cpu-fast] [--steps 3] [--shapes]
  *                                [--optimizer fused|tfjs]
  */
 import * as tf from "@tensorflow/tfjs";
@@ -11,11 +11,14 @@ import { buildBaseline } from "../lib/models/baseline.ts";
 import { buildVggSmall } from "../lib/models/vgg_small.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
 import { fusedAdam, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { buildHead, VGG16_HEAD } from "../lib/transfer.ts";
 
 const MODELS: Record<string, [() => tf.LayersModel, number, number[]]> = {
   baseline: [() => buildBaseline({ seed: 1 }), 32, [32, 32, 3]],
   vgg_small: [() => buildVggSmall({ seed: 1 }), 100, [32, 32, 1]],
   vgg16: [() => buildVgg16Scratch({ seed: 1 }), 100, [32, 32, 3]],
+  // notebook 05's head on VGG16's cached 1×1×512 features
+  vgg16_head: [() => buildHead([1, 1, 512], VGG16_HEAD, { seed: 1 }), 64, [1, 1, 512]],
 };
 
 if (import.meta.main) {

@@ -351,6 +351,33 @@ Deno.test("element-wise kernels and leading-axis Sum match cpu", async () => {
   delete fallbackCounts.Sum;
 });
 
+Deno.test("Relu, Step and Floor match cpu exactly, NaN, infinities and signed zeros included", async () => {
+  const special = [NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 2.5, -2.5, 3, -3];
+  const values = Float32Array.from([...special, ...rand(50, 77).map((v) => v * 10)]);
+  const x = { shape: [values.length], values };
+  for (const k of Object.keys(fallbackCounts)) delete fallbackCounts[k];
+  for (
+    const [name, attrs] of [["Relu", {}], ["Step", { alpha: 0 }], ["Step", { alpha: 0.3 }], [
+      "Floor",
+      {},
+    ]] as const
+  ) {
+    const ref = await runOn("cpu", name, { x }, attrs);
+    const got = await runOn(FAST_CPU, name, { x }, attrs);
+    assert.deepEqual(got.shape, ref.shape);
+    ref.values.forEach((r, i) =>
+      assert.ok(Object.is(got.values[i], r), `${name} of ${values[i]}: ${got.values[i]} ≠ ${r}`)
+    );
+  }
+  assert.deepEqual(fallbackCounts, {}, "no float32 call declined");
+  // int32 input is declined and runs tfjs's kernel
+  await tf.setBackend(FAST_CPU);
+  const ints = tf.tensor1d([-2, 0, 3], "int32");
+  assert.deepEqual(await tf.relu(ints).data(), Int32Array.from([0, 0, 3]));
+  assert.equal(fallbackCounts.Relu, 1);
+  delete fallbackCounts.Relu;
+});
+
 Deno.test("recycled output arrays never reach data that was read", async () => {
   await tf.setBackend(FAST_CPU);
   const n = 1 << 21; // above the pool's threshold

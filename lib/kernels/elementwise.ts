@@ -1,5 +1,5 @@
 /**
- * Float32 Add, Sub, Multiply, RealDiv, Maximum, Minimum for the shapes training produces:
+ * Float32 Add, Sub, Multiply, RealDiv for the shapes training produces:
  * equal shapes, a scalar on either side, or a row vector broadcast over the last axis (bias).
  * tfjs-cpu's generic broadcasting loop costs ~30 ns per element here, and the Adam update
  * alone runs a dozen of these over every weight each step.
@@ -75,6 +75,37 @@ export const BINARY_KERNELS: Record<string, FastKernel> = {
   Sub: binary("$a - $b"),
   Multiply: binary("$a * $b"),
   RealDiv: binary("$a / $b"),
+};
+
+/**
+ * A unary float32 kernel from its expression in `$x` (and `$alpha`, the kernel's attribute).
+ * tfjs-cpu calls a closure per element (~10 ns each); a dense head's ReLU, its gradient (Step)
+ * and dropout's mask (Floor) then cost more than its matmuls' epilogues.
+ */
+function unary(expr: string): FastKernel {
+  const loop = new Function(
+    "X",
+    "R",
+    "alpha",
+    `"use strict"; for (let i = 0; i < R.length; i++) { const x = X[i]; R[i] = ${
+      expr.replaceAll("$x", "x").replaceAll("$alpha", "alpha")
+    }; }`,
+  ) as (x: Float32Array, r: Float32Array, alpha: number) => void;
+  return ({ inputs, backend, attrs }) => {
+    const { x } = inputs;
+    if (!allF32(x)) return null;
+    const xv = f32(backend, x);
+    const r = alloc(xv.length);
+    loop(xv, r, attrs?.alpha ?? 0);
+    return out(backend, x.shape.slice(), r);
+  };
+}
+
+/** The unary kernels replaced, by tfjs kernel name, with tfjs-cpu's exact semantics (NaN kept). */
+export const UNARY_KERNELS: Record<string, FastKernel> = {
+  Relu: unary("Math.max(0, $x)"),
+  Step: unary("$x !== $x ? NaN : $x > 0 ? 1 : $alpha"),
+  Floor: unary("Math.floor($x)"),
 };
 
 /**

@@ -26,7 +26,7 @@ import { getGemm } from "./gemm.ts";
 import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
-import { BINARY_KERNELS, sum } from "./elementwise.ts";
+import { BINARY_KERNELS, sum, UNARY_KERNELS } from "./elementwise.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
 /** The backend's registered name. */
@@ -44,6 +44,7 @@ export const FAST_KERNELS: Record<string, FastKernel> = {
   MaxPoolGrad: maxPoolGrad,
   Sum: sum,
   ...BINARY_KERNELS,
+  ...UNARY_KERNELS,
 };
 
 let result: { name: string; available: boolean; why: string } | undefined;
