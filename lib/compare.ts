@@ -35,8 +35,31 @@ export function shortDevice(device: string, max = 28): string {
 }
 
 /**
- * One row per run: model, section, profile, parameters, epochs run, wall time, samples/s,
- * backend, test accuracy, weights source/label, and the run id to find the folder.
+ * The frozen base behind a transfer run (notebooks 05/06 record `baseParameters` and
+ * `extractSeconds`), or zeros. Its record's own counts cover only the head that trained on
+ * cached features; comparing those against whole models would show ResNet152V2 as a
+ * 20,490-parameter, 75-second model.
+ */
+function frozenBase(r: RunRecord): { parameters: number; seconds: number } {
+  const hp = r.config.hyperParameters;
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  return { parameters: num(hp.baseParameters), seconds: num(hp.extractSeconds) };
+}
+
+/** Every parameter the model's predictions go through: a transfer run's frozen base and head. */
+function totalParameters(r: RunRecord): number {
+  return r.metrics.parameters + frozenBase(r).parameters;
+}
+
+/** Time to the trained model: training, plus a transfer run's one pass of the frozen base. */
+function totalSeconds(r: RunRecord): number {
+  return r.metrics.trainSeconds + frozenBase(r).seconds;
+}
+
+/**
+ * One row per run: model, section, profile, parameters (all, and those trained), epochs run,
+ * wall time (with a transfer run's feature extraction, also shown alone), samples/s, backend,
+ * test accuracy, weights source/label, and the run id to find the folder.
  */
 export function runsTable(records: RunRecord[]): pl.DataFrame {
   const col = <T>(f: (r: RunRecord) => T) => records.map(f);
@@ -44,14 +67,16 @@ export function runsTable(records: RunRecord[]): pl.DataFrame {
     pl.Series("model", col((r) => r.config.modelName), pl.Utf8),
     pl.Series("section", col((r) => r.config.section), pl.Utf8),
     pl.Series("profile", col((r) => r.config.profile.name), pl.Utf8),
-    pl.Series("parameters", col((r) => r.metrics.parameters), pl.Int64),
+    pl.Series("parameters", col(totalParameters), pl.Int64),
+    pl.Series("trained", col((r) => r.metrics.parameters), pl.Int64),
     pl.Series("epochs", col((r) => r.metrics.epochsRun), pl.Int32),
     pl.Series(
       "stopped",
       col((r) => r.metrics.diverged ? "diverged" : r.metrics.stoppedEarly ? "early" : ""),
       pl.Utf8,
     ),
-    pl.Series("wall_s", col((r) => r.metrics.trainSeconds), pl.Float64),
+    pl.Series("wall_s", col(totalSeconds), pl.Float64),
+    pl.Series("extract_s", col((r) => frozenBase(r).seconds), pl.Float64),
     pl.Series("samples_per_s", col((r) => r.metrics.samplesPerSecond), pl.Float64),
     pl.Series(
       "backend",
@@ -68,8 +93,8 @@ function pointValues(records: RunRecord[]) {
   return records.map((r) => ({
     run: runName(r, records),
     model: r.config.modelName,
-    parameters: r.metrics.parameters,
-    seconds: r.metrics.trainSeconds,
+    parameters: totalParameters(r),
+    seconds: totalSeconds(r),
     accuracy: r.metrics.testAccuracy,
     label: r.metrics.label ?? "",
   }));
@@ -107,7 +132,7 @@ function scatter(
   }, title);
 }
 
-/** Test accuracy against parameter count (log scale): does size buy accuracy? */
+/** Test accuracy against parameter count (log scale, frozen bases included): does size buy accuracy? */
 export function accuracyVsParamsChart(
   records: RunRecord[],
   title = "test accuracy vs parameters",
@@ -115,12 +140,19 @@ export function accuracyVsParamsChart(
   return scatter(records, { field: "parameters", title: "parameters (log scale)" }, title);
 }
 
-/** Test accuracy against training wall time (log scale): what each point of accuracy costs. */
+/**
+ * Test accuracy against wall time to the trained model (log scale; a transfer run's feature
+ * extraction included): what each point of accuracy costs.
+ */
 export function accuracyVsTimeChart(
   records: RunRecord[],
   title = "test accuracy vs training time",
 ): Promise<Chart> {
-  return scatter(records, { field: "seconds", title: "training wall time, s (log scale)" }, title);
+  return scatter(
+    records,
+    { field: "seconds", title: "training wall time incl. feature extraction, s (log scale)" },
+    title,
+  );
 }
 
 /**
@@ -204,12 +236,18 @@ export function findings(records: RunRecord[]): string {
     const m = r.metrics;
     const acc = `${(m.testAccuracy * 100).toFixed(2)}%`;
     const collapsed = m.diverged || m.testAccuracy < 0.2;
+    const base = frozenBase(r);
+    const en = (n: number) => n.toLocaleString("en-US");
     const notes = [
-      `${m.parameters.toLocaleString("en-US")} parameters`,
+      `${en(totalParameters(r))} parameters${
+        base.parameters ? ` (${en(m.parameters)} trained, the rest a frozen base)` : ""
+      }`,
       `${m.epochsRun} epoch${m.epochsRun === 1 ? "" : "s"}${
         m.stoppedEarly ? " (stopped early)" : ""
       }`,
-      `${m.trainSeconds.toFixed(0)} s on ${r.config.backend.name}`,
+      `${totalSeconds(r).toFixed(0)} s on ${r.config.backend.name}${
+        base.seconds ? ` (${base.seconds.toFixed(0)} s of it the base's one pass)` : ""
+      }`,
       ...(m.label ? [m.label] : []),
     ];
     const verdict = collapsed

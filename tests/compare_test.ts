@@ -35,9 +35,11 @@ Deno.test("runsTable has one row per run with the comparison columns", async () 
     "section",
     "profile",
     "parameters",
+    "trained",
     "epochs",
     "stopped",
     "wall_s",
+    "extract_s",
     "samples_per_s",
     "backend",
     "test_accuracy",
@@ -50,6 +52,14 @@ Deno.test("runsTable has one row per run with the comparison columns", async () 
   assert.equal(scratch.test_accuracy, 0.1135);
   const resnet = rows.find((r) => r.model === "resnet152v2_head")!;
   assert.match(String(resnet.weights), /random features \(ImageNet weights unavailable\)/);
+  // a transfer run counts its frozen base: Keras's 58,331,648 + the head's 2048×10 + 10
+  assert.equal(resnet.parameters, 58_352_138);
+  assert.equal(resnet.trained, 20_490);
+  assert.equal(resnet.wall_s, 900 + 1800);
+  assert.equal(resnet.extract_s, 1800);
+  const baseline = rows.find((r) => r.model === "baseline_cnn")!;
+  assert.equal(baseline.parameters, baseline.trained);
+  assert.equal(baseline.extract_s, 0);
 });
 
 Deno.test("findings flag the collapse; zero runs give notices, not errors", async () => {
@@ -57,6 +67,10 @@ Deno.test("findings flag the collapse; zero runs give notices, not errors", asyn
   const text = findings(full);
   assert.match(text, /\*\*vgg16_scratch\*\*: 11\.35% test accuracy — \*\*collapsed\*\*/);
   assert.doesNotMatch(text, /baseline_cnn\*\*: [0-9.]+% test accuracy — \*\*collapsed/);
+  assert.match(
+    text,
+    /resnet152v2_head\*\*: .*58,352,138 parameters \(20,490 trained, the rest a frozen base\).* 2700 s on webgpu \(1800 s of it the base's one pass\)/,
+  );
   assert.match(findings([]), /No runs/);
   assert.deepEqual(await comparisonCharts([]), []);
   assert.match(
