@@ -6,7 +6,9 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 
-export type BackendName = "webgpu" | "cpu-fast" | "wasm" | "cpu";
+/** Every backend the study can run on, in order of preference. */
+export const BACKEND_NAMES = ["webgpu", "cpu-fast", "wasm", "cpu"] as const;
+export type BackendName = typeof BACKEND_NAMES[number];
 
 export interface BackendInfo {
   name: BackendName;
