@@ -10,8 +10,16 @@ import "@tensorflow/tfjs-backend-webgpu";
 export const BACKEND_NAMES = ["webgpu", "cpu-fast", "wasm", "cpu"] as const;
 export type BackendName = typeof BACKEND_NAMES[number];
 
+/**
+ * Numeric precision of training, named as Keras's mixed-precision policies: "float32" (the
+ * study's), or "mixed_bfloat16" (convolutions and matmuls in bf16 with fp32 accumulation).
+ */
+export type Precision = "float32" | "mixed_bfloat16";
+
 export interface BackendInfo {
   name: BackendName;
+  /** The precision training runs in (part of every run's key and record). */
+  precision: Precision;
   /** The GPU adapter or CPU library in use, e.g. "NVIDIA H100" or "OpenBLAS via FFI". */
   device: string;
   /** Why this backend was chosen, in words. */
@@ -103,6 +111,7 @@ export async function initBackend(
     }
     info = {
       name: forced,
+      precision: "float32",
       device: await start(forced),
       why: opts.force ? "chosen explicitly" : "forced by MNIST_BACKEND",
     };
@@ -111,6 +120,7 @@ export async function initBackend(
     if (gpu && !gpu.software) {
       info = {
         name: "webgpu",
+        precision: "float32",
         device: await start("webgpu"),
         why: `GPU adapter ${gpu.description}`,
       };
@@ -120,9 +130,15 @@ export async function initBackend(
         : "no GPU adapter";
       const fast = await registerFastCpu();
       info = fast.available
-        ? { name: "cpu-fast", device: await start("cpu-fast"), why: `${why}; CPU fast path` }
+        ? {
+          name: "cpu-fast",
+          precision: "float32",
+          device: await start("cpu-fast"),
+          why: `${why}; CPU fast path`,
+        }
         : {
           name: "cpu",
+          precision: "float32",
           device: await start("cpu"),
           why: `${why}; CPU fast path unavailable (${fast.why})`,
         };
