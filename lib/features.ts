@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { REPO_ROOT } from "./env.ts";
 
 /** Input preprocessing: Keras's "caffe" (VGG16), "tf" (ResNetV2), or "study" (none: x in [0, 1]). */
 export type PreprocessMode = "caffe" | "tf" | "study";
@@ -74,12 +74,17 @@ export interface FeatureSet {
   hit: boolean;
   /** Time taken (reading, or running the base and writing). */
   seconds: number;
+  /**
+   * Seconds the base took when these features were computed: this call's `seconds` on a miss, the
+   * cache note's on a hit (NaN when the note is missing, e.g. a cache written before notes existed).
+   */
+  extractSeconds: number;
   /** The cache file. */
   path: string;
 }
 
 /** Default feature cache: `<repo>/data/cache` (found from this file, whatever the working directory). */
-export const FEATURE_CACHE_DIR = fileURLToPath(new URL("../data/cache/", import.meta.url));
+export const FEATURE_CACHE_DIR = join(REPO_ROOT, "data", "cache");
 
 const MAGIC = "TLFEAT1\n";
 const VERSION = 1;
@@ -130,6 +135,17 @@ async function readCache(path: string, key: Record<string, string | number>, sha
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
+  const parsed = parseCache(bytes);
+  if (!parsed) return undefined;
+  const { header, features } = parsed;
+  if (canonical(header.key) !== canonical(key) || !tf.util.arraysEqual(header.shape, shape)) {
+    return undefined;
+  }
+  return features;
+}
+
+/** Header and features of a complete cache file's bytes (a view, no copy); undefined if it is not one. */
+function parseCache(bytes: Uint8Array): { header: Header; features: Float32Array } | undefined {
   const magic = new TextDecoder().decode(bytes.subarray(0, MAGIC.length));
   if (magic !== MAGIC || bytes.length < MAGIC.length + 4) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -141,13 +157,45 @@ async function readCache(path: string, key: Record<string, string | number>, sha
   } catch {
     return undefined;
   }
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = header.shape?.reduce((a, b) => a * b, 1);
   if (
-    header.version !== VERSION || canonical(header.key) !== canonical(key) ||
-    !tf.util.arraysEqual(header.shape, shape) || bytes.length !== dataAt + 4 * n ||
+    header.version !== VERSION || bytes.length !== dataAt + 4 * n ||
     (bytes.byteOffset + dataAt) % 4 !== 0
   ) return undefined;
-  return new Float32Array(bytes.buffer, bytes.byteOffset + dataAt, n);
+  return { header, features: new Float32Array(bytes.buffer, bytes.byteOffset + dataAt, n) };
+}
+
+/**
+ * Seconds to read a cache file back as a hit does (read and parse; the base never runs), e.g. to
+ * show what a hit costs right after this run wrote the file.
+ */
+export async function cacheReadSeconds(path: string): Promise<number> {
+  const t0 = performance.now();
+  if (!parseCache(await Deno.readFile(path))) {
+    throw new Error(`${path} is not a complete feature cache file`);
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+/** What is recorded next to a cache file (`<file>.json`) when it is written: the header has no timings. */
+interface CacheNote {
+  extractSeconds: number;
+  count: number;
+  createdAt: string;
+}
+
+/** The base's seconds from the note next to a cache file of `count` samples; NaN if there is none. */
+async function notedExtractSeconds(path: string, count: number): Promise<number> {
+  try {
+    const note = JSON.parse(await Deno.readTextFile(`${path}.json`)) as CacheNote;
+    return note.count === count ? note.extractSeconds : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+async function writeNote(path: string, note: CacheNote): Promise<void> {
+  await Deno.writeTextFile(`${path}.json`, JSON.stringify(note) + "\n");
 }
 
 /** Writes header and features to a temporary file, then renames it into place (atomic). */
@@ -196,7 +244,9 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
   const path = featureCachePath(opts.key, count, opts.cacheDir);
   const cached = await readCache(path, key, shape);
   if (cached) {
-    return { features: cached, shape, hit: true, seconds: (performance.now() - t0) / 1000, path };
+    const seconds = (performance.now() - t0) / 1000;
+    const extractSeconds = await notedExtractSeconds(path, count);
+    return { features: cached, shape, hit: true, seconds, extractSeconds, path };
   }
 
   const per = shape.slice(1).reduce((a, b) => a * b, 1);
@@ -224,18 +274,7 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
     { version: VERSION, key, shape, dtype: "float32", endian: "little" },
     features,
   );
-  return { features, shape, hit: false, seconds: (performance.now() - t0) / 1000, path };
-}
-
-/**
- * The full frozen model: `head` applied to `base`'s output, for evaluating on images what was
- * trained on cached features (both share their layers, so no weights are copied).
- */
-export function composeFrozen(
-  base: tf.LayersModel,
-  head: tf.LayersModel,
-  name = "frozen_base_head",
-): tf.LayersModel {
-  const out = head.apply(base.outputs[0]) as tf.SymbolicTensor;
-  return tf.model({ inputs: base.inputs, outputs: out, name });
+  const seconds = (performance.now() - t0) / 1000;
+  await writeNote(path, { extractSeconds: seconds, count, createdAt: new Date().toISOString() });
+  return { features, shape, hit: false, seconds, extractSeconds: seconds, path };
 }

@@ -266,15 +266,3 @@ export async function withKerasH5<T>(
     file.close();
   }
 }
-
-/** Reads every layer that has weights: layer name → weights in Keras order. */
-export function readKerasH5(src: string | Uint8Array): Promise<Map<string, H5Weight[]>> {
-  return withKerasH5(src, (f) => {
-    const out = new Map<string, H5Weight[]>();
-    for (const layer of f.layerNames) {
-      const weights = f.read(layer);
-      if (weights.length) out.set(layer, weights);
-    }
-    return out;
-  });
-}

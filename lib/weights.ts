@@ -6,7 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { envVar, REPO_ROOT } from "./env.ts";
 import { type H5LayerInfo, withKerasH5 } from "./h5.ts";
 import {
   buildVgg16Base,
@@ -134,31 +134,23 @@ export class WeightsMismatchError extends Error {
   }
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env: behave as if unset
-  }
-}
-
-/** The repository root, found from this file so notebooks work whatever their working directory. */
-const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
-
 /** Default project weight cache: `<repo>/data/weights`. */
 export const PROJECT_WEIGHTS_DIR = join(REPO_ROOT, "data", "weights");
 
 /** Keras's model cache folders to look in, as Keras resolves them (KERAS_HOME, ~/.keras, /tmp/.keras). */
 export function kerasCacheDirs(kerasHome?: string): string[] {
-  const home = kerasHome ?? env("KERAS_HOME");
+  const home = kerasHome ?? envVar("KERAS_HOME");
   if (home) return [join(home, "models")];
   // Keras falls back to /tmp/.keras when ~/.keras is not writable.
-  return [join(env("HOME") ?? homedir(), ".keras", "models"), join("/tmp", ".keras", "models")];
+  return [join(envVar("HOME") ?? homedir(), ".keras", "models"), join("/tmp", ".keras", "models")];
 }
 
 /** The URL Keras downloads a spec from, under `baseUrl` (option, env var, or Keras's). */
 export function weightsUrl(spec: KerasWeightsSpec, baseUrl?: string): string {
-  const base = (baseUrl ?? env("KERAS_WEIGHTS_BASE_URL") ?? DEFAULT_BASE_URL).replace(/\/+$/, "");
+  const base = (baseUrl ?? envVar("KERAS_WEIGHTS_BASE_URL") ?? DEFAULT_BASE_URL).replace(
+    /\/+$/,
+    "",
+  );
   return `${base}/${spec.subdir}/${spec.file}`;
 }
 

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import {
+  cacheReadSeconds,
   CAFFE_MEAN_BGR,
-  composeFrozen,
   extractFeatures,
   type FeatureKey,
   fingerprint,
@@ -114,6 +114,12 @@ function tinyHead(featureShape: number[], seed = 2): tf.LayersModel {
   return head;
 }
 
+/** The full frozen model: `head` on `base`'s output (shared layers), to check against training on features. */
+function composeFrozen(base: tf.LayersModel, head: tf.LayersModel): tf.LayersModel {
+  const out = head.apply(base.outputs[0]) as tf.SymbolicTensor;
+  return tf.model({ inputs: base.inputs, outputs: out });
+}
+
 const KEY: FeatureKey = { model: "tiny", weights: "random:1", preprocessing: "study", data: "d0" };
 
 Deno.test("extractFeatures: miss writes the cache, hit reads it back, any changed key part misses", async () => {
@@ -142,6 +148,12 @@ Deno.test("extractFeatures: miss writes the cache, hit reads it back, any change
   assert.equal(batches, 3, "a hit never runs the base");
   assert.deepEqual(second.features, first.features);
   assert.equal(second.path, first.path);
+  // The base's time survives in the note next to the cache file; a hit's own time is a read.
+  assert.equal(first.extractSeconds, first.seconds);
+  assert.equal(second.extractSeconds, first.extractSeconds);
+  assert.ok((await cacheReadSeconds(first.path)) >= 0);
+  await Deno.remove(`${first.path}.json`);
+  assert.ok(Number.isNaN((await extractFeatures(opts)).extractSeconds), "no note: unknown");
 
   for (
     const [part, value] of [["model", "tiny2"], ["weights", "abc123"], ["preprocessing", "caffe"], [
@@ -160,8 +172,11 @@ Deno.test("extractFeatures: miss writes the cache, hit reads it back, any change
   assert.equal((await extractFeatures({ ...opts, key: { ...KEY, split: "test" } })).hit, false);
 
   const files = (await Array.fromAsync(Deno.readDir(tmp.path))).map((e) => e.name);
-  assert.equal(files.length, 7);
-  assert.ok(files.every((f) => f.endsWith(".features")), `no temporary files left: ${files}`);
+  assert.equal(files.filter((f) => f.endsWith(".features")).length, 7);
+  assert.ok(
+    files.every((f) => f.endsWith(".features") || f.endsWith(".features.json")),
+    `no temporary files left: ${files}`,
+  );
   // The header is small JSON naming the key.
   const bytes = await Deno.readFile(first.path);
   assert.equal(new TextDecoder().decode(bytes.subarray(0, 8)), "TLFEAT1\n");
@@ -182,6 +197,7 @@ Deno.test("extractFeatures: a truncated or foreign cache file is a miss and gets
   const first = await extractFeatures(opts);
   const bytes = await Deno.readFile(first.path);
   await Deno.writeFile(first.path, bytes.slice(0, bytes.length - 8));
+  await assert.rejects(() => cacheReadSeconds(first.path), /not a complete feature cache file/);
   const again = await extractFeatures(opts);
   assert.equal(again.hit, false);
   assert.deepEqual(again.features, first.features);
@@ -199,9 +215,10 @@ Deno.test("extractFeatures: a truncated or foreign cache file is a miss and gets
       }),
     /returned 1 samples/,
   );
+  const name = first.path.split("/").pop();
   assert.deepEqual(
-    (await Array.fromAsync(Deno.readDir(tmp.path))).map((e) => e.name),
-    [first.path.split("/").pop()],
+    (await Array.fromAsync(Deno.readDir(tmp.path))).map((e) => e.name).sort(),
+    [name, `${name}.json`],
   );
 });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import h5wasm from "h5wasm";
-import { H5FormatError, h5Fs, memPath, openKerasH5, readKerasH5 } from "../lib/h5.ts";
+import { H5FormatError, h5Fs, memPath, openKerasH5, withKerasH5 } from "../lib/h5.ts";
 import { tinyVgg, vggFixture, writeKerasH5 } from "./fixtures/keras_h5.ts";
 
 await tf.setBackend("cpu");
@@ -28,7 +28,11 @@ Deno.test("legacy VGG16 layout: fixed-length names, W/b datasets in the layer gr
   } finally {
     file.close();
   }
-  const read = await readKerasH5(bytes);
+  // Every layer with weights, read through withKerasH5 (the loader's entry point).
+  const read = await withKerasH5(
+    bytes,
+    (f) => new Map(f.layerNames.map((l) => [l, f.read(l)] as const).filter(([, w]) => w.length)),
+  );
   assert.deepEqual([...read.keys()], ["block1_conv1", "block2_conv1"]);
   for (const layer of fixture.filter((l) => l.weights.length)) {
     const got = read.get(layer.name)!;

@@ -5,7 +5,8 @@
  * shapes (`buildResNetV2Base`), which the tests use to check the same code on tiny inputs.
  */
 import * as tf from "@tensorflow/tfjs";
-import { type ImagenetBaseOptions, seededGlorot } from "./vgg16_imagenet.ts";
+import { glorot } from "./common.ts";
+import type { ImagenetBaseOptions } from "./vgg16_imagenet.ts";
 
 /** One stack of bottleneck blocks (Keras `stack2`). */
 export interface ResNetV2Stack {
@@ -47,7 +48,7 @@ type Sym = tf.SymbolicTensor;
  * parameters (143,744 of them BN moving statistics); on 32×32×3 the output is 1×1×2048.
  */
 export function buildResNetV2Base(opts: ResNetV2Options = {}): tf.LayersModel {
-  const init = seededGlorot(opts.seed);
+  const init = glorot(opts.seed);
   const trainable = opts.trainable ?? true;
   const conv = (
     x: Sym,

@@ -3,6 +3,7 @@
  * Layer names, order and defaults follow keras.applications so the `.h5` file loads by name.
  */
 import * as tf from "@tensorflow/tfjs";
+import { glorot } from "./common.ts";
 
 /** Options shared by the ImageNet bases. */
 export interface ImagenetBaseOptions {
@@ -14,21 +15,14 @@ export interface ImagenetBaseOptions {
   inputShape?: [number, number, number];
 }
 
-/** A Glorot-uniform initialiser (Keras's default kernel initialiser). */
-export type KernelInit = ReturnType<typeof tf.initializers.glorotUniform>;
-
-/**
- * A factory of Glorot-uniform initialisers; with a seed each layer gets its own derived seed so
- * layers differ but a rebuilt base is identical.
- */
-export function seededGlorot(seed?: number): () => KernelInit {
-  let layer = 0;
-  return () =>
-    tf.initializers.glorotUniform(seed === undefined ? {} : { seed: seed * 1000 + layer++ });
-}
-
-/** Filters of each VGG16 block's 3×3 convolutions. */
-const BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]];
+/** Filters of each VGG16 block's 3×3 convolutions (the ImageNet base and section 4's from-scratch net). */
+export const VGG16_BLOCKS: readonly (readonly number[])[] = [
+  [64, 64],
+  [128, 128],
+  [256, 256, 256],
+  [512, 512, 512],
+  [512, 512, 512],
+];
 
 /** The preprocessing Keras's VGG16 weights expect (`imagenet_utils.preprocess_input`, mode "caffe"). */
 export const VGG16_PREPROCESSING = "caffe" as const;
@@ -38,11 +32,11 @@ export const VGG16_PREPROCESSING = "caffe" as const;
  * block. 14,714,688 parameters; on 32×32×3 the output is 1×1×512.
  */
 export function buildVgg16Base(opts: ImagenetBaseOptions = {}): tf.LayersModel {
-  const init = seededGlorot(opts.seed);
+  const init = glorot(opts.seed);
   const trainable = opts.trainable ?? true;
   const input = tf.input({ shape: opts.inputShape ?? [32, 32, 3], name: "input_1" });
   let x = input as tf.SymbolicTensor;
-  BLOCKS.forEach((filters, b) => {
+  VGG16_BLOCKS.forEach((filters, b) => {
     filters.forEach((f, c) => {
       x = tf.layers.conv2d({
         filters: f,

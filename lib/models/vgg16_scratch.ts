@@ -2,13 +2,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { compileStudy, glorot } from "./common.ts";
 import { addConv, addVggHead, type VggOptions } from "./vgg_small.ts";
-
-/** Filters per block of the VGG16 convolution stack. */
-export const VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [
-  512,
-  512,
-  512,
-]];
+import { VGG16_BLOCKS } from "./vgg16_imagenet.ts";
 
 /**
  * Input 32×32×3 → the VGG16 conv stack (3×3 same, each block ending in MaxPool 2×2/2 same) →
