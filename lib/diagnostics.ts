@@ -8,6 +8,7 @@ import type { EpochLogs } from "./train.ts";
 import type { MnistSplit } from "./mnist.ts";
 import { type InputFormat, makeBatch, range } from "./preprocess.ts";
 import { type Chart, renderChart } from "./charts.ts";
+import { batchLoss } from "./loss.ts";
 
 /** L2 norm of each layer's kernel (layers without a kernel are skipped), in layer order. */
 export async function weightNorms(model: tf.LayersModel): Promise<Map<string, number>> {
@@ -37,12 +38,8 @@ export async function gradientNorms(
     if (w && w.shape.length >= 2) kernels.set(layer.name, w);
   }
   const vars = [...kernels.values()].map((w) => w.read() as tf.Variable);
-  const { grads, value } = tf.variableGrads(() => {
-    const probs = model.apply(x, { training: true }) as tf.Tensor;
-    // Sparse categorical cross-entropy on the softmax output, as the study compiles it.
-    const picked = tf.sum(tf.mul(tf.oneHot(tf.cast(y, "int32"), 10), probs), 1);
-    return tf.neg(tf.mean(tf.log(tf.clipByValue(picked, 1e-7, 1 - 1e-7)))) as tf.Scalar;
-  }, vars);
+  // The loss the model trains with (from logits, or tfjs's clipped form): the gradient `fit` sees.
+  const { grads, value } = tf.variableGrads(() => batchLoss(model, x, y, true), vars);
   const out = new Map<string, number>();
   const names = [...kernels.keys()];
   for (let i = 0; i < names.length; i++) {

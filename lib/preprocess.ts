@@ -68,16 +68,30 @@ export function range(start: number, end: number): Int32Array {
   return Int32Array.from({ length: Math.max(0, end - start) }, (_, i) => start + i);
 }
 
+/** A seeded random source whose position can be saved and restored (for resumable runs). */
+export interface Rng {
+  (): number;
+  /** The generator's whole state: setting it back replays the same numbers. */
+  state: number;
+}
+
 /** A small seedable PRNG (mulberry32): tfjs has no global seed, so shuffles use this. */
-export function rng(seed: number): () => number {
+export function rng(seed: number): Rng {
   let a = seed >>> 0;
-  return () => {
+  const next = (() => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  }) as Rng;
+  Object.defineProperty(next, "state", {
+    get: () => a,
+    set: (v: number) => {
+      a = v >>> 0;
+    },
+  });
+  return next;
 }
 
 /** A Fisher–Yates permutation of 0…n-1 drawn from `random`. */

@@ -6,8 +6,24 @@
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
 import type { MnistSplit } from "./mnist.ts";
-import { batches, type InputFormat, makeBatch, range, RGB32, rng, shuffled } from "./preprocess.ts";
-import { LiveText } from "./display.ts";
+import {
+  batches,
+  type InputFormat,
+  makeBatch,
+  range,
+  RGB32,
+  type Rng,
+  rng,
+  shuffled,
+} from "./preprocess.ts";
+import { readBackup, restoreBackup, saveBackup } from "./backup.ts";
+import { EPSILON, type LossKind, lossOf, scoringOutputs, trainStep } from "./loss.ts";
+import {
+  notebookProgress,
+  progressBar,
+  type ProgressReporter,
+  silentProgress,
+} from "./progress.ts";
 
 /** Keras's `EarlyStopping(monitor, patience, min_delta)` in mode "min", as a pure state machine. */
 export class EarlyStopping {
@@ -93,6 +109,24 @@ export class DivergenceGuard {
     return null;
   }
 
+  /** Everything the guard has seen, for a backup. */
+  state(): { best: number; smooth: number | null; bestSmooth: number; batches: number } {
+    return {
+      best: this.best,
+      smooth: this.#smooth,
+      bestSmooth: this.#bestSmooth,
+      batches: this.#batches,
+    };
+  }
+
+  /** Continues from a backup's `state()`. */
+  restore(s: ReturnType<DivergenceGuard["state"]>): void {
+    this.best = s.best;
+    this.#smooth = s.smooth;
+    this.#bestSmooth = s.bestSmooth;
+    this.#batches = s.batches;
+  }
+
   checkEpoch(epoch: number, loss: number): Divergence | null {
     if (!Number.isFinite(loss)) {
       return {
@@ -131,6 +165,24 @@ export interface EpochLogs {
   seconds: number;
 }
 
+/** Per-epoch backups of this fit, so a killed run resumes (lib/backup.ts). */
+export interface BackupOptions {
+  /** The backup file, e.g. `backupPath(runsRoot(), key)`. */
+  path: string;
+  /** The run's key; a backup with another key is never restored. */
+  key: string;
+  /** Words for the resume line, e.g. "vgg16_scratch (full, seed 42)". */
+  describe: string;
+  /** Test hook: called between writing the temporary file and renaming it. */
+  beforeRename?: (tmpPath: string) => void | Promise<void>;
+}
+
+/** A callback whose state must survive a resume (e.g. the diagnostics probe). */
+export interface StatefulCallback {
+  saveState(): unknown;
+  restoreState(state: unknown): void;
+}
+
 export interface FitOptions {
   epochs: number;
   batchSize: number;
@@ -142,12 +194,19 @@ export interface FitOptions {
   earlyStopping?: { monitor?: "loss" | "val_loss"; patience: number; minDelta?: number };
   /** "stop" (default) ends a diverged run; "warn" records it and trains on; "off" skips the check. */
   divergence?: "stop" | "warn" | "off";
-  /** Show a live progress line (notebook) or per-epoch log lines (terminal). Default true. */
-  progress?: boolean;
+  /**
+   * Where progress shows: a reporter (lib/progress.ts), `true` (default: the notebook's live
+   * line) or `false` (nothing).
+   */
+  progress?: boolean | ProgressReporter;
   onEpochEnd?: (logs: EpochLogs, model: tf.LayersModel) => void | Promise<void>;
   onBatchEnd?: (epoch: number, batch: number, loss: number) => void | Promise<void>;
   /** Prefix of the progress line, e.g. "head (study)". */
   label?: string;
+  /** Write a backup after every epoch and resume from it (Keras's BackupAndRestore). */
+  backup?: BackupOptions;
+  /** Callbacks whose state goes into the backup with the loop's. */
+  stateful?: StatefulCallback[];
 }
 
 /** Where training batches come from: images through the study's transform, or cached features. */
@@ -167,27 +226,30 @@ export interface FitResult {
   epochsRun: number;
   stoppedEarly: boolean;
   divergence: Divergence | null;
+  /** Training wall time, summed over every session of a resumed run. */
   seconds: number;
   samplesPerSecond: number;
+  /** The epoch a backup was restored from (0 when the run started fresh). */
+  resumedFrom: number;
 }
 
-/** A text progress bar, e.g. "████░░░░". */
-export function progressBar(fraction: number, width = 24): string {
-  const full = Math.round(fraction * width);
-  return "█".repeat(full) + "░".repeat(width - full);
+export { progressBar };
+
+/** The reporter `fit` uses for its `progress` option. */
+function reporterFor(progress: FitOptions["progress"], label: string): ProgressReporter {
+  if (progress === false) return silentProgress;
+  if (progress === true || progress === undefined) return notebookProgress(label);
+  return progress;
 }
 
 /**
- * Runs `fn` with `Math.random` drawn from a seeded PRNG. tfjs has no global seed: its unseeded
+ * Runs `fn` with `Math.random` drawn from `random`. tfjs has no global seed: its unseeded
  * random ops (dropout masks) seed themselves from `Math.random`, so this makes them repeat.
  */
-export async function withSeededRandom<T>(
-  seed: number | undefined,
-  fn: () => Promise<T>,
-): Promise<T> {
-  if (seed === undefined) return await fn();
+async function withRandom<T>(random: Rng | null, fn: () => Promise<T>): Promise<T> {
+  if (!random) return await fn();
   const original = Math.random;
-  Math.random = rng(seed ^ 0x5bd1e995);
+  Math.random = random;
   try {
     return await fn();
   } finally {
@@ -219,16 +281,34 @@ export function fitSource(
   train: BatchSource,
   opts: SourceFitOptions,
 ): Promise<FitResult> {
-  return withSeededRandom(opts.seed, () => fitLoop(model, train, opts));
+  const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const dropout = opts.seed === undefined ? null : rng(opts.seed ^ 0x5bd1e995);
+  return withRandom(dropout, () => fitLoop(model, train, opts, rng(seed), dropout));
+}
+
+/** The loop's state between epochs: what a backup holds besides the tensors. */
+interface LoopSnapshot {
+  rows: EpochLogs[];
+  shuffle: number;
+  dropout: number | null;
+  stopper: EarlyStopping | null;
+  guard: ReturnType<DivergenceGuard["state"]>;
+  divergence: Divergence | null;
+  stoppedEarly: boolean;
+  samples: number;
+  batchSeconds: number;
+  seconds: number;
+  stateful: unknown[];
 }
 
 async function fitLoop(
   model: tf.LayersModel,
   train: BatchSource,
   opts: SourceFitOptions,
+  random: Rng,
+  dropout: Rng | null,
 ): Promise<FitResult> {
-  const label = opts.label ? `${opts.label} ` : "";
-  const random = rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
+  const progress = reporterFor(opts.progress, opts.label ?? "");
   const stopper = opts.earlyStopping
     ? new EarlyStopping(
       opts.earlyStopping.monitor,
@@ -238,22 +318,51 @@ async function fitLoop(
     : null;
   const guardMode = opts.divergence ?? "stop";
   const guard = new DivergenceGuard();
-  const live = new LiveText(opts.progress === false);
-  const rows: EpochLogs[] = [];
+  let rows: EpochLogs[] = [];
   let divergence: Divergence | null = null;
   let stoppedEarly = false;
   let samples = 0;
   let batchSeconds = 0;
-  const t0 = performance.now();
+  let earlierSeconds = 0;
+  let start = 0;
 
-  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+  if (opts.backup) {
+    const backup = await readBackup(opts.backup.path);
+    if (backup && backup.header.key === opts.backup.key) {
+      await restoreBackup(model, backup);
+      const s = reviveNonFinite(backup.header.loop) as unknown as LoopSnapshot;
+      rows = s.rows;
+      random.state = s.shuffle;
+      if (dropout && s.dropout !== null) dropout.state = s.dropout;
+      if (stopper && s.stopper) Object.assign(stopper, s.stopper);
+      guard.restore(s.guard);
+      divergence = s.divergence;
+      stoppedEarly = s.stoppedEarly;
+      samples = s.samples;
+      batchSeconds = s.batchSeconds;
+      earlierSeconds = s.seconds;
+      opts.stateful?.forEach((c, i) => c.restoreState(s.stateful[i]));
+      start = backup.header.epoch;
+      await progress.note(
+        `resuming ${opts.backup.describe} from epoch ${start}/${opts.epochs} — backup of ${
+          backup.header.savedAt.slice(0, 19).replace("T", " ")
+        } UTC`,
+      );
+    } else if (backup) {
+      tf.dispose([...backup.model, ...backup.optimizer].map((n) => n.tensor));
+    }
+  }
+  const t0 = performance.now();
+  const finished = () => stoppedEarly || (divergence !== null && guardMode === "stop");
+
+  for (let epoch = start; epoch < opts.epochs && !finished(); epoch++) {
     const e0 = performance.now();
     const order = batches(shuffled(train.count, random), opts.batchSize);
-    let lossSum = 0, accSum = 0, seen = 0, lastShown = 0;
+    let lossSum = 0, accSum = 0, seen = 0;
     let batchDivergence: Divergence | null = null;
     for (let b = 0; b < order.length; b++) {
       const { x, y } = train.batch(order[b]);
-      const [loss, acc] = await model.trainOnBatch(x, y) as number[];
+      const [loss, acc] = await trainStep(model, x, y);
       tf.dispose([x, y]);
       const n = order[b].length;
       lossSum += loss * n;
@@ -265,18 +374,15 @@ async function fitLoop(
         batchDivergence = guard.checkBatch(epoch, b, loss);
         if (batchDivergence && guardMode === "stop") break;
       }
-      const now = performance.now();
-      if (opts.progress !== false && now - lastShown > 1000 && b < order.length - 1) {
-        lastShown = now;
-        const rate = seen / ((now - e0) / 1000);
-        await live.update(
-          `${label}epoch ${epoch + 1}/${opts.epochs} ${
-            progressBar(seen / train.count)
-          } ${seen}/${train.count}  ` +
-            `loss ${(lossSum / seen).toFixed(4)}  acc ${(accSum / seen).toFixed(4)}  ` +
-            `${rate.toFixed(0)} samples/s  ETA ${((train.count - seen) / rate).toFixed(0)} s`,
-        );
-      }
+      await progress.batch({
+        epoch,
+        epochs: opts.epochs,
+        seen,
+        count: train.count,
+        loss: lossSum / seen,
+        accuracy: accSum / seen,
+        samplesPerSecond: seen / Math.max((performance.now() - e0) / 1000, 1e-9),
+      });
     }
     const logs: EpochLogs = {
       epoch: epoch + 1,
@@ -293,48 +399,72 @@ async function fitLoop(
     logs.seconds = (performance.now() - e0) / 1000;
     rows.push(logs);
     await opts.onEpochEnd?.(logs, model);
-    if (opts.progress !== false) {
-      const val = logs.val_loss === undefined
-        ? ""
-        : `  val_loss ${logs.val_loss.toFixed(4)}  val_acc ${logs.val_accuracy!.toFixed(4)}`;
-      await live.update(
-        `${label}epoch ${epoch + 1}/${opts.epochs} ${
-          progressBar(1)
-        } ${train.count}/${train.count}  loss ${logs.loss.toFixed(4)}  ` +
-          `acc ${logs.accuracy.toFixed(4)}${val}  ${logs.seconds.toFixed(1)} s`,
-      );
-      // Keep each finished epoch's line; the next epoch gets a fresh live line.
-      if (epoch < opts.epochs - 1) live.detach();
-    }
+    await progress.epoch({ ...logs, epochs: opts.epochs, count: train.count });
     if (guardMode !== "off") {
       const verdict = batchDivergence ?? guard.checkEpoch(epoch, logs.loss);
       if (verdict && !divergence) {
         divergence = verdict;
         console.warn(`⚠ training diverged: ${verdict.reason}`);
       }
-      if (verdict && guardMode === "stop") break;
     }
-    if (stopper) {
+    if (stopper && !(divergence && guardMode === "stop")) {
       const value = stopper.monitor === "loss" ? logs.loss : logs.val_loss;
       if (value === undefined) {
         throw new Error("EarlyStopping monitors val_loss but no validation split was given");
       }
-      if (stopper.update(epoch, value)) {
-        stoppedEarly = true;
-        break;
-      }
+      stoppedEarly = stopper.update(epoch, value);
+    }
+    if (opts.backup) {
+      const snapshot: LoopSnapshot = {
+        rows,
+        shuffle: random.state,
+        dropout: dropout ? dropout.state : null,
+        stopper,
+        guard: guard.state(),
+        divergence,
+        stoppedEarly,
+        samples,
+        batchSeconds,
+        seconds: earlierSeconds + (performance.now() - t0) / 1000,
+        stateful: opts.stateful?.map((c) => c.saveState()) ?? [],
+      };
+      await saveBackup(
+        opts.backup.path,
+        {
+          key: opts.backup.key,
+          describe: opts.backup.describe,
+          epoch: epoch + 1,
+          epochs: opts.epochs,
+          loop: JSON.parse(JSON.stringify(snapshot, nonFinite)),
+        },
+        model,
+        { beforeRename: opts.backup.beforeRename },
+      );
     }
   }
-  const seconds = (performance.now() - t0) / 1000;
   return {
     history: historyFrame(rows),
     epochsRun: rows.length,
     stoppedEarly,
     divergence,
-    seconds,
+    seconds: earlierSeconds + (performance.now() - t0) / 1000,
     // Training throughput: batches only (the epoch seconds also include validation, as Keras's do).
     samplesPerSecond: samples / Math.max(batchSeconds, 1e-9),
+    resumedFrom: start,
   };
+}
+
+/** JSON keeps NaN and ±Infinity as strings (a diverged run's losses must survive a resume). */
+function nonFinite(_key: string, v: unknown): unknown {
+  return typeof v === "number" && !Number.isFinite(v) ? `__${v}` : v;
+}
+
+/** Undoes `nonFinite` on a parsed value. */
+export function reviveNonFinite<T>(value: T): T {
+  return JSON.parse(
+    JSON.stringify(value),
+    (_k, v) => typeof v === "string" && /^__(NaN|-?Infinity)$/.test(v) ? Number(v.slice(2)) : v,
+  );
 }
 
 /** Per-epoch logs as a polars DataFrame (validation columns only when present). */
@@ -362,12 +492,23 @@ export interface Evaluation {
   probabilities: Float32Array;
   predicted: Uint8Array;
   labels: Uint8Array;
+  /** The cross-entropy the loss was computed with (lib/loss.ts). */
+  lossKind: LossKind;
 }
 
-/** Keras clips probabilities to [ε, 1−ε] before the log; so do we, so the numbers agree. */
-const EPSILON = 1e-7;
+/** Index of the largest of `classes` values starting at `offset` (the first on ties). */
+function argmaxAt(values: Float32Array, offset: number, classes: number): number {
+  let best = 0;
+  for (let c = 1; c < classes; c++) {
+    if (values[offset + c] > values[offset + best]) best = c;
+  }
+  return best;
+}
 
-/** Loss, accuracy and predictions from softmax outputs, computed on the host. */
+/**
+ * Loss, accuracy and predictions from softmax outputs, computed on the host, with the
+ * probabilities clipped to [ε, 1−ε] before the log as tfjs's and Keras's probability form does.
+ */
 export function scorePredictions(
   probabilities: Float32Array,
   labels: Uint8Array,
@@ -377,16 +518,49 @@ export function scorePredictions(
   const predicted = new Uint8Array(n);
   let loss = 0, correct = 0;
   for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) {
-      if (probabilities[i * classes + c] > probabilities[i * classes + best]) best = c;
-    }
-    predicted[i] = best;
-    if (best === labels[i]) correct++;
+    predicted[i] = argmaxAt(probabilities, i * classes, classes);
+    if (predicted[i] === labels[i]) correct++;
     const p = Math.min(Math.max(probabilities[i * classes + labels[i]], EPSILON), 1 - EPSILON);
     loss -= Math.log(p);
   }
-  return { loss: loss / n, accuracy: correct / n, probabilities, predicted, labels };
+  return {
+    loss: loss / n,
+    accuracy: correct / n,
+    probabilities,
+    predicted,
+    labels,
+    lossKind: "clipped",
+  };
+}
+
+/**
+ * Loss, accuracy, predictions and softmax probabilities from logits, in float64 on the host:
+ * the loss is log-sum-exp(z) − z[label] (Keras's from-logits cross-entropy), which stays exact
+ * however saturated the softmax is.
+ */
+export function scoreLogits(logits: Float32Array, labels: Uint8Array, classes = 10): Evaluation {
+  const n = labels.length;
+  const probabilities = new Float32Array(n * classes);
+  const predicted = new Uint8Array(n);
+  let loss = 0, correct = 0;
+  for (let i = 0; i < n; i++) {
+    const o = i * classes;
+    predicted[i] = argmaxAt(logits, o, classes);
+    if (predicted[i] === labels[i]) correct++;
+    const max = logits[o + predicted[i]];
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += Math.exp(logits[o + c] - max);
+    for (let c = 0; c < classes; c++) probabilities[o + c] = Math.exp(logits[o + c] - max) / sum;
+    loss += max + Math.log(sum) - logits[o + labels[i]];
+  }
+  return {
+    loss: loss / n,
+    accuracy: correct / n,
+    probabilities,
+    predicted,
+    labels,
+    lossKind: "logits",
+  };
 }
 
 /** Runs the model over a whole split in batches and scores it (Keras's `evaluate`, plus predictions). */
@@ -407,12 +581,14 @@ export async function evaluateSource(
   labels: Uint8Array,
   batchSize = 256,
 ): Promise<Evaluation> {
-  const probabilities = new Float32Array(source.count * 10);
+  const outputs = new Float32Array(source.count * 10);
   for (const idx of batches(range(0, source.count), batchSize)) {
     const { x, y } = source.batch(idx);
-    const out = model.predict(x) as tf.Tensor;
-    probabilities.set(await out.data() as Float32Array, idx[0] * 10);
+    const out = scoringOutputs(model, x);
+    outputs.set(await out.data() as Float32Array, idx[0] * 10);
     tf.dispose([x, y, out]);
   }
-  return scorePredictions(probabilities, labels);
+  return lossOf(model) === "logits"
+    ? scoreLogits(outputs, labels)
+    : scorePredictions(outputs, labels);
 }

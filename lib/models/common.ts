@@ -1,6 +1,7 @@
 /** What every study model shares: Keras's default initialiser (seedable) and compile settings. */
 import * as tf from "@tensorflow/tfjs";
 import { fusedAdam } from "../kernels/adam.ts";
+import { type LossKind, setLoss } from "../loss.ts";
 export type Initializer = ReturnType<typeof tf.initializers.glorotUniform>;
 
 export interface BuildOptions {
@@ -13,6 +14,11 @@ export interface BuildOptions {
   learningRate?: number;
   /** Skip compiling (for frozen bases that only run forward). */
   compile?: boolean;
+  /**
+   * The cross-entropy to train with: "logits" (default; Keras 2.x's, from the softmax's
+   * logits) or "clipped" (tfjs's, from clipped probabilities) — see lib/loss.ts.
+   */
+  loss?: LossKind;
 }
 
 /**
@@ -27,6 +33,8 @@ export function glorot(seed?: number): () => Initializer {
 
 /**
  * Adam with Keras's defaults, sparse categorical cross-entropy, accuracy — the study's compile.
+ * The cross-entropy is taken from the logits behind the final softmax, as Keras 2.x does, unless
+ * `loss: "clipped"` asks for tfjs's form (the compiled loss, which `trainOnBatch` then uses).
  * `fusedAdam` is tfjs's Adam (same math and state) with a one-pass in-place update on the CPU
  * fast path, where tfjs's ~14 element-wise passes per weight cost more than the convolutions.
  */
@@ -37,5 +45,6 @@ export function compileStudy<M extends tf.LayersModel>(model: M, opts: BuildOpti
     loss: "sparseCategoricalCrossentropy",
     metrics: ["accuracy"],
   });
+  setLoss(model, opts.loss ?? "logits");
   return model;
 }
