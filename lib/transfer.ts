@@ -2,13 +2,13 @@
  * The transfer-learning pipeline of notebooks 05 and 06: the frozen base runs once per split and
  * preprocessing (features cached on disk by lib/features.ts), then the head trains on the cached
  * features for all its epochs. `fitFeatures` and `evaluateFeatures` return the same `FitResult`
- * and `Evaluation` as lib/train.ts, so run records and interpretation work unchanged.
+ * and `Evaluation` as lib/train.ts, so run records and interpretation work unchanged. What the
+ * notebooks show of it (notices, tables, curves) is in lib/transfer_report.ts.
  */
 import * as tf from "@tensorflow/tfjs";
-import pl from "nodejs-polars";
-import { type Chart, metricCurvesChart } from "./charts.ts";
-import { type Displayable, LiveText, markdown } from "./display.ts";
+import { LiveText } from "./display.ts";
 import {
+  cacheReadSeconds,
   extractFeatures,
   type FeatureSet,
   fingerprint,
@@ -16,9 +16,8 @@ import {
   type PreprocessMode,
 } from "./features.ts";
 import type { MnistSplit } from "./mnist.ts";
-import { compileStudy, glorot } from "./models/common.ts";
+import { buildHead, type HeadLayer } from "./models/heads.ts";
 import { makeBatch, range, RGB32 } from "./preprocess.ts";
-import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
 import {
   type BatchSource,
   evaluateSource,
@@ -27,9 +26,10 @@ import {
   fitSource,
   progressBar,
 } from "./train.ts";
+import type { ImagenetBase, ImagenetName } from "./weights.ts";
 
-/** The label every table, chart and run record carries when the base is random. */
-export const RANDOM_FEATURES_LABEL = "random features (ImageNet weights unavailable)";
+// bench/profile.ts imports the VGG16 head from here; drop this once it imports lib/models/heads.ts.
+export { buildHead, VGG16_HEAD } from "./models/heads.ts";
 
 /** A split's features from a frozen base, with its labels. */
 export interface FeatureSplit extends FeatureSet {
@@ -38,25 +38,8 @@ export interface FeatureSplit extends FeatureSet {
   mode: PreprocessMode;
   labels: Uint8Array;
   count: number;
-  /** Seconds the base took when these features were computed (this run or the one that cached them). */
-  extractSeconds: number;
-  /** Images per second of that extraction. */
+  /** Images per second of the base's pass that computed these features (`extractSeconds`). */
   imagesPerSecond: number;
-}
-
-/** What was recorded next to a cache file when it was written (the cache header has no timings). */
-interface CacheNote {
-  extractSeconds: number;
-  count: number;
-  createdAt: string;
-}
-
-async function readNote(path: string): Promise<CacheNote | undefined> {
-  try {
-    return JSON.parse(await Deno.readTextFile(`${path}.json`)) as CacheNote;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Options of `splitFeatures`. */
@@ -130,18 +113,6 @@ export async function splitFeatures(
     },
   });
   await pending;
-  let extractSeconds = set.seconds;
-  if (set.hit) {
-    const note = await readNote(set.path);
-    extractSeconds = note?.count === data.count ? note.extractSeconds : NaN;
-  } else {
-    const note: CacheNote = {
-      extractSeconds: set.seconds,
-      count: data.count,
-      createdAt: new Date().toISOString(),
-    };
-    await Deno.writeTextFile(`${set.path}.json`, JSON.stringify(note) + "\n");
-  }
   const line = set.hit
     ? `${opts.model} ${opts.split} (${opts.mode}): ${data.count} feature rows read from the cache ` +
       `in ${set.seconds.toFixed(2)} s`
@@ -154,8 +125,7 @@ export async function splitFeatures(
     mode: opts.mode,
     labels,
     count: data.count,
-    extractSeconds,
-    imagesPerSecond: data.count / extractSeconds,
+    imagesPerSecond: data.count / set.extractSeconds,
   };
 }
 
@@ -173,51 +143,6 @@ export function featureBatch(
     labels[i] = data.labels[r];
   }
   return { x: tf.tensor(rows, [indices.length, ...data.shape.slice(1)]), y: tf.tensor1d(labels) };
-}
-
-/** Head layers after Flatten, as the study declares them. */
-export type HeadLayer =
-  | { dense: number; activation: "relu" | "softmax" }
-  | { dropout: number };
-
-/** The study's VGG16 head: Flatten → Dense(4096, relu) → Dropout(0.2) → Dense(1000, relu) → Dense(10, softmax). */
-export const VGG16_HEAD: HeadLayer[] = [
-  { dense: 4096, activation: "relu" },
-  { dropout: 0.2 },
-  { dense: 1000, activation: "relu" },
-  { dense: 10, activation: "softmax" },
-];
-
-/** The study's ResNet152V2 head: Flatten → Dense(10, softmax). */
-export const RESNET152V2_HEAD: HeadLayer[] = [{ dense: 10, activation: "softmax" }];
-
-/**
- * A head that takes the base's feature shape (e.g. 1×1×512): Flatten then `layers`, with Keras's
- * default names (flatten, dense, dense_1, …) and initialisers, compiled as the study compiles
- * (Adam, sparse categorical cross-entropy, accuracy).
- */
-export function buildHead(
-  featureShape: number[],
-  layers: HeadLayer[],
-  opts: { seed?: number; learningRate?: number; name?: string } = {},
-): tf.LayersModel {
-  const init = glorot(opts.seed);
-  const input = tf.input({ shape: featureShape, name: "features" });
-  let x = tf.layers.flatten({ name: "flatten" }).apply(input) as tf.SymbolicTensor;
-  let dense = 0, dropout = 0;
-  const suffix = (n: number) => (n === 0 ? "" : `_${n}`);
-  for (const l of layers) {
-    const layer = "dense" in l
-      ? tf.layers.dense({
-        units: l.dense,
-        activation: l.activation,
-        kernelInitializer: init(),
-        name: `dense${suffix(dense++)}`,
-      })
-      : tf.layers.dropout({ rate: l.dropout, name: `dropout${suffix(dropout++)}` });
-    x = layer.apply(x) as tf.SymbolicTensor;
-  }
-  return compileStudy(tf.model({ inputs: input, outputs: x, name: opts.name ?? "head" }), opts);
 }
 
 /** Options of `fitFeatures`: the settings of lib/train.ts's `fit` that a head needs. */
@@ -272,124 +197,6 @@ export interface CacheCost {
   hitSeconds: number;
 }
 
-/**
- * The feature cache's saving as a table: per feature set, the base's one pass, a cache hit, and the
- * estimated cost of running the frozen base's forward pass every epoch instead (Keras's frozen-base
- * `fit`: `epochs` forward passes over the training images; the test set once either way).
- */
-export function cacheSavingsFrame(rows: CacheCost[], epochs: number): pl.DataFrame {
-  const perEpoch = rows.map((r) => (r.features.includes("train") ? epochs : 1));
-  return pl.DataFrame([
-    pl.Series("features", rows.map((r) => r.features), pl.Utf8),
-    pl.Series("images", rows.map((r) => r.images), pl.Int64),
-    pl.Series("base once (s)", rows.map((r) => r.extractSeconds), pl.Float64),
-    pl.Series("cache hit (s)", rows.map((r) => r.hitSeconds), pl.Float64),
-    pl.Series(
-      "base every epoch, est. (s)",
-      rows.map((r, i) => r.extractSeconds * perEpoch[i]),
-      pl.Float64,
-    ),
-    pl.Series("passes saved", perEpoch.map((p) => p - 1), pl.Int32),
-  ]);
-}
-
-/** Summary statistics of a feature set: how much of the base's output is zero, its scale. */
-export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "split">): {
-  mode: string;
-  split: string;
-  mean: number;
-  std: number;
-  zeroFraction: number;
-  max: number;
-} {
-  const f = set.features;
-  let sum = 0, sq = 0, zeros = 0, max = -Infinity;
-  for (let i = 0; i < f.length; i++) {
-    const v = f[i];
-    sum += v;
-    sq += v * v;
-    if (v === 0) zeros++;
-    if (v > max) max = v;
-  }
-  const mean = sum / f.length;
-  return {
-    mode: set.mode,
-    split: set.split,
-    mean,
-    std: Math.sqrt(Math.max(0, sq / f.length - mean * mean)),
-    zeroFraction: zeros / f.length,
-    max,
-  };
-}
-
-/**
- * Spatial size through a base: for each named stage (layers whose name starts with a prefix), the
- * output shape of its last layer and how many layers run at that size. Read from the model's
- * static shapes; nothing runs.
- */
-export function stageShapes(model: tf.LayersModel, prefixes: string[]): pl.DataFrame {
-  const rows = prefixes.map((p) => {
-    const layers = model.layers.filter((l) => l.name.startsWith(p));
-    const weighted = layers.filter((l) => l.countParams() > 0);
-    const last = layers[layers.length - 1];
-    const shape = (last?.outputShape ?? []) as (number | null)[];
-    const first = layers[0]?.input;
-    const inShape = (Array.isArray(first) ? first[0] : first)?.shape ?? [];
-    return {
-      stage: p,
-      layers: layers.length,
-      convolutions: weighted.filter((l) => l.getClassName() === "Conv2D").length,
-      in: inShape.slice(1, 3).join("×"),
-      out: shape.slice(1, 3).join("×"),
-      channels: shape[3] ?? 0,
-      parameters: weighted.reduce((s, l) => s + l.countParams(), 0),
-    };
-  });
-  const col = <K extends keyof (typeof rows)[number]>(k: K) => rows.map((r) => r[k]);
-  return pl.DataFrame([
-    pl.Series("stage", col("stage"), pl.Utf8),
-    pl.Series("layers", col("layers"), pl.Int32),
-    pl.Series("convolutions", col("convolutions"), pl.Int32),
-    pl.Series("spatial in", col("in"), pl.Utf8),
-    pl.Series("spatial out", col("out"), pl.Utf8),
-    pl.Series("channels", col("channels"), pl.Int32),
-    pl.Series("parameters", col("parameters"), pl.Int64),
-  ]);
-}
-
-/** Where to put the weight files so the notebook finds them, by base name. */
-function weightsHelp(base: ImagenetBase, name: ImagenetName): string {
-  const spec = KERAS_WEIGHTS[name];
-  return [
-    `> **⚠ ImageNet weights unavailable** — this notebook runs the same pipeline on a **randomly`,
-    `> initialised, frozen ${name} base** (seed-fixed). Every table, chart and run record below is`,
-    `> labelled *${RANDOM_FEATURES_LABEL}*; none of it is an ImageNet result.`,
-    `>`,
-    `> To get the real thing, make \`${spec.file}\` (${
-      (spec.size / 1e6).toFixed(1)
-    } MB, md5 \`${spec.md5}\`) available in one of these ways, then rerun:`,
-    `> - Keras's cache: \`~/.keras/models/${spec.file}\` (where \`keras.applications.${
-      name === "vgg16" ? "VGG16" : "ResNet152V2"
-    }(weights="imagenet")\` leaves it; \`$KERAS_HOME/models/\` if set);`,
-    `> - the project cache: \`data/weights/${spec.file}\`;`,
-    `> - a network connection: the notebook downloads it from \`${
-      weightsUrl(spec)
-    }\` and checks the md5.`,
-    `>`,
-    `> Why it failed here: ${base.error?.attempts.map((a) => `\`${a}\``).join("; ") ?? "unknown"}`,
-  ].join("\n");
-}
-
-/** The notebook's first output: a warning box when the base is random, else one line on its weights. */
-export function weightsNotice(base: ImagenetBase, name: ImagenetName): Displayable {
-  return base.weights === null ? markdown(weightsHelp(base, name)) : markdown(`✓ ${base.note}`);
-}
-
-/** "ImageNet features" or the random-features label, for tables, titles and run records. */
-export function featuresLabel(base: ImagenetBase): string {
-  return base.weights === null ? RANDOM_FEATURES_LABEL : "ImageNet features";
-}
-
 /** Train and test features of one preprocessing. */
 export interface ModeFeatures {
   mode: PreprocessMode;
@@ -398,8 +205,9 @@ export interface ModeFeatures {
 }
 
 /**
- * Features of both splits for each preprocessing mode, then every set read once more from the
- * cache to time a hit; `costs` feeds `cacheSavingsFrame`.
+ * Features of both splits for each preprocessing mode, and what a cache hit costs for each set:
+ * the read itself when it was a hit, else one timed read of the file just written (the base does
+ * not run again); `costs` feeds `cacheSavingsFrame` of lib/transfer_report.ts.
  */
 export async function featureSets(
   base: ImagenetBase,
@@ -417,20 +225,12 @@ export async function featureSets(
     sets.push({ mode, train, test });
   }
   for (const { mode, train, test } of sets) {
-    for (const [set, data] of [[train, splits.train], [test, splits.test]] as const) {
-      const hit = await splitFeatures(base.model, data, {
-        ...opts,
-        model: name,
-        weightsKey: base.weightsKey,
-        mode,
-        split: set.split,
-        progress: false,
-      });
+    for (const set of [train, test]) {
       costs.push({
         features: `${set.split} (${mode})`,
         images: set.count,
         extractSeconds: set.extractSeconds,
-        hitSeconds: hit.seconds,
+        hitSeconds: set.hit ? set.seconds : await cacheReadSeconds(set.path),
       });
     }
   }
@@ -451,7 +251,7 @@ export interface HeadResult {
 export async function trainHeads(
   sets: ModeFeatures[],
   layers: HeadLayer[],
-  opts: { epochs: number; batchSize: number; seed: number; name?: string },
+  opts: { epochs: number; batchSize: number; seed: number; name?: string; progress?: boolean },
 ): Promise<HeadResult[]> {
   const out: HeadResult[] = [];
   for (const { mode, train, test } of sets) {
@@ -467,64 +267,4 @@ export async function trainHeads(
     });
   }
   return out;
-}
-
-/** The preprocessing comparison: one row per mode, test metrics and what each step cost. */
-export function preprocessingFrame(results: HeadResult[], label: string): pl.DataFrame {
-  const described: Record<string, string> = {
-    study: "study: x/255 in [0, 1] (what the study fed)",
-    caffe: "caffe: BGR, ×255 minus ImageNet means (Keras VGG16)",
-    tf: "tf: x/127.5 − 1 in [−1, 1] (Keras ResNetV2)",
-  };
-  return pl.DataFrame([
-    pl.Series("preprocessing", results.map((r) => described[r.mode] ?? r.mode), pl.Utf8),
-    pl.Series("features", results.map(() => label), pl.Utf8),
-    pl.Series("test_accuracy", results.map((r) => r.evaluation.accuracy), pl.Float64),
-    pl.Series("test_loss", results.map((r) => r.evaluation.loss), pl.Float64),
-    pl.Series("final_train_loss", results.map((r) => lastOf(r.fit.history, "loss")), pl.Float64),
-    pl.Series("epochs", results.map((r) => r.fit.epochsRun), pl.Int32),
-    pl.Series("extract_s", results.map((r) => r.extractSeconds), pl.Float64),
-    pl.Series("head_train_s", results.map((r) => r.fit.seconds), pl.Float64),
-  ]);
-}
-
-function lastOf(df: pl.DataFrame, column: string): number {
-  const values = df.getColumn(column).toArray() as number[];
-  return values[values.length - 1] ?? NaN;
-}
-
-/** Loss and accuracy per epoch of each mode's head, one line per preprocessing. */
-export function preprocessingCurves(results: HeadResult[], title: string): Promise<Chart> {
-  const values = results.flatMap((r) =>
-    (r.fit.history.toRecords() as Record<string, number>[]).flatMap((row) =>
-      ["loss", "accuracy"].map((metric) => ({
-        epoch: row.epoch,
-        metric,
-        preprocessing: r.mode,
-        value: row[metric],
-      }))
-    )
-  );
-  return metricCurvesChart(values, title, { color: "preprocessing" });
-}
-
-/** Feature statistics of each mode's training features, as a table. */
-export function featureStatsFrame(sets: ModeFeatures[]): pl.DataFrame {
-  return pl.DataFrame(sets.map((s) => featureStats(s.train)));
-}
-
-/**
- * How far the base's output moves when its BatchNorm layers run in training mode (batch
- * statistics, what tfjs's `fit` does even in a frozen base) instead of inference mode (moving
- * statistics, what Keras does for a frozen base and what the feature cache uses): ‖train − infer‖ / ‖infer‖.
- */
-export async function batchNormModeGap(base: tf.LayersModel, x: tf.Tensor4D): Promise<number> {
-  const ratio = tf.tidy(() => {
-    const infer = base.predict(x) as tf.Tensor;
-    const train = base.apply(x, { training: true }) as tf.Tensor;
-    return tf.div(tf.norm(tf.sub(train, infer)), tf.maximum(tf.norm(infer), 1e-12));
-  });
-  const [value] = await ratio.data();
-  ratio.dispose();
-  return value;
 }

@@ -3,6 +3,9 @@ import * as tf from "@tensorflow/tfjs";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { buildVggSmall } from "../lib/models/vgg_small.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
+import { buildHead, RESNET152V2_HEAD, VGG16_HEAD } from "../lib/models/heads.ts";
+import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
+import { stageShapes } from "../lib/models/summary.ts";
 
 await tf.setBackend("cpu");
 
@@ -71,4 +74,40 @@ Deno.test("a seed fixes the initial weights", async () => {
     .data();
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
+});
+
+Deno.test("buildHead: the study's transfer heads have Keras's parameter counts and layer names", () => {
+  const vgg = buildHead([1, 1, 512], VGG16_HEAD, { seed: 1 });
+  // 512·4096+4096 + 4096·1000+1000 + 1000·10+10
+  assert.equal(vgg.countParams(), 6_208_258);
+  assert.deepEqual(vgg.layers.map((l) => l.name), [
+    "features",
+    "flatten",
+    "dense",
+    "dropout",
+    "dense_1",
+    "dense_2",
+  ]);
+  const resnet = buildHead([1, 1, 2048], RESNET152V2_HEAD, { seed: 1 });
+  assert.equal(resnet.countParams(), 2048 * 10 + 10);
+  assert.deepEqual(resnet.outputs[0].shape, [null, 10]);
+  vgg.dispose();
+  resnet.dispose();
+});
+
+Deno.test("stageShapes: spatial size, convolutions and parameters per stage of a base", () => {
+  const vgg = buildVgg16Base({ seed: 1 });
+  const stages = stageShapes(vgg, ["block1", "block5"]).toRecords() as Record<string, unknown>[];
+  assert.deepEqual(stages[0], {
+    stage: "block1",
+    layers: 3,
+    convolutions: 2,
+    "spatial in": "32×32",
+    "spatial out": "16×16",
+    channels: 64,
+    parameters: 1792 + 36928,
+  });
+  assert.equal(stages[1]["spatial in"], "2×2");
+  assert.equal(stages[1]["spatial out"], "1×1");
+  vgg.dispose();
 });

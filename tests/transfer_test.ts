@@ -2,20 +2,17 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { preprocessInput } from "../lib/features.ts";
 import type { MnistSplit } from "../lib/mnist.ts";
-import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
+import { buildHead, RESNET152V2_HEAD } from "../lib/models/heads.ts";
 import { makeBatch, range } from "../lib/preprocess.ts";
 import { scorePredictions } from "../lib/train.ts";
 import {
-  buildHead,
-  cacheSavingsFrame,
   evaluateFeatures,
   featureBatch,
-  featureStats,
+  type FeatureSplit,
   fitFeatures,
-  RESNET152V2_HEAD,
+  type ModeFeatures,
   splitFeatures,
-  stageShapes,
-  VGG16_HEAD,
+  trainHeads,
 } from "../lib/transfer.ts";
 import { tempDir } from "./fixtures/keras_h5.ts";
 
@@ -67,25 +64,6 @@ Deno.test("featureBatch gathers the rows and labels asked for, in order", async 
   assert.deepEqual(Array.from(await x.data()), [12, 13, 14, 15, 16, 17, 0, 1, 2, 3, 4, 5]);
   assert.deepEqual(Array.from(await y.data()), [9, 7]);
   tf.dispose([x, y]);
-});
-
-Deno.test("buildHead: the study's heads have Keras's parameter counts and layer names", () => {
-  const vgg = buildHead([1, 1, 512], VGG16_HEAD, { seed: 1 });
-  // 512·4096+4096 + 4096·1000+1000 + 1000·10+10
-  assert.equal(vgg.countParams(), 6_208_258);
-  assert.deepEqual(vgg.layers.map((l) => l.name), [
-    "features",
-    "flatten",
-    "dense",
-    "dropout",
-    "dense_1",
-    "dense_2",
-  ]);
-  const resnet = buildHead([1, 1, 2048], RESNET152V2_HEAD, { seed: 1 });
-  assert.equal(resnet.countParams(), 2048 * 10 + 10);
-  assert.deepEqual(resnet.outputs[0].shape, [null, 10]);
-  vgg.dispose();
-  resnet.dispose();
 });
 
 Deno.test("fitFeatures learns separable features, repeats with a seed, and evaluateFeatures scores them", async () => {
@@ -167,36 +145,78 @@ Deno.test("splitFeatures: the base's inference output on preprocessed images, ca
   base.dispose();
 });
 
-Deno.test("cacheSavingsFrame: train features would be recomputed every epoch, test once", () => {
-  const df = cacheSavingsFrame([
-    { features: "train (study)", images: 100, extractSeconds: 2, hitSeconds: 0.01 },
-    { features: "test (study)", images: 50, extractSeconds: 1, hitSeconds: 0.005 },
-  ], 40);
-  const rows = df.toRecords() as Record<string, number>[];
-  assert.equal(rows[0]["base every epoch, est. (s)"], 80);
-  assert.equal(rows[0]["passes saved"], 39);
-  assert.equal(rows[1]["base every epoch, est. (s)"], 1);
-  assert.equal(rows[1]["passes saved"], 0);
-});
+/**
+ * Hand-made features where the answer is known: a sample of label l lights the `width` features
+ * of block `blockOf(l)` (value 1), so a linear head learns the mapping and nothing else.
+ */
+function blockSplit(
+  count: number,
+  blockOf: (label: number) => number,
+  split: string,
+  mode: FeatureSplit["mode"],
+  extractSeconds: number,
+  width = 20,
+): FeatureSplit {
+  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 7 + count) % 10);
+  const features = new Float32Array(count * 10 * width);
+  labels.forEach((l, i) =>
+    features.fill(1, (i * 10 + blockOf(l)) * width, (i * 10 + blockOf(l) + 1) * width)
+  );
+  return {
+    features,
+    shape: [count, 1, 1, 10 * width],
+    labels,
+    count,
+    split,
+    mode,
+    hit: false,
+    seconds: extractSeconds,
+    extractSeconds,
+    imagesPerSecond: count / extractSeconds,
+    path: `${split}-${mode}.features`,
+  };
+}
 
-Deno.test("featureStats and stageShapes", () => {
-  const s = featureStats({ features: Float32Array.from([0, 0, 2, 2]), mode: "study", split: "x" });
-  assert.equal(s.zeroFraction, 0.5);
-  assert.equal(s.mean, 1);
-  assert.equal(s.std, 1);
-  assert.equal(s.max, 2);
-  const vgg = buildVgg16Base({ seed: 1 });
-  const stages = stageShapes(vgg, ["block1", "block5"]).toRecords() as Record<string, unknown>[];
-  assert.deepEqual(stages[0], {
-    stage: "block1",
-    layers: 3,
-    convolutions: 2,
-    "spatial in": "32×32",
-    "spatial out": "16×16",
-    channels: 64,
-    parameters: 1792 + 36928,
-  });
-  assert.equal(stages[1]["spatial in"], "2×2");
-  assert.equal(stages[1]["spatial out"], "1×1");
-  vgg.dispose();
+const losses = (fit: { history: { getColumn(c: string): { toArray(): unknown } } }) =>
+  fit.history.getColumn("loss").toArray() as number[];
+
+Deno.test("trainHeads: a fresh seeded head per preprocessing, trained on its own train features and scored on its own test features", async () => {
+  const same = (l: number) => l, shifted = (l: number) => (l + 3) % 10;
+  const sets: ModeFeatures[] = [
+    {
+      mode: "study",
+      train: blockSplit(400, same, "train", "study", 1.5),
+      test: blockSplit(90, same, "test", "study", 0.25),
+    },
+    {
+      mode: "tf",
+      train: blockSplit(400, shifted, "train", "tf", 2),
+      test: blockSplit(90, shifted, "test", "tf", 3),
+    },
+  ];
+  const opts = { epochs: 4, batchSize: 20, seed: 5, progress: false };
+  const results = await trainHeads(sets, RESNET152V2_HEAD, { ...opts, name: "probe_head" });
+  assert.deepEqual(results.map((r) => r.mode), ["study", "tf"]);
+  assert.notEqual(results[0].head, results[1].head);
+  for (const [i, r] of results.entries()) {
+    const { train, test } = sets[i];
+    assert.equal(r.head.name, "probe_head");
+    assert.equal(r.fit.epochsRun, 4);
+    assert.equal(r.fit.history.height, 4);
+    assert.equal(r.extractSeconds, train.extractSeconds + test.extractSeconds);
+    // Each head learned its own mode's mapping: all right on its test set, all wrong on the other's.
+    assert.equal(r.evaluation.accuracy, 1, `${r.mode} on its own test features`);
+    assert.deepEqual(r.evaluation.labels, test.labels);
+    assert.equal((await evaluateFeatures(r.head, sets[1 - i].test)).accuracy, 0);
+    // The numbers of a head built with the seed and fitted by hand: a fresh head per mode, not one
+    // head trained on both, and the evaluation of the head it returns.
+    const head = buildHead(train.shape.slice(1), RESNET152V2_HEAD, { seed: opts.seed });
+    const fit = await fitFeatures(head, train, opts);
+    assert.deepEqual(losses(r.fit), losses(fit));
+    const ev = await evaluateFeatures(head, test);
+    assert.equal(r.evaluation.loss, ev.loss);
+    assertAllClose(r.evaluation.probabilities, ev.probabilities, 0);
+    head.dispose();
+  }
+  results.forEach((r) => r.head.dispose());
 });

@@ -1,4 +1,7 @@
-/** Keras-style model summaries as tables: layer, type, output shape, parameters. */
+/**
+ * Keras-style model summaries as tables: layer, type, output shape, parameters; and a base's
+ * stages with their spatial size, read from the model's static shapes.
+ */
 import type * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
 
@@ -39,4 +42,39 @@ export function paramLine(model: tf.LayersModel): string {
   return `Total params: ${f(p.total)} (trainable ${f(p.trainable)}, non-trainable ${
     f(p.nonTrainable)
   })`;
+}
+
+/**
+ * Spatial size through a base: for each named stage (layers whose name starts with a prefix), the
+ * output shape of its last layer and how many layers run at that size. Read from the model's
+ * static shapes; nothing runs.
+ */
+export function stageShapes(model: tf.LayersModel, prefixes: string[]): pl.DataFrame {
+  const rows = prefixes.map((p) => {
+    const layers = model.layers.filter((l) => l.name.startsWith(p));
+    const weighted = layers.filter((l) => l.countParams() > 0);
+    const last = layers[layers.length - 1];
+    const shape = (last?.outputShape ?? []) as (number | null)[];
+    const first = layers[0]?.input;
+    const inShape = (Array.isArray(first) ? first[0] : first)?.shape ?? [];
+    return {
+      stage: p,
+      layers: layers.length,
+      convolutions: weighted.filter((l) => l.getClassName() === "Conv2D").length,
+      in: inShape.slice(1, 3).join("×"),
+      out: shape.slice(1, 3).join("×"),
+      channels: shape[3] ?? 0,
+      parameters: weighted.reduce((s, l) => s + l.countParams(), 0),
+    };
+  });
+  const col = <K extends keyof (typeof rows)[number]>(k: K) => rows.map((r) => r[k]);
+  return pl.DataFrame([
+    pl.Series("stage", col("stage"), pl.Utf8),
+    pl.Series("layers", col("layers"), pl.Int32),
+    pl.Series("convolutions", col("convolutions"), pl.Int32),
+    pl.Series("spatial in", col("in"), pl.Utf8),
+    pl.Series("spatial out", col("out"), pl.Utf8),
+    pl.Series("channels", col("channels"), pl.Int32),
+    pl.Series("parameters", col("parameters"), pl.Int64),
+  ]);
 }

@@ -1,0 +1,140 @@
+/**
+ * What the transfer notebooks show about the pipeline of lib/transfer.ts: the notice when the
+ * ImageNet weights are missing, the random-features label, the cache's cost table, feature
+ * statistics, and the preprocessing comparison as a table and curves. Nothing here trains.
+ */
+import pl from "nodejs-polars";
+import { type Chart, metricCurvesChart } from "./charts.ts";
+import { type Displayable, markdown } from "./display.ts";
+import type { CacheCost, FeatureSplit, HeadResult, ModeFeatures } from "./transfer.ts";
+import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
+
+/** The label every table, chart and run record carries when the base is random. */
+export const RANDOM_FEATURES_LABEL = "random features (ImageNet weights unavailable)";
+
+/** Where to put the weight files so the notebook finds them, by base name. */
+function weightsHelp(base: ImagenetBase, name: ImagenetName): string {
+  const spec = KERAS_WEIGHTS[name];
+  return [
+    `> **⚠ ImageNet weights unavailable** — this notebook runs the same pipeline on a **randomly`,
+    `> initialised, frozen ${name} base** (seed-fixed). Every table, chart and run record below is`,
+    `> labelled *${RANDOM_FEATURES_LABEL}*; none of it is an ImageNet result.`,
+    `>`,
+    `> To get the real thing, make \`${spec.file}\` (${
+      (spec.size / 1e6).toFixed(1)
+    } MB, md5 \`${spec.md5}\`) available in one of these ways, then rerun:`,
+    `> - Keras's cache: \`~/.keras/models/${spec.file}\` (where \`keras.applications.${
+      name === "vgg16" ? "VGG16" : "ResNet152V2"
+    }(weights="imagenet")\` leaves it; \`$KERAS_HOME/models/\` if set);`,
+    `> - the project cache: \`data/weights/${spec.file}\`;`,
+    `> - a network connection: the notebook downloads it from \`${
+      weightsUrl(spec)
+    }\` and checks the md5.`,
+    `>`,
+    `> Why it failed here: ${base.error?.attempts.map((a) => `\`${a}\``).join("; ") ?? "unknown"}`,
+  ].join("\n");
+}
+
+/** The notebook's first output: a warning box when the base is random, else one line on its weights. */
+export function weightsNotice(base: ImagenetBase, name: ImagenetName): Displayable {
+  return base.weights === null ? markdown(weightsHelp(base, name)) : markdown(`✓ ${base.note}`);
+}
+
+/** "ImageNet features" or the random-features label, for tables, titles and run records. */
+export function featuresLabel(base: ImagenetBase): string {
+  return base.weights === null ? RANDOM_FEATURES_LABEL : "ImageNet features";
+}
+
+/**
+ * The feature cache's saving as a table: per feature set, the base's one pass, a cache hit, and the
+ * estimated cost of running the frozen base's forward pass every epoch instead (Keras's frozen-base
+ * `fit`: `epochs` forward passes over the training images; the test set once either way).
+ */
+export function cacheSavingsFrame(rows: CacheCost[], epochs: number): pl.DataFrame {
+  const perEpoch = rows.map((r) => (r.features.includes("train") ? epochs : 1));
+  return pl.DataFrame([
+    pl.Series("features", rows.map((r) => r.features), pl.Utf8),
+    pl.Series("images", rows.map((r) => r.images), pl.Int64),
+    pl.Series("base once (s)", rows.map((r) => r.extractSeconds), pl.Float64),
+    pl.Series("cache hit (s)", rows.map((r) => r.hitSeconds), pl.Float64),
+    pl.Series(
+      "base every epoch, est. (s)",
+      rows.map((r, i) => r.extractSeconds * perEpoch[i]),
+      pl.Float64,
+    ),
+    pl.Series("passes saved", perEpoch.map((p) => p - 1), pl.Int32),
+  ]);
+}
+
+/** Summary statistics of a feature set: how much of the base's output is zero, its scale. */
+export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "split">): {
+  mode: string;
+  split: string;
+  mean: number;
+  std: number;
+  zeroFraction: number;
+  max: number;
+} {
+  const f = set.features;
+  let sum = 0, sq = 0, zeros = 0, max = -Infinity;
+  for (let i = 0; i < f.length; i++) {
+    const v = f[i];
+    sum += v;
+    sq += v * v;
+    if (v === 0) zeros++;
+    if (v > max) max = v;
+  }
+  const mean = sum / f.length;
+  return {
+    mode: set.mode,
+    split: set.split,
+    mean,
+    std: Math.sqrt(Math.max(0, sq / f.length - mean * mean)),
+    zeroFraction: zeros / f.length,
+    max,
+  };
+}
+
+/** Feature statistics of each mode's training features, as a table. */
+export function featureStatsFrame(sets: ModeFeatures[]): pl.DataFrame {
+  return pl.DataFrame(sets.map((s) => featureStats(s.train)));
+}
+
+/** The preprocessing comparison: one row per mode, test metrics and what each step cost. */
+export function preprocessingFrame(results: HeadResult[], label: string): pl.DataFrame {
+  const described: Record<string, string> = {
+    study: "study: x/255 in [0, 1] (what the study fed)",
+    caffe: "caffe: BGR, ×255 minus ImageNet means (Keras VGG16)",
+    tf: "tf: x/127.5 − 1 in [−1, 1] (Keras ResNetV2)",
+  };
+  return pl.DataFrame([
+    pl.Series("preprocessing", results.map((r) => described[r.mode] ?? r.mode), pl.Utf8),
+    pl.Series("features", results.map(() => label), pl.Utf8),
+    pl.Series("test_accuracy", results.map((r) => r.evaluation.accuracy), pl.Float64),
+    pl.Series("test_loss", results.map((r) => r.evaluation.loss), pl.Float64),
+    pl.Series("final_train_loss", results.map((r) => lastOf(r.fit.history, "loss")), pl.Float64),
+    pl.Series("epochs", results.map((r) => r.fit.epochsRun), pl.Int32),
+    pl.Series("extract_s", results.map((r) => r.extractSeconds), pl.Float64),
+    pl.Series("head_train_s", results.map((r) => r.fit.seconds), pl.Float64),
+  ]);
+}
+
+function lastOf(df: pl.DataFrame, column: string): number {
+  const values = df.getColumn(column).toArray() as number[];
+  return values[values.length - 1] ?? NaN;
+}
+
+/** Loss and accuracy per epoch of each mode's head, one line per preprocessing. */
+export function preprocessingCurves(results: HeadResult[], title: string): Promise<Chart> {
+  const values = results.flatMap((r) =>
+    (r.fit.history.toRecords() as Record<string, number>[]).flatMap((row) =>
+      ["loss", "accuracy"].map((metric) => ({
+        epoch: row.epoch,
+        metric,
+        preprocessing: r.mode,
+        value: row[metric],
+      }))
+    )
+  );
+  return metricCurvesChart(values, title, { color: "preprocessing" });
+}
