@@ -35,15 +35,15 @@ export function shortDevice(device: string, max = 28): string {
 }
 
 /**
- * The frozen base behind a transfer run (notebooks 05/06 record `baseParameters` and
- * `extractSeconds`), or zeros. Its record's own counts cover only the head that trained on
+ * The frozen base behind a transfer run (the record's `transfer` facts), or zeros. Its record's own counts cover only the head that trained on
  * cached features; comparing those against whole models would show ResNet152V2 as a
  * 20,490-parameter, 75-second model.
  */
 function frozenBase(r: RunRecord): { parameters: number; seconds: number } {
-  const hp = r.config.hyperParameters;
-  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
-  return { parameters: num(hp.baseParameters), seconds: num(hp.extractSeconds) };
+  const t = r.config.transfer;
+  return t
+    ? { parameters: t.baseParameters, seconds: t.extractSeconds }
+    : { parameters: 0, seconds: 0 };
 }
 
 /** Every parameter the model's predictions go through: a transfer run's frozen base and head. */

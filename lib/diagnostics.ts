@@ -87,77 +87,127 @@ export function maxActivation(
   return scalarOf(layerOutput(model, layerName, x), (a) => tf.max(tf.abs(a)));
 }
 
-/** One epoch's look inside the network. */
+/** One epoch's look inside the network (plain JSON: it goes into run records). */
 export interface EpochProbe {
   epoch: number;
   loss: number;
   accuracy: number;
-  weightNorms: Map<string, number>;
-  gradientNorms: Map<string, number>;
-  deadDense: number;
-  deadDense1: number;
+  /** Kernel L2 norm per layer, in layer order. */
+  weightNorms: Record<string, number>;
+  /** Loss-gradient L2 norm per layer's kernel on the probe batch, in layer order. */
+  gradientNorms: Record<string, number>;
+  /** Fraction of dead units per ReLU Dense layer. */
+  dead: Record<string, number>;
   convOutputMax: number;
 }
 
+/** Everything a probe saw: what notebook 04 shows, stored in the run record as `probe.json`. */
+export interface ProbeData {
+  /** The layer whose output size is tracked (the conv stack's last), and how many convolutions feed it. */
+  convOutputLayer: string;
+  convLayers: number;
+  /** The Dense layers with a ReLU, whose dead units are counted. */
+  reluDense: { name: string; units: number }[];
+  batchLosses: { step: number; epoch: number; loss: number }[];
+  epochs: EpochProbe[];
+}
+
+interface LayerLike {
+  name: string;
+  getClassName(): string;
+  getConfig(): Record<string, unknown>;
+}
+
+/** The model's structure as the probe needs it: its convolutions and its ReLU Dense layers. */
+function probeLayers(model: tf.LayersModel, convOutputLayer: string) {
+  const layers = model.layers as unknown as LayerLike[];
+  const upTo = layers.findIndex((l) => l.name === convOutputLayer);
+  if (upTo < 0) throw new Error(`${model.name} has no layer "${convOutputLayer}" to probe`);
+  return {
+    convLayers: layers.slice(0, upTo + 1).filter((l) => l.getClassName() === "Conv2D").length,
+    reluDense: layers.filter((l) =>
+      l.getClassName() === "Dense" && l.getConfig().activation === "relu"
+    )
+      .map((l) => ({ name: l.name, units: l.getConfig().units as number })),
+  };
+}
+
 /**
- * Records batch losses and, after every epoch, weight/gradient norms, dead units of the two
- * ReLU Dense layers and the size of the conv stack's output, on a fixed probe batch.
- * Pass `onBatchEnd` and `onEpochEnd` to `fit`.
+ * Records batch losses and, after every epoch, weight/gradient norms, dead units of the
+ * model's ReLU Dense layers and the size of the conv stack's output, on a fixed probe batch.
+ * Pass `onBatchEnd` and `onEpochEnd` to `fit`, and the probe itself as a stateful callback
+ * (`stateful: [probe]`) so a resumed run keeps what it saw before.
  */
 export class TrainingProbe {
-  readonly batchLosses: { step: number; epoch: number; loss: number }[] = [];
-  readonly epochs: EpochProbe[] = [];
-  #step = 0;
+  #data: ProbeData;
   #x: tf.Tensor4D;
   #y: tf.Tensor1D;
 
   constructor(
     probeSplit: MnistSplit,
     format: InputFormat,
-    readonly convOutputLayer: string,
+    convOutputLayer: string,
     size = 64,
   ) {
     const batch = makeBatch(probeSplit, range(0, Math.min(size, probeSplit.count)), format);
     this.#x = batch.x;
     this.#y = batch.y;
+    this.#data = { convOutputLayer, convLayers: 0, reluDense: [], batchLosses: [], epochs: [] };
+  }
+
+  /** What the probe has seen so far. */
+  get data(): ProbeData {
+    return this.#data;
   }
 
   onBatchEnd = (epoch: number, _batch: number, loss: number): void => {
-    this.batchLosses.push({ step: ++this.#step, epoch: epoch + 1, loss });
+    const b = this.#data.batchLosses;
+    b.push({ step: b.length + 1, epoch: epoch + 1, loss });
   };
 
   onEpochEnd = async (logs: EpochLogs, model: tf.LayersModel): Promise<void> => {
-    this.epochs.push({
+    Object.assign(this.#data, probeLayers(model, this.#data.convOutputLayer));
+    const dead: Record<string, number> = {};
+    for (const l of this.#data.reluDense) dead[l.name] = await deadFraction(model, l.name, this.#x);
+    this.#data.epochs.push({
       epoch: logs.epoch,
       loss: logs.loss,
       accuracy: logs.accuracy,
-      weightNorms: await weightNorms(model),
-      gradientNorms: await gradientNorms(model, this.#x, this.#y),
-      deadDense: await deadFraction(model, "dense", this.#x),
-      deadDense1: await deadFraction(model, "dense_1", this.#x),
-      convOutputMax: await maxActivation(model, this.convOutputLayer, this.#x),
+      weightNorms: Object.fromEntries(await weightNorms(model)),
+      gradientNorms: Object.fromEntries(await gradientNorms(model, this.#x, this.#y)),
+      dead,
+      convOutputMax: await maxActivation(model, this.#data.convOutputLayer, this.#x),
     });
   };
 
-  /** Per-epoch summary: loss, accuracy, dead units, conv output size, total gradient norm. */
-  summary(): pl.DataFrame {
-    const e = this.epochs;
-    const total = (m: Map<string, number>) =>
-      Math.sqrt([...m.values()].reduce((s, v) => s + v * v, 0));
-    return pl.DataFrame([
-      pl.Series("epoch", e.map((p) => p.epoch), pl.Int32),
-      pl.Series("loss", e.map((p) => p.loss)),
-      pl.Series("accuracy", e.map((p) => p.accuracy)),
-      pl.Series("dead units dense (4096)", e.map((p) => p.deadDense)),
-      pl.Series("dead units dense_1 (1000)", e.map((p) => p.deadDense1)),
-      pl.Series("max |conv stack output|", e.map((p) => p.convOutputMax)),
-      pl.Series("gradient norm (all kernels)", e.map((p) => total(p.gradientNorms))),
-    ]);
+  saveState(): unknown {
+    return this.#data;
+  }
+
+  restoreState(state: unknown): void {
+    this.#data = state as ProbeData;
   }
 
   dispose(): void {
     tf.dispose([this.#x, this.#y]);
   }
+}
+
+/** Per-epoch summary: loss, accuracy, dead units, conv output size, total gradient norm. */
+export function probeSummary(probe: ProbeData): pl.DataFrame {
+  const e = probe.epochs;
+  const total = (m: Record<string, number>) =>
+    Math.sqrt(Object.values(m).reduce((s, v) => s + v * v, 0));
+  return pl.DataFrame([
+    pl.Series("epoch", e.map((p) => p.epoch), pl.Int32),
+    pl.Series("loss", e.map((p) => p.loss)),
+    pl.Series("accuracy", e.map((p) => p.accuracy)),
+    ...probe.reluDense.map((l) =>
+      pl.Series(`dead units ${l.name} (${l.units})`, e.map((p) => p.dead[l.name] ?? NaN))
+    ),
+    pl.Series("max |conv stack output|", e.map((p) => p.convOutputMax)),
+    pl.Series("gradient norm (all kernels)", e.map((p) => total(p.gradientNorms))),
+  ]);
 }
 
 /** Loss after every batch (log scale): shows the exact step where a run breaks. */
@@ -193,7 +243,7 @@ export function layerHeatmap(
 ): Promise<Chart> {
   const values: { epoch: number; layer: string; value: number; order: number }[] = [];
   for (const p of probes) {
-    [...p[which].entries()].forEach(([layer, value], order) =>
+    Object.entries(p[which]).forEach(([layer, value], order) =>
       values.push({ epoch: p.epoch, layer, value: Math.max(value, 1e-12), order })
     );
   }
@@ -257,15 +307,17 @@ export function dominantPrediction(predicted: Uint8Array): { digit: number; shar
 }
 
 /**
- * The reproduction's verdict in plain words, every number taken from this run: whether it
- * collapsed, what the accuracy then means, and what the probes saw when it broke.
+ * The reproduction's verdict in plain words, every number taken from this run (its
+ * evaluation, its probe data and the test labels): whether it collapsed, what the accuracy
+ * then means, and what the probes saw when it broke.
  */
 export function collapseReport(
   e: { accuracy: number; predicted: Uint8Array; labels: Uint8Array },
-  probe: TrainingProbe,
+  probe: ProbeData,
   divergence: { epoch: number; reason: string } | null,
 ): string {
   const dom = dominantPrediction(e.predicted);
+  const common = dominantPrediction(e.labels);
   const labelShare = e.labels.filter((l) => l === dom.digit).length / e.labels.length;
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const lines: string[] = [];
@@ -276,9 +328,8 @@ export function collapseReport(
       } of the test digits. ` +
         `${dom.digit} makes up ${pct(labelShare)} of the test set, so the accuracy is ${
           pct(e.accuracy)
-        }: ` +
-        `exactly what a constant guess scores. The study's 0.11 is the same thing — the share of 1s ` +
-        `(the commonest test digit, 11.35%).`,
+        }: exactly what a constant guess scores. The study's 0.11 is the same thing — the share ` +
+        `of ${common.digit}s, the commonest test digit (${(100 * common.share).toFixed(2)}% here).`,
     );
   } else {
     lines.push(
@@ -295,31 +346,32 @@ export function collapseReport(
   if (ep.length > 0) {
     const first = ep[0], last = ep[ep.length - 1];
     const peak = ep.reduce((a, b) => (b.convOutputMax > a.convOutputMax ? b : a));
+    const n = probe.convLayers;
     lines.push(
-      `- **The conv stack is one linear map.** Without activations, 13 convolutions compose to a single ` +
+      `- **The conv stack is one linear map.** Without activations, ${n} convolutions compose to a single ` +
         `linear function of the pixels (max-pooling only picks among them). Its output grew from ` +
         `${first.convOutputMax.toExponential(2)} after epoch ${first.epoch} to ${
           peak.convOutputMax.toExponential(2)
         } ` +
-        `(epoch ${peak.epoch}): each layer's growth multiplies through all 13.`,
-      `- **Dead units.** In the first ReLU layer (dense, 4096 units) ${
-        pct(first.deadDense)
-      } of the units output ` +
-        `zero for every probe digit after epoch ${first.epoch}, ${
-          pct(last.deadDense)
-        } after epoch ${last.epoch}; ` +
-        `in dense_1 ${pct(first.deadDense1)} → ${pct(last.deadDense1)}.`,
+        `(epoch ${peak.epoch}): each layer's growth multiplies through all ${n}.`,
     );
-    const gTotal = (m: Map<string, number>) =>
-      Math.sqrt([...m.values()].reduce((s, v) => s + v * v, 0));
+    const [d0, d1] = probe.reluDense;
+    if (d0) {
+      lines.push(
+        `- **Dead units.** In the first ReLU layer (${d0.name}, ${d0.units} units) ${
+          pct(first.dead[d0.name])
+        } of the units output zero for every probe digit after epoch ${first.epoch}, ${
+          pct(last.dead[d0.name])
+        } after epoch ${last.epoch}` +
+          (d1 ? `; in ${d1.name} ${pct(first.dead[d1.name])} → ${pct(last.dead[d1.name])}.` : "."),
+      );
+    }
+    const gTotal = (m: Record<string, number>) =>
+      Math.sqrt(Object.values(m).reduce((s, v) => s + v * v, 0));
     lines.push(
       `- **Gradients.** The total gradient norm on the probe batch went from ${
         gTotal(first.gradientNorms).toExponential(2)
-      } ` +
-        `to ${
-          gTotal(last.gradientNorms).toExponential(2)
-        }. When the softmax saturates on a huge logit, or every ` +
-        `ReLU unit is dead, the gradient reaching the conv stack is zero and the network can no longer learn its way back.`,
+      } to ${gTotal(last.gradientNorms).toExponential(2)}.`,
     );
   }
   return lines.join("\n");

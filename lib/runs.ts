@@ -1,16 +1,31 @@
 /**
- * Run records: one folder per training run under `outputs/runs/<run-id>/` holding
- * `config.json`, `history.csv`, `metrics.json` and the weights (`model.json` + `weights.bin`,
- * tfjs format). The comparison notebook reads only these, so a record must say everything
- * needed to compare runs later. Folders are written under a `.tmp-` name and renamed at the
- * end, so an interrupted run never leaves a folder that looks complete.
+ * Run records, the one typed schema every producer fills and every reader reads: one folder
+ * per finished training run under `outputs/runs/<run-id>/` (or `$RUNS_DIR`) holding
+ *
+ * - `config.json` — how the run was made: its key and the parts of it (lib/run_key.ts), the
+ *   backend, precision and machine, seed, weights, label, transfer timings;
+ * - `history.csv` — the per-epoch history;
+ * - `metrics.json` — what it achieved: test loss/accuracy, per-class accuracy, confusion;
+ * - `test_labels.u8` + `test_probabilities.f32` — the test set's labels and the softmax
+ *   outputs, so every number and picture a notebook shows after training (worst mistakes
+ *   included) comes back from the record without the model;
+ * - `probe.json` — the diagnostics probe's data, where a probe was attached;
+ * - `model.json` + `weights.bin` — the trained weights (tfjs format), optional: nothing
+ *   displayed needs them, and records committed to the repository leave them out.
+ *
+ * Records hold no absolute paths, so a folder copied from another machine is used as it is.
+ * Folders are written under a `.tmp-` name and renamed at the end, so an interrupted run never
+ * leaves a folder that looks complete.
  */
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { envVar, REPO_ROOT } from "./env.ts";
 import { confusionMatrix, perClassAccuracy } from "./interpret.ts";
+import type { LossKind } from "./loss.ts";
 import type { Profile } from "./profile.ts";
+import type { ProbeData } from "./diagnostics.ts";
+import type { RunKeyParts } from "./run_key.ts";
 import {
   type Divergence,
   type EpochLogs,
@@ -19,18 +34,38 @@ import {
   historyFrame,
 } from "./train.ts";
 
-/** The repository root, found from this file so notebooks work whatever their working directory. */
-const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+/** The schema version this code writes and reads; older records are refused with a message. */
+export const RUN_SCHEMA = 2;
 
-/** Where run records live: `$RUNS_DIR` when set (tests, fixture sets), else `<repo>/outputs/runs`. */
+/** Where run records live: `$RUNS_DIR` when set (tests, long runs), else `<repo>/outputs/runs`. */
 export function runsRoot(): string {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("RUNS_DIR") || undefined;
-  } catch {
-    env = undefined; // no --allow-env: behave as if unset
-  }
-  return env ?? join(REPO_ROOT, "outputs", "runs");
+  return envVar("RUNS_DIR") ?? join(REPO_ROOT, "outputs", "runs");
+}
+
+/**
+ * The study's full-profile records, committed with the repository (without weights), so a
+ * fresh clone renders the whole study without training.
+ */
+export const STUDY_RECORDS = join(REPO_ROOT, "records");
+
+/** Every folder searched for records, in order: the writable runs root, then the committed ones. */
+export function recordRoots(): string[] {
+  const own = runsRoot();
+  return own === STUDY_RECORDS ? [own] : [own, STUDY_RECORDS];
+}
+
+/** A transfer run's frozen-base facts: the base ran once over the data, the head trained on features. */
+export interface TransferFacts {
+  /** Parameters of the frozen base (not trained, but part of the model). */
+  baseParameters: number;
+  /** Seconds the base's one pass over train + test took when the features were extracted. */
+  extractSeconds: number;
+  /** Seconds reading the cached features back took in this run (0 when they were extracted). */
+  cacheReadSeconds: number;
+  /** Where the features came from in this run: "extracted" or "feature cache". */
+  features: string;
+  /** The preprocessing of the base's input, e.g. "study" or "caffe". */
+  preprocessing: string;
 }
 
 /** What a notebook or script hands over after training and evaluating a model. */
@@ -40,32 +75,52 @@ export interface RunInput {
   modelName: string;
   /** The study section or notebook, e.g. "02_baseline". */
   section: string;
-  /** Hyper-parameters as passed to the builder and `fit` (epochs, batch size, learning rate…). */
-  config: Record<string, unknown>;
+  /** The run's key and what went into it (lib/run_key.ts): builder, training, data, seed, backend. */
+  key: string;
+  keyParts: RunKeyParts;
   fit: FitResult;
   /** Evaluation on the test split. */
   evaluation: Evaluation;
   /** `initBackend()`'s answer (lib/backend.ts's BackendInfo; typed by shape so this module stays light). */
-  backend: { name: string; device: string; why: string };
+  backend: { name: string; device: string; why: string; precision?: string };
   profile: Profile;
   seed?: number;
   /** Where the initial weights came from, e.g. "random init", "keras-cache: vgg16_…h5". */
   weightsSource?: string;
   /** A caveat shown next to the result, e.g. "random features (ImageNet weights unavailable)". */
   label?: string;
+  /** The probe's data, for runs that looked inside the network (notebook 04). */
+  probe?: ProbeData;
+  /** For transfer heads: the frozen base's size and its one feature pass. */
+  transfer?: TransferFacts;
+}
+
+/** The machine a run was trained on, as a reader needs it to judge a time. */
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  os: string;
 }
 
 /** `config.json`: how the run was made. */
 export interface RunConfig {
+  schema: typeof RUN_SCHEMA;
   runId: string;
   createdAt: string;
+  /** The run key (a hash of `keyParts`): the same key is the same run. */
+  key: string;
+  keyParts: RunKeyParts;
   modelName: string;
   section: string;
-  hyperParameters: Record<string, unknown>;
   profile: { name: string; trainSamples: number; testSamples: number };
-  backend: { name: string; device: string; why: string };
+  backend: { name: string; device: string; why: string; precision: string };
+  machine: MachineInfo;
   seed: number | null;
   weightsSource: string;
+  label: string | null;
+  transfer: TransferFacts | null;
+  /** The epoch a backup was resumed from (0: trained in one go). */
+  resumedFrom: number;
   versions: { tfjs: string; deno: string; v8: string; typescript: string };
 }
 
@@ -85,6 +140,8 @@ export interface RunMetrics {
   diverged: boolean;
   divergence: Divergence | null;
   label: string | null;
+  /** The cross-entropy the test loss (and training) used. */
+  lossKind: LossKind;
 }
 
 /** A run record read back from disk. */
@@ -95,6 +152,11 @@ export interface RunRecord {
   /** Columns epoch, loss, accuracy[, val_loss, val_accuracy], seconds. */
   history: pl.DataFrame;
   metrics: RunMetrics;
+  /** The test evaluation, rebuilt from the stored labels and probabilities. */
+  evaluation: Evaluation;
+  probe: ProbeData | null;
+  /** Whether `model.json` + `weights.bin` are beside the record. */
+  hasWeights: boolean;
 }
 
 /** Raised when run records cannot be written; the message names the folder. */
@@ -202,6 +264,28 @@ export interface SaveRunOptions {
   now?: Date;
   /** Called after each file is written into the temporary folder; a test hook to simulate a crash. */
   afterFile?: (name: string) => void | Promise<void>;
+  /** Write the trained weights beside the record (default true). */
+  weights?: boolean;
+}
+
+/** The CPU model and core count, from /proc/cpuinfo where there is one. */
+export function machineInfo(): MachineInfo {
+  let cpu = "unknown CPU";
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    cpu = info.match(/^model name\s*:\s*(.+)$/m)?.[1]?.trim() ?? cpu;
+  } catch {
+    // not Linux, or not readable: the CPU stays unnamed
+  }
+  return { cpu, cores: navigator.hardwareConcurrency, os: `${Deno.build.os} ${Deno.build.arch}` };
+}
+
+/** A Float32Array's bytes in little-endian order (the order every record file uses). */
+function littleEndianBytes(values: Float32Array): Uint8Array {
+  const out = new Uint8Array(values.length * 4);
+  const view = new DataView(out.buffer);
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  return out;
 }
 
 /**
@@ -235,19 +319,30 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
     const { evaluation, fit } = input;
     const matrix = confusionMatrix(evaluation.labels, evaluation.predicted);
     const config: RunConfig = {
+      schema: RUN_SCHEMA,
       runId: id,
       createdAt: now.toISOString(),
+      key: input.key,
+      keyParts: input.keyParts,
       modelName: input.modelName,
       section: input.section,
-      hyperParameters: input.config,
       profile: {
         name: input.profile.name,
         trainSamples: input.profile.trainSamples,
         testSamples: input.profile.testSamples,
       },
-      backend: { name: input.backend.name, device: input.backend.device, why: input.backend.why },
+      backend: {
+        name: input.backend.name,
+        device: input.backend.device,
+        why: input.backend.why,
+        precision: input.backend.precision ?? "float32",
+      },
+      machine: machineInfo(),
       seed: input.seed ?? null,
       weightsSource: input.weightsSource ?? "random init",
+      label: input.label ?? null,
+      transfer: input.transfer ?? null,
+      resumedFrom: fit.resumedFrom ?? 0,
       versions: {
         tfjs: tf.version.tfjs,
         deno: Deno.version.deno,
@@ -269,13 +364,19 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
       diverged: fit.divergence !== null,
       divergence: fit.divergence,
       label: input.label ?? null,
+      lossKind: evaluation.lossKind,
     };
     await write("config.json", toJson(config));
     await write("history.csv", historyCsv(fit.history));
     await write("metrics.json", toJson(metrics));
-    const files = await modelFiles(input.model);
-    await write("model.json", files.json);
-    await write("weights.bin", files.weights);
+    await write("test_labels.u8", evaluation.labels);
+    await write("test_probabilities.f32", littleEndianBytes(evaluation.probabilities));
+    if (input.probe) await write("probe.json", toJson(input.probe));
+    if (opts.weights !== false) {
+      const files = await modelFiles(input.model);
+      await write("model.json", files.json);
+      await write("weights.bin", files.weights);
+    }
     await Deno.rename(tmp, final);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -302,25 +403,93 @@ async function readJson<T>(path: string): Promise<T> {
 
 /** Reads one run folder; throws with the folder's name when a file is missing or malformed. */
 export async function loadRun(dir: string): Promise<RunRecord> {
+  let config: RunConfig;
   try {
-    const config = await readJson<RunConfig>(join(dir, "config.json"));
+    config = await readJson<RunConfig>(join(dir, "config.json"));
+  } catch (e) {
+    throw new Error(`run record ${dir} is unreadable: ${(e as Error).message}`);
+  }
+  if (config.schema !== RUN_SCHEMA) {
+    throw new Error(
+      `run record ${dir} has schema ${
+        config.schema ?? 1
+      }, this version reads schema ${RUN_SCHEMA}: ` +
+        `it was written by an older version of the study; train it again ` +
+        `(MNIST_RETRAIN=1) or move the folder out of the runs folder`,
+    );
+  }
+  try {
     const metrics = await readJson<RunMetrics>(join(dir, "metrics.json"));
     const history = parseHistoryCsv(
       await Deno.readTextFile(join(dir, "history.csv")),
       join(dir, "history.csv"),
     );
-    return { id: config.runId ?? dir.split("/").pop()!, dir, config, history, metrics };
+    const labels = await Deno.readFile(join(dir, "test_labels.u8"));
+    const bytes = await Deno.readFile(join(dir, "test_probabilities.f32"));
+    if (bytes.length !== labels.length * 40) {
+      throw new Error(
+        `test_probabilities.f32 holds ${bytes.length} bytes, expected ${labels.length * 40}`,
+      );
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const probabilities = Float32Array.from(
+      { length: labels.length * 10 },
+      (_, i) => view.getFloat32(i * 4, true),
+    );
+    const predicted = Uint8Array.from({ length: labels.length }, (_, i) => {
+      let best = 0;
+      for (let c = 1; c < 10; c++) {
+        if (probabilities[i * 10 + c] > probabilities[i * 10 + best]) best = c;
+      }
+      return best;
+    });
+    const evaluation: Evaluation = {
+      loss: metrics.testLoss ?? NaN,
+      accuracy: metrics.testAccuracy,
+      probabilities,
+      predicted,
+      labels,
+      lossKind: metrics.lossKind,
+    };
+    const probe = await exists(join(dir, "probe.json"))
+      ? await readJson<ProbeData>(join(dir, "probe.json"))
+      : null;
+    const hasWeights = await exists(join(dir, "weights.bin"));
+    return { id: config.runId, dir, config, history, metrics, evaluation, probe, hasWeights };
   } catch (e) {
     throw new Error(`run record ${dir} is unreadable: ${(e as Error).message}`);
   }
 }
 
+/** A record's config without the rest: enough to match keys (fast over many folders). */
+async function readConfig(dir: string): Promise<RunConfig | null> {
+  try {
+    const config = await readJson<RunConfig>(join(dir, "config.json"));
+    return config.schema === RUN_SCHEMA ? config : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * All complete run records under `root` (default `runsRoot()`), oldest first. Temporary
- * `.tmp-*` folders (interrupted runs) are ignored; an unreadable record is skipped with a
- * warning rather than hiding all the others. A missing root means no runs yet.
+ * The newest finished record with this key under any of `roots` (default `recordRoots()`),
+ * or null. Only complete folders count (`.tmp-*` and dot-folders are skipped).
  */
-export async function loadRuns(root = runsRoot()): Promise<RunRecord[]> {
+export async function findRun(key: string, roots = recordRoots()): Promise<RunRecord | null> {
+  let best: { dir: string; createdAt: string } | null = null;
+  for (const root of roots) {
+    for (const name of await runFolders(root)) {
+      const config = await readConfig(join(root, name));
+      if (config?.key === key && (!best || config.createdAt > best.createdAt)) {
+        best = { dir: join(root, name), createdAt: config.createdAt };
+      }
+    }
+  }
+  return best ? await loadRun(best.dir) : null;
+}
+
+/** Names of the record folders directly under `root` (none when it does not exist). */
+async function runFolders(root: string): Promise<string[]> {
   const dirs: string[] = [];
   try {
     for await (const entry of Deno.readDir(root)) {
@@ -330,12 +499,29 @@ export async function loadRuns(root = runsRoot()): Promise<RunRecord[]> {
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;
   }
+  return dirs.sort();
+}
+
+/**
+ * All complete run records under `root` (default `recordRoots()`: the runs folder, then the
+ * committed study records), oldest first. Temporary
+ * `.tmp-*` folders (interrupted runs) are ignored; an unreadable record is skipped with a
+ * warning rather than hiding all the others. A missing root means no runs yet.
+ */
+export async function loadRuns(root: string | string[] = recordRoots()): Promise<RunRecord[]> {
   const records: RunRecord[] = [];
-  for (const name of dirs.sort()) {
-    try {
-      records.push(await loadRun(join(root, name)));
-    } catch (e) {
-      console.warn(`⚠ skipping ${(e as Error).message}`);
+  const seen = new Set<string>();
+  for (const r of Array.isArray(root) ? root : [root]) {
+    for (const name of await runFolders(r)) {
+      try {
+        const record = await loadRun(join(r, name));
+        // The same record copied into two roots counts once (the first root wins).
+        if (seen.has(record.id)) continue;
+        seen.add(record.id);
+        records.push(record);
+      } catch (e) {
+        console.warn(`⚠ skipping ${(e as Error).message}`);
+      }
     }
   }
   return records.sort((a, b) =>

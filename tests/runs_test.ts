@@ -7,7 +7,9 @@ import { PROFILES } from "../lib/profile.ts";
 import { GRAY32, makeBatch, range, rng } from "../lib/preprocess.ts";
 import { evaluate, fit } from "../lib/train.ts";
 import {
+  findRun,
   historyCsv,
+  loadRun,
   loadRunModel,
   loadRuns,
   parseHistoryCsv,
@@ -15,10 +17,29 @@ import {
   RunWriteError,
   saveRun,
 } from "../lib/runs.ts";
+import { kerasAdam, type RunKeyParts } from "../lib/run_key.ts";
 
 await tf.setBackend("cpu");
 
-const BACKEND = { name: "cpu", device: "pure JavaScript", why: "test" };
+const BACKEND = { name: "cpu", device: "pure JavaScript", why: "test", precision: "float32" };
+
+const KEY_PARTS: RunKeyParts = {
+  model: { builder: "tiny_cnn", options: {} },
+  training: {
+    epochs: 2,
+    batchSize: 10,
+    optimizer: kerasAdam(),
+    loss: "logits",
+    earlyStopping: null,
+    validation: "test",
+    onDivergence: "stop",
+  },
+  data: { profile: "quick", trainSamples: 40, testSamples: 20, input: "GRAY32" },
+  seed: 7,
+  weights: "random init",
+  backend: "cpu",
+  precision: "float32",
+};
 
 /** Random "digits" from a seeded PRNG: real MNIST is not needed to test the plumbing. */
 function fakeSplit(count: number, seed: number): MnistSplit {
@@ -70,7 +91,8 @@ async function trainedRun(seed = 7): Promise<RunInput> {
     model,
     modelName: "tiny_cnn",
     section: "test",
-    config: { epochs: 2, batchSize: 10 },
+    key: "00112233aabbccdd",
+    keyParts: KEY_PARTS,
     fit: result,
     evaluation,
     backend: BACKEND,
@@ -97,6 +119,8 @@ Deno.test("saveRun writes a complete record that loadRuns and loadRunModel read 
       "history.csv",
       "metrics.json",
       "model.json",
+      "test_labels.u8",
+      "test_probabilities.f32",
       "weights.bin",
     ]);
     assert.deepEqual(
@@ -115,7 +139,23 @@ Deno.test("saveRun writes a complete record that loadRuns and loadRunModel read 
     assert.equal(record.config.weightsSource, "random init");
     assert.equal(record.config.versions.tfjs, tf.version.tfjs);
     assert.equal(record.config.versions.deno, Deno.version.deno);
-    assert.deepEqual(record.config.hyperParameters, { epochs: 2, batchSize: 10 });
+    assert.equal(record.config.schema, 2);
+    assert.equal(record.config.key, "00112233aabbccdd");
+    assert.deepEqual(record.config.keyParts, KEY_PARTS);
+    assert.equal(record.config.backend.precision, "float32");
+    assert.ok(record.config.machine.cores >= 1);
+    assert.equal(record.metrics.lossKind, "logits");
+    // The evaluation comes back whole: labels, probabilities, predictions, loss and accuracy.
+    assert.deepEqual([...record.evaluation.labels], [...input.evaluation.labels]);
+    assert.deepEqual([...record.evaluation.probabilities], [...input.evaluation.probabilities]);
+    assert.deepEqual([...record.evaluation.predicted], [...input.evaluation.predicted]);
+    assert.equal(record.evaluation.loss, input.evaluation.loss);
+    assert.equal(record.hasWeights, true);
+    assert.equal(record.probe, null);
+    // No absolute path inside the record: it can be moved to another machine.
+    for (const f of ["config.json", "metrics.json"]) {
+      assert.ok(!(await Deno.readTextFile(join(dir, f))).includes(root), `${f} names its folder`);
+    }
     assert.equal(record.metrics.testAccuracy, input.evaluation.accuracy);
     assert.equal(record.metrics.parameters, input.model.countParams());
     assert.equal(record.metrics.epochsRun, 2);
@@ -212,4 +252,41 @@ Deno.test("the same seed gives the same history on the cpu backend", async () =>
   assert.deepEqual(a, b);
   const c = await history(12);
   assert.notDeepEqual(a, c, "a different seed changes the run (the seed is really used)");
+});
+
+Deno.test("a record copied into another runs folder is found by its key and read there", async () => {
+  const a = await Deno.makeTempDir({ prefix: "runs_a_" });
+  const b = await Deno.makeTempDir({ prefix: "runs_b_" });
+  try {
+    const dir = await saveRun(await trainedRun(), { root: a, weights: false });
+    const name = dir.split("/").pop()!;
+    await Deno.mkdir(join(b, "elsewhere", name), { recursive: true });
+    for (const e of Deno.readDirSync(dir)) {
+      await Deno.copyFile(join(dir, e.name), join(b, "elsewhere", name, e.name));
+    }
+    await Deno.remove(a, { recursive: true });
+    const found = await findRun("00112233aabbccdd", [join(b, "elsewhere")]);
+    assert.ok(found, "found in the new folder");
+    assert.equal(found.dir, join(b, "elsewhere", name));
+    assert.equal(found.hasWeights, false, "a record without weights still loads");
+    assert.equal(await findRun("ffffffffffffffff", [join(b, "elsewhere")]), null);
+  } finally {
+    await Deno.remove(a, { recursive: true }).catch(() => {});
+    await Deno.remove(b, { recursive: true });
+  }
+});
+
+Deno.test("a record of the old schema is refused with a message that says what to do", async () => {
+  const root = await Deno.makeTempDir({ prefix: "runs_old_" });
+  try {
+    await Deno.mkdir(join(root, "old"));
+    await Deno.writeTextFile(join(root, "old", "config.json"), JSON.stringify({ runId: "old" }));
+    await assert.rejects(
+      loadRun(join(root, "old")),
+      /schema 1, this version reads schema 2.*MNIST_RETRAIN=1/,
+    );
+    assert.deepEqual(await loadRuns(root), [], "loadRuns skips it (with a warning)");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -1,0 +1,174 @@
+/**
+ * Runs are computed once. Every training run has a key (lib/run_key.ts); asking for a run
+ * whose finished record exists uses the record and trains nothing, saying so in one line.
+ * Otherwise the run trains with per-epoch backups (so a killed run resumes), its record is
+ * written, its backup removed, and the record read back — so what a notebook shows after a
+ * fresh run and after a cached one comes from the same place. `MNIST_RETRAIN=1` (or
+ * `retrain`) trains even when a record exists.
+ */
+import type * as tf from "@tensorflow/tfjs";
+import { backupPath, removeBackup } from "./backup.ts";
+import { envVar } from "./env.ts";
+import type { Profile } from "./profile.ts";
+import type { ProbeData } from "./diagnostics.ts";
+import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
+import {
+  findRun,
+  loadRun,
+  loadRuns,
+  recordRoots,
+  type RunRecord,
+  runsRoot,
+  saveRun,
+  type TransferFacts,
+} from "./runs.ts";
+import type { BackupOptions, Evaluation, FitResult } from "./train.ts";
+
+/** What identifies and labels a run, besides how it trains. */
+export interface RunSpec {
+  /** The name its record carries, e.g. "vgg16_scratch (relu convs)". */
+  modelName: string;
+  section: string;
+  keyParts: RunKeyParts;
+  profile: Profile;
+  backend: { name: string; device: string; why: string; precision: string };
+  weightsSource: string;
+  label?: string;
+}
+
+/** What a training function hands back for the record. */
+export interface TrainedRun {
+  model: tf.LayersModel;
+  fit: FitResult;
+  evaluation: Evaluation;
+  probe?: ProbeData;
+  transfer?: TransferFacts;
+}
+
+export interface CachedRunOptions {
+  /** Train even when a record exists (default: `MNIST_RETRAIN=1`). */
+  retrain?: boolean;
+  /** Where the record and backup are written (default `runsRoot()`). */
+  root?: string;
+  /** Where records are looked for (default `recordRoots()`). */
+  roots?: string[];
+  /** Where the one-line messages go (default console.log). */
+  log?: (line: string) => void;
+  /** Write the trained weights beside the record (default true). */
+  weights?: boolean;
+}
+
+/** A run's record, and whether it came from an earlier run. */
+export interface RunOutcome {
+  record: RunRecord;
+  cached: boolean;
+  /** The trained model, when this call trained it. */
+  model: tf.LayersModel | null;
+}
+
+/** Whether `MNIST_RETRAIN` asks for training even when records exist. */
+export function retrainRequested(): boolean {
+  const v = envVar("MNIST_RETRAIN");
+  return v !== undefined && v !== "0" && v.toLowerCase() !== "false";
+}
+
+/** "1 h 05 min", "12 min", "40 s". */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "unknown";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const min = Math.round(seconds / 60);
+  return min < 60
+    ? `${min} min`
+    : `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
+}
+
+/** The line a cache hit prints: which record, when and where it was trained, how long it took. */
+export function cachedLine(r: RunRecord): string {
+  const t = r.config.transfer;
+  const wall = r.metrics.trainSeconds + (t ? t.extractSeconds : 0);
+  return `from run record ${r.id}: trained ${
+    r.config.createdAt.slice(0, 16).replace("T", " ")
+  } UTC ` +
+    `on ${r.config.backend.name} (${r.config.backend.precision}, ${r.config.machine.cpu}), ` +
+    `${formatDuration(wall)}`;
+}
+
+/**
+ * Training throughput (samples/s) for a run like this one, from the newest record of the same
+ * model, options, batch size, backend and precision (any profile); null when none exists.
+ */
+export async function measuredThroughput(
+  parts: RunKeyParts,
+  roots = recordRoots(),
+): Promise<number | null> {
+  const same = (await loadRuns(roots).catch(() => [])).filter((r) => {
+    const k = r.config.keyParts;
+    return k.model.builder === parts.model.builder &&
+      JSON.stringify(k.model.options) === JSON.stringify(parts.model.options) &&
+      k.training.batchSize === parts.training.batchSize && k.backend === parts.backend &&
+      k.precision === parts.precision && r.metrics.samplesPerSecond > 0;
+  });
+  return same.length ? same.at(-1)!.metrics.samplesPerSecond : null;
+}
+
+/**
+ * Seconds a run will take at `samplesPerSecond`: its epochs over the training set, plus one
+ * inference pass over the test set per epoch when it validates (inference ≈ 3× training speed).
+ */
+export function estimateSeconds(parts: RunKeyParts, samplesPerSecond: number): number {
+  const t = parts.training, d = parts.data;
+  const perEpoch = d.trainSamples / samplesPerSecond +
+    (t.validation ? d.testSamples / (3 * samplesPerSecond) : 0);
+  return t.epochs * perEpoch + d.testSamples / (3 * samplesPerSecond);
+}
+
+/**
+ * The run's record: an existing one with the same key, else `train` runs (with `backup` for
+ * its `fit`) and its result becomes the record.
+ */
+export async function cachedRun(
+  spec: RunSpec,
+  train: (backup: BackupOptions) => Promise<TrainedRun>,
+  opts: CachedRunOptions = {},
+): Promise<RunOutcome> {
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const key = await runKey(spec.keyParts);
+  const root = opts.root ?? runsRoot();
+  if (!(opts.retrain ?? retrainRequested())) {
+    const found = await findRun(key, opts.roots ?? recordRoots());
+    if (found) {
+      log(cachedLine(found));
+      return { record: found, cached: true, model: null };
+    }
+  }
+  const sps = await measuredThroughput(spec.keyParts, opts.roots ?? recordRoots());
+  const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
+  log(
+    `training ${describeRun(spec.modelName, spec.keyParts)} on ${spec.backend.name} ` +
+      `(${spec.backend.precision})${estimate} — run key ${key}`,
+  );
+  const path = backupPath(root, key);
+  const trained = await train({
+    path,
+    key,
+    describe: describeRun(spec.modelName, spec.keyParts),
+  });
+  const dir = await saveRun({
+    model: trained.model,
+    modelName: spec.modelName,
+    section: spec.section,
+    key,
+    keyParts: spec.keyParts,
+    fit: trained.fit,
+    evaluation: trained.evaluation,
+    backend: spec.backend,
+    profile: spec.profile,
+    seed: spec.keyParts.seed,
+    weightsSource: spec.weightsSource,
+    label: spec.label,
+    probe: trained.probe,
+    transfer: trained.transfer,
+  }, { root, weights: opts.weights });
+  await removeBackup(path);
+  return { record: await loadRun(dir), cached: false, model: trained.model };
+}

@@ -1,0 +1,146 @@
+/**
+ * One of the study's from-scratch models, trained once: its settings from the study's table
+ * (lib/settings.ts), its key, and the cached record or a fresh, resumable training run. The
+ * notebooks and the train CLI both call `studyRun`, so the same run asked for from either
+ * gives the same key and one record.
+ */
+import { TrainingProbe } from "./diagnostics.ts";
+import type { LossKind } from "./loss.ts";
+import type { MnistSplit } from "./mnist.ts";
+import type { VggOptions } from "./models/vgg_small.ts";
+import type { Profile } from "./profile.ts";
+import { epochsFor } from "./profile.ts";
+import type { ProgressReporter } from "./progress.ts";
+import { cachedRun, type CachedRunOptions, type RunOutcome } from "./run_cache.ts";
+import { kerasAdam, type RunKeyParts } from "./run_key.ts";
+import { type ModelName, studyModel } from "./settings.ts";
+import { evaluate, fit } from "./train.ts";
+
+/** A departure from the study's settings for the VGG nets (notebook 04's experiments). */
+export interface Variant {
+  convActivation?: "linear" | "relu";
+  convInit?: "glorot" | "he";
+  batchNorm?: boolean;
+  learningRate?: number;
+}
+
+export interface StudyRunOptions extends CachedRunOptions {
+  model: ModelName;
+  profile: Profile;
+  backend: { name: string; device: string; why: string; precision: string };
+  train: MnistSplit;
+  test: MnistSplit;
+  seed: number;
+  variant?: Variant;
+  /** Default "logits" (Keras 2.x); "clipped" is tfjs's form (lib/loss.ts). */
+  loss?: LossKind;
+  /** Default: the study's, capped by the profile. */
+  epochs?: number;
+  batchSize?: number;
+  onDivergence?: "stop" | "warn" | "off";
+  /** Record name; default from the model and its departures from the study (`runName`). */
+  modelName?: string;
+  progress?: boolean | ProgressReporter;
+}
+
+/** A run's model name with any departure from the study, e.g. "vgg16_scratch (relu convs, lr 0.0001)". */
+export function runName(kerasName: string, v: Variant = {}, loss: LossKind = "logits"): string {
+  const parts = [
+    v.convActivation && v.convActivation !== "linear" ? `${v.convActivation} convs` : "",
+    v.convInit === "he" ? "He init" : "",
+    v.batchNorm ? "BatchNorm" : "",
+    v.learningRate !== undefined && v.learningRate !== 0.001 ? `lr ${v.learningRate}` : "",
+    loss === "clipped" ? "clipped loss" : "",
+  ].filter(Boolean);
+  return parts.length ? `${kerasName} (${parts.join(", ")})` : kerasName;
+}
+
+/** The key parts of a study run: the table's settings with this call's changes. */
+export function studyKeyParts(opts: StudyRunOptions): RunKeyParts {
+  const m = studyModel(opts.model);
+  const v = opts.variant ?? {};
+  const vgg = m.name !== "baseline";
+  if (!vgg && (v.convActivation || v.convInit || v.batchNorm)) {
+    throw new Error("conv activation, conv init and BatchNorm apply to the VGG models only");
+  }
+  return {
+    model: {
+      builder: m.name,
+      // Defaults written out, so "the study's settings" has one key however it is asked for.
+      options: vgg
+        ? {
+          convActivation: v.convActivation ?? "linear",
+          convInit: v.convInit ?? "glorot",
+          batchNorm: v.batchNorm ?? false,
+        }
+        : {},
+    },
+    training: {
+      epochs: opts.epochs ?? epochsFor(opts.profile, m.epochs),
+      batchSize: opts.batchSize ?? m.batchSize,
+      optimizer: kerasAdam(v.learningRate ?? 0.001),
+      loss: opts.loss ?? "logits",
+      earlyStopping: m.earlyStopping,
+      validation: m.validation,
+      onDivergence: opts.onDivergence ?? "stop",
+    },
+    data: {
+      profile: opts.profile.name,
+      trainSamples: opts.train.count,
+      testSamples: opts.test.count,
+      input: m.input,
+    },
+    seed: opts.seed,
+    weights: "random init",
+    backend: opts.backend.name as RunKeyParts["backend"],
+    precision: opts.backend.precision as RunKeyParts["precision"],
+  };
+}
+
+/**
+ * The run's record: from an earlier run with the same key, or trained now (resuming from a
+ * backup when one exists). VGG16 runs carry the diagnostics probe (notebook 04 shows it).
+ */
+export function studyRun(opts: StudyRunOptions): Promise<RunOutcome> {
+  const m = studyModel(opts.model);
+  const parts = studyKeyParts(opts);
+  const t = parts.training;
+  return cachedRun({
+    modelName: opts.modelName ?? runName(m.kerasName, opts.variant, t.loss),
+    section: m.section,
+    keyParts: parts,
+    profile: opts.profile,
+    backend: opts.backend,
+    weightsSource: "random init (glorot uniform)",
+  }, async (backup) => {
+    const model = m.build({
+      seed: opts.seed,
+      learningRate: t.optimizer.learningRate,
+      loss: t.loss,
+      ...parts.model.options,
+    } as VggOptions);
+    const probe = m.name === "vgg16_scratch"
+      ? new TrainingProbe(opts.test, m.format, "block5_pool")
+      : null;
+    try {
+      const result = await fit(model, opts.train, {
+        epochs: t.epochs,
+        batchSize: t.batchSize,
+        format: m.format,
+        seed: opts.seed,
+        validation: t.validation === "test" ? opts.test : undefined,
+        earlyStopping: t.earlyStopping ?? undefined,
+        divergence: t.onDivergence,
+        progress: opts.progress,
+        backup,
+        onBatchEnd: probe?.onBatchEnd,
+        onEpochEnd: probe?.onEpochEnd,
+        stateful: probe ? [probe] : [],
+      });
+      const evaluation = await evaluate(model, opts.test, { format: m.format });
+      return { model, fit: result, evaluation, probe: probe?.data };
+    } finally {
+      probe?.dispose();
+    }
+  }, opts);
+}

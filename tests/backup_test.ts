@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import { BackupError, backupPath, readBackup, removeBackup } from "../lib/backup.ts";
+import { compileStudy, glorot } from "../lib/models/common.ts";
+import type { MnistSplit } from "../lib/mnist.ts";
+import { GRAY32, rng } from "../lib/preprocess.ts";
+import { fit, type FitOptions } from "../lib/train.ts";
+
+await tf.setBackend("cpu");
+
+function fakeSplit(count: number, seed: number): MnistSplit {
+  const random = rng(seed);
+  const images = Uint8Array.from(
+    { length: count * 28 * 28 },
+    () => (random() < 0.2 ? Math.floor(random() * 256) : 0),
+  );
+  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 7) % 10);
+  return { images, labels, count, rows: 28, cols: 28 };
+}
+
+/** A tiny CNN with dropout (so the dropout masks' random state matters) on 32×32×1. */
+function tinyModel(): tf.LayersModel {
+  const init = glorot(11);
+  const model = tf.sequential({ name: "tiny" });
+  model.add(tf.layers.conv2d({
+    inputShape: [32, 32, 1],
+    filters: 3,
+    kernelSize: 3,
+    strides: 2,
+    activation: "relu",
+    kernelInitializer: init(),
+  }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 3, strides: 3 }));
+  model.add(tf.layers.flatten());
+  model.add(tf.layers.dropout({ rate: 0.4 }));
+  model.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init() }));
+  return compileStudy(model);
+}
+
+const train = fakeSplit(60, 1), test = fakeSplit(20, 2);
+
+/** A stand-in for the probe: state that must carry across a resume. */
+class Counter {
+  batches = 0;
+  onBatchEnd = () => {
+    this.batches++;
+  };
+  saveState = () => this.batches;
+  restoreState = (s: unknown) => {
+    this.batches = s as number;
+  };
+}
+
+function options(path: string, counter: Counter, extra: Partial<FitOptions> = {}): FitOptions {
+  return {
+    epochs: 4,
+    batchSize: 16,
+    format: GRAY32,
+    seed: 9,
+    validation: test,
+    earlyStopping: { monitor: "val_loss", patience: 3 },
+    progress: false,
+    backup: { path, key: "k1", describe: "tiny (test, seed 9)" },
+    onBatchEnd: counter.onBatchEnd,
+    stateful: [counter],
+    ...extra,
+  };
+}
+
+async function weightsOf(model: tf.LayersModel): Promise<number[][]> {
+  return await Promise.all(model.getWeights().map(async (w) => [...await w.data()]));
+}
+
+Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on cpu", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Uninterrupted reference.
+    const refCounter = new Counter();
+    const refModel = tinyModel();
+    const ref = await fit(refModel, train, options(join(dir, "ref.backup"), refCounter));
+
+    // Interrupted: an error thrown in the middle of epoch 3 (index 2) stands for a kill.
+    const path = join(dir, "run.backup");
+    const counter = new Counter();
+    await assert.rejects(
+      fit(
+        tinyModel(),
+        train,
+        options(path, counter, {
+          onBatchEnd: (epoch, batch) => {
+            counter.onBatchEnd();
+            if (epoch === 2 && batch === 1) throw new Error("killed");
+          },
+        }),
+      ),
+      /killed/,
+    );
+    const backup = await readBackup(path);
+    assert.equal(backup?.header.epoch, 2, "the last finished epoch is in the backup");
+    tf.dispose([...backup!.model, ...backup!.optimizer].map((n) => n.tensor));
+
+    const lines: string[] = [];
+    const counter2 = new Counter();
+    const resumedModel = tinyModel();
+    const resumed = await fit(resumedModel, train, {
+      ...options(path, counter2),
+      progress: { batch() {}, epoch() {}, note: (t) => void lines.push(t) },
+    });
+    assert.match(lines[0], /^resuming tiny \(test, seed 9\) from epoch 2\/4 — backup of /);
+    assert.equal(resumed.resumedFrom, 2);
+    assert.deepEqual(
+      resumed.history.toRecords().map((r) => [r.loss, r.accuracy, r.val_loss]),
+      ref.history.toRecords().map((r) => [r.loss, r.accuracy, r.val_loss]),
+    );
+    assert.deepEqual(
+      await weightsOf(resumedModel),
+      await weightsOf(refModel),
+      "bit-identical weights",
+    );
+    assert.equal(counter2.batches, refCounter.batches, "the callback's state carried over");
+    assert.equal(resumed.epochsRun, ref.epochsRun);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a crash while a backup is written leaves the previous backup usable", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = backupPath(dir, "k1");
+    let writes = 0;
+    await assert.rejects(
+      fit(tinyModel(), train, {
+        ...options(path, new Counter()),
+        backup: {
+          path,
+          key: "k1",
+          describe: "tiny",
+          beforeRename: () => {
+            if (++writes === 2) throw new Error("crash while writing epoch 2's backup");
+          },
+        },
+      }),
+      /crash while writing/,
+    );
+    const backup = await readBackup(path);
+    assert.equal(backup?.header.epoch, 1, "epoch 1's backup is intact");
+    tf.dispose([...backup!.model, ...backup!.optimizer].map((n) => n.tensor));
+    const left = [...Deno.readDirSync(join(dir, ".backups"))].map((e) => e.name);
+    assert.deepEqual(left, ["k1.backup"], "no temporary file left behind");
+
+    // A damaged file is refused with a message that says what to do.
+    await Deno.writeFile(path, new TextEncoder().encode("MNISTBAK garbage"));
+    await assert.rejects(
+      readBackup(path),
+      (e) => e instanceof BackupError && /delete it/.test(e.message),
+    );
+    await removeBackup(path);
+    assert.equal(await readBackup(path), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a backup of another run (another key) is not restored", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "x.backup");
+    await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 1 });
+    const notes: string[] = [];
+    const r = await fit(tinyModel(), train, {
+      ...options(path, new Counter()),
+      epochs: 1,
+      backup: { path, key: "another", describe: "other" },
+      progress: { batch() {}, epoch() {}, note: (t) => void notes.push(t) },
+    });
+    assert.equal(r.resumedFrom, 0);
+    assert.deepEqual(notes, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

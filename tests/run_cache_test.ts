@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import type { MnistSplit } from "../lib/mnist.ts";
+import { PROFILES } from "../lib/profile.ts";
+import { rng } from "../lib/preprocess.ts";
+import { compileStudy } from "../lib/models/common.ts";
+import { evaluateSource, fitSource } from "../lib/train.ts";
+import { cachedRun, estimateSeconds, formatDuration, retrainRequested } from "../lib/run_cache.ts";
+import { canonicalJson, runKey } from "../lib/run_key.ts";
+import { studyKeyParts, type StudyRunOptions } from "../lib/study_run.ts";
+
+await tf.setBackend("cpu");
+
+function fakeSplit(count: number, seed: number): MnistSplit {
+  const random = rng(seed);
+  const images = Uint8Array.from(
+    { length: count * 28 * 28 },
+    () => (random() < 0.2 ? Math.floor(random() * 256) : 0),
+  );
+  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
+  return { images, labels, count, rows: 28, cols: 28 };
+}
+
+const CPU = { name: "cpu", device: "pure JavaScript", why: "test", precision: "float32" };
+const base: StudyRunOptions = {
+  model: "vgg16_scratch",
+  profile: PROFILES.quick,
+  backend: CPU,
+  train: fakeSplit(300, 1),
+  test: fakeSplit(500, 2),
+  seed: 42,
+};
+
+Deno.test("canonical JSON ignores key order, so equal settings give one key", async () => {
+  assert.equal(
+    canonicalJson({ b: 1, a: { d: [2, 1], c: null } }),
+    '{"a":{"c":null,"d":[2,1]},"b":1}',
+  );
+  const parts = studyKeyParts(base);
+  const shuffled = Object.fromEntries(Object.entries(parts).reverse()) as typeof parts;
+  assert.equal(await runKey(shuffled), await runKey(parts));
+  // Defaults written out: asking for the study's settings explicitly is the same run.
+  assert.equal(
+    await runKey(
+      studyKeyParts({ ...base, variant: { convActivation: "linear", learningRate: 0.001 } }),
+    ),
+    await runKey(parts),
+  );
+});
+
+Deno.test("each key part changed alone is another run", async () => {
+  const key = (o: Partial<StudyRunOptions>) => runKey(studyKeyParts({ ...base, ...o }));
+  const k0 = await key({});
+  const changes: [string, Partial<StudyRunOptions>][] = [
+    ["seed", { seed: 43 }],
+    ["epochs", { epochs: 2 }],
+    ["batch size", { batchSize: 50 }],
+    ["learning rate", { variant: { learningRate: 1e-4 } }],
+    ["profile", { profile: PROFILES.reduced }],
+    ["train samples", { train: fakeSplit(200, 1) }],
+    ["backend", { backend: { ...CPU, name: "cpu-fast" } }],
+    ["precision", { backend: { ...CPU, precision: "mixed_bfloat16" } }],
+    ["model option", { variant: { convActivation: "relu" } }],
+    ["init", { variant: { convInit: "he" } }],
+    ["batch norm", { variant: { batchNorm: true } }],
+    ["loss", { loss: "clipped" }],
+    ["divergence guard", { onDivergence: "warn" }],
+    ["model", { model: "vgg_small" }],
+  ];
+  const keys = new Set([k0]);
+  for (const [what, change] of changes) {
+    const k = await key(change);
+    assert.notEqual(k, k0, `${what} changed the key`);
+    keys.add(k);
+  }
+  assert.equal(keys.size, changes.length + 1, "every change gives its own key");
+});
+
+Deno.test("cachedRun: the same run is trained once; a changed key part trains again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "run_cache_" });
+  try {
+    const lines: string[] = [];
+    const opts = { root, roots: [root], log: (l: string) => void lines.push(l), retrain: false };
+    let trained = 0;
+    const spec = {
+      modelName: "fake",
+      section: "test",
+      keyParts: studyKeyParts(base),
+      profile: PROFILES.quick,
+      backend: CPU,
+      weightsSource: "random init",
+    };
+    // A real (tiny) training function: a softmax layer on 4 features; counts its calls.
+    const trainTiny = async () => {
+      trained++;
+      const model = tf.sequential();
+      model.add(tf.layers.dense({ inputShape: [4], units: 10, activation: "softmax" }));
+      compileStudy(model);
+      const source = {
+        count: 30,
+        batch: (idx: Int32Array) => ({
+          x: tf.tensor2d(Array.from(idx, (i) => [i % 3, 1, i % 5, 0.5])),
+          y: tf.tensor1d(Array.from(idx, (i) => i % 10)),
+        }),
+      };
+      const fit = await fitSource(model, source, {
+        epochs: 1,
+        batchSize: 10,
+        seed: 1,
+        progress: false,
+      });
+      const labels = Uint8Array.from({ length: 30 }, (_, i) => i % 10);
+      return {
+        model,
+        fit: { ...fit, seconds: 1 },
+        evaluation: await evaluateSource(model, source, labels),
+      };
+    };
+    const a = await cachedRun(spec, trainTiny, opts);
+    assert.equal(a.cached, false);
+    assert.equal(trained, 1);
+    assert.match(lines.at(-1)!, /^training fake \(quick, seed 42\) on cpu \(float32\)/);
+    const b = await cachedRun(spec, trainTiny, opts);
+    assert.equal(b.cached, true, "same key: the record is used");
+    assert.equal(trained, 1, "nothing trained the second time");
+    assert.equal(b.record.id, a.record.id);
+    assert.match(
+      lines.at(-1)!,
+      new RegExp(`^from run record ${a.record.id}: trained .* on cpu \\(float32, .*\\), 1 s$`),
+    );
+    // A changed part trains again, and retrain forces it.
+    await cachedRun({ ...spec, keyParts: studyKeyParts({ ...base, seed: 1 }) }, trainTiny, opts);
+    assert.equal(trained, 2);
+    await cachedRun(spec, trainTiny, { ...opts, retrain: true });
+    assert.equal(trained, 3);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("MNIST_RETRAIN, durations and the time estimate", () => {
+  const before = Deno.env.get("MNIST_RETRAIN");
+  try {
+    Deno.env.set("MNIST_RETRAIN", "1");
+    assert.equal(retrainRequested(), true);
+    Deno.env.set("MNIST_RETRAIN", "0");
+    assert.equal(retrainRequested(), false);
+  } finally {
+    if (before === undefined) Deno.env.delete("MNIST_RETRAIN");
+    else Deno.env.set("MNIST_RETRAIN", before);
+  }
+  assert.equal(formatDuration(40), "40 s");
+  assert.equal(formatDuration(12 * 60), "12 min");
+  assert.equal(formatDuration(3900), "1 h 05 min");
+  // 300 train digits, 1 epoch, validating on 500: 300/100 + 500/300 (validation) + 500/300 (test).
+  const s = estimateSeconds(studyKeyParts(base), 100);
+  assert.ok(Math.abs(s - (3 + 5 / 3 + 5 / 3)) < 1e-9, `${s}`);
+});
