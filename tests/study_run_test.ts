@@ -1,0 +1,94 @@
+/**
+ * `studyRun` as the notebooks use it: a notebook executed twice trains once, and its second
+ * execution shows from the record exactly what the first showed.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runName, studyKeyParts } from "../lib/study_run.ts";
+import { PROFILES } from "../lib/profile.ts";
+
+const NOTEBOOKS = new URL("../notebooks/", import.meta.url).pathname;
+
+/** Executes a notebook with nbconvert (Deno kernel) to HTML; returns the HTML. */
+async function executeToHtml(notebook: string, runsDir: string, out: string): Promise<string> {
+  const result = await new Deno.Command("jupyter", {
+    args: ["nbconvert", "--to", "html", "--execute", "--output", out, notebook],
+    cwd: NOTEBOOKS,
+    env: { MNIST_PROFILE: "quick", RUNS_DIR: runsDir, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+  return await Deno.readTextFile(out);
+}
+
+const hasJupyter = await new Deno.Command("jupyter", { args: ["nbconvert", "--version"] })
+  .output().then((o) => o.success).catch(() => false);
+
+Deno.test({
+  name: "notebook 02 executed twice: the second run trains nothing and shows the same results",
+  ignore: !hasJupyter,
+  fn: async () => {
+    const runs = await Deno.makeTempDir({ prefix: "nb_runs_" });
+    const out = await Deno.makeTempDir({ prefix: "nb_html_" });
+    try {
+      const first = await executeToHtml("02_baseline_cnn.ipynb", runs, join(out, "a.html"));
+      const second = await executeToHtml("02_baseline_cnn.ipynb", runs, join(out, "b.html"));
+      assert.match(first, /training baseline_cnn \(quick, seed 42\)/);
+      assert.doesNotMatch(first, /from run record/);
+      assert.match(second, /from run record \S+_baseline_cnn_quick_\w+: trained /);
+      assert.doesNotMatch(second, /training baseline_cnn/, "the second execution trains nothing");
+      const accuracy = (html: string) => html.match(/test accuracy (\d+\.\d\d)%/)?.[1];
+      assert.ok(accuracy(first));
+      assert.equal(accuracy(second), accuracy(first));
+      // Every chart (history, confusion matrix, worst mistakes) is drawn from the same numbers.
+      const svgs = (html: string) => html.match(/<svg[\s\S]*?<\/svg>/g) ?? [];
+      assert.ok(svgs(first).length >= 3, `${svgs(first).length} charts`);
+      assert.deepEqual(svgs(second), svgs(first));
+      // The worst mistakes, with their captions "true 4 → 9 (0.97)", are the same digits.
+      const mistakes = (html: string) => html.match(/true \d → \d \(\d\.\d\d\)/g) ?? [];
+      assert.ok(mistakes(first).length > 0, "the worst mistakes are shown");
+      assert.deepEqual(mistakes(second), mistakes(first));
+    } finally {
+      await Deno.remove(runs, { recursive: true });
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test("run names and key parts follow the study's table", () => {
+  assert.equal(runName("vgg16_scratch"), "vgg16_scratch");
+  assert.equal(
+    runName("vgg16_scratch", { convActivation: "relu", learningRate: 1e-4 }, "clipped"),
+    "vgg16_scratch (relu convs, lr 0.0001, clipped loss)",
+  );
+  const split = { images: new Uint8Array(0), labels: new Uint8Array(0), rows: 28, cols: 28 };
+  const parts = studyKeyParts({
+    model: "vgg_small",
+    profile: PROFILES.full,
+    backend: { name: "cpu-fast", device: "d", why: "w", precision: "float32" },
+    train: { ...split, count: 60_000 },
+    test: { ...split, count: 10_000 },
+    seed: 42,
+  });
+  // The study's settings for section 03 (Keras's defaults written out).
+  assert.deepEqual(parts.training, {
+    epochs: 10,
+    batchSize: 100,
+    optimizer: { name: "adam", learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+    loss: "logits",
+    earlyStopping: { monitor: "loss", patience: 3, minDelta: 0 },
+    validation: "test",
+    onDivergence: "stop",
+  });
+  assert.deepEqual(parts.data, {
+    profile: "full",
+    trainSamples: 60_000,
+    testSamples: 10_000,
+    input: "GRAY32",
+  });
+  assert.deepEqual(parts.model, {
+    builder: "vgg_small",
+    options: { convActivation: "linear", convInit: "glorot", batchNorm: false },
+  });
+});
