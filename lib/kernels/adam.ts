@@ -26,17 +26,37 @@ interface AdamState {
   accBeta2: tf.Variable;
 }
 
+/**
+ * Where ε goes in Adam's step. tfjs: w −= lr·m̂ / (√v̂ + ε) with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ).
+ * Keras 2.x (and TensorFlow's ApplyAdam): w −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε) — the same
+ * step with ε added to √v before the bias correction, i.e. an effective ε of ε/√(1−β2ᵗ), which
+ * is 32× larger at the first step and tends to ε as t grows.
+ */
+export type AdamForm = "tfjs" | "keras";
+
 /** tfjs's Adam with a fused, in-place update on "cpu-fast"; a drop-in for `tf.train.adam`. */
 export class FusedAdamOptimizer extends tf.AdamOptimizer {
-  /** Same as tfjs's AdamOptimizer; `epsilon` defaults to the backend's (1e-7 on CPU). */
-  constructor(learningRate: number, beta1: number, beta2: number, epsilon: number | null = null) {
+  /**
+   * Same as tfjs's AdamOptimizer; `epsilon` defaults to the backend's (1e-7 on CPU). `form`
+   * "keras" places ε as Keras 2.x does (see `AdamForm`), on every backend.
+   */
+  constructor(
+    learningRate: number,
+    beta1: number,
+    beta2: number,
+    epsilon: number | null = null,
+    readonly form: AdamForm = "tfjs",
+  ) {
     super(learningRate, beta1, beta2, epsilon ?? undefined);
   }
 
   override applyGradients(
     variableGradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0],
   ): void {
-    if (tf.getBackend() !== FAST_CPU) return super.applyGradients(variableGradients);
+    if (tf.getBackend() !== FAST_CPU) {
+      if (this.form === "keras") return this.#kerasUpdate(variableGradients);
+      return super.applyGradients(variableGradients);
+    }
     const backend = tf.backend() as MathBackendCPU;
     const st = this as unknown as AdamState;
     const names = Array.isArray(variableGradients)
@@ -46,6 +66,10 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
     // tfjs computes 1 - accBeta in float32; round the same way
     const c1 = Math.fround(1 - scalarOf(st.accBeta1)), c2 = Math.fround(1 - scalarOf(st.accBeta2));
     const b1 = this.beta1, b2 = this.beta2, lr = this.learningRate, eps = this.epsilon;
+    // Keras's form folds both corrections into one step size: lr·√c2/c1 · m/(√v + ε).
+    const keras = this.form === "keras";
+    const step = keras ? Math.fround(lr * Math.sqrt(c2) / c1) : lr / c1;
+    const invC2 = keras ? 1 : 1 / c2;
     names.forEach((name, i) => {
       const value = tf.engine().registeredVariables[name];
       st.accumulatedFirstMoment[i] ??= {
@@ -64,12 +88,49 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       const v = writable(backend, st.accumulatedSecondMoment[i].variable);
       const w = writable(backend, value);
       const g = backend.data.get(grad.dataId).values as Float32Array;
-      adamUpdate(w.values, m.values, v.values, g, b1, b2, lr / c1, 1 / c2, eps);
+      adamUpdate(w.values, m.values, v.values, g, b1, b2, step, invC2, eps);
       m.commit();
       v.commit();
       w.commit();
     });
     tf.tidy(() => {
+      st.accBeta1.assign(tf.mul(st.accBeta1, b1));
+      st.accBeta2.assign(tf.mul(st.accBeta2, b2));
+    });
+    this.incrementIterations();
+  }
+
+  /** Keras's form with tfjs ops, for backends without the in-place loop (same state layout). */
+  #kerasUpdate(variableGradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0]): void {
+    const st = this as unknown as AdamState;
+    const names = Array.isArray(variableGradients)
+      ? variableGradients.map((v) => v.name)
+      : Object.keys(variableGradients);
+    const b1 = this.beta1, b2 = this.beta2;
+    tf.tidy(() => {
+      const alpha = tf.div(
+        tf.mul(this.learningRate, tf.sqrt(tf.sub(1, st.accBeta2))),
+        tf.sub(1, st.accBeta1),
+      );
+      names.forEach((name, i) => {
+        const value = tf.engine().registeredVariables[name];
+        st.accumulatedFirstMoment[i] ??= {
+          originalName: `${name}/m`,
+          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+        };
+        st.accumulatedSecondMoment[i] ??= {
+          originalName: `${name}/v`,
+          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+        };
+        const g = Array.isArray(variableGradients)
+          ? variableGradients[i].tensor
+          : variableGradients[name];
+        if (g == null) return;
+        const m = st.accumulatedFirstMoment[i].variable, v = st.accumulatedSecondMoment[i].variable;
+        m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
+        v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
+        value.assign(tf.sub(value, tf.div(tf.mul(alpha, m), tf.add(tf.sqrt(v), this.epsilon))));
+      });
       st.accBeta1.assign(tf.mul(st.accBeta1, b1));
       st.accBeta2.assign(tf.mul(st.accBeta2, b2));
     });
@@ -122,12 +183,13 @@ function writable(backend: MathBackendCPU, variable: tf.Variable) {
   };
 }
 
-/** Like `tf.train.adam`, with the fused update on "cpu-fast". */
+/** Like `tf.train.adam`, with the fused update on "cpu-fast"; `form` "keras" places ε as Keras. */
 export function fusedAdam(
   learningRate = 0.001,
   beta1 = 0.9,
   beta2 = 0.999,
   epsilon: number | null = null,
+  form: AdamForm = "tfjs",
 ): FusedAdamOptimizer {
-  return new FusedAdamOptimizer(learningRate, beta1, beta2, epsilon);
+  return new FusedAdamOptimizer(learningRate, beta1, beta2, epsilon, form);
 }

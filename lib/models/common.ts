@@ -32,16 +32,17 @@ export function glorot(seed?: number): () => Initializer {
 }
 
 /**
- * Adam with Keras's defaults, sparse categorical cross-entropy, accuracy — the study's compile.
+ * Adam with Keras's defaults (and Keras's placement of ε, see `AdamForm`), sparse categorical
+ * cross-entropy, accuracy — the study's compile.
  * The cross-entropy is taken from the logits behind the final softmax, as Keras 2.x does, unless
  * `loss: "clipped"` asks for tfjs's form (the compiled loss, which `trainOnBatch` then uses).
- * `fusedAdam` is tfjs's Adam (same math and state) with a one-pass in-place update on the CPU
+ * `fusedAdam` is tfjs's Adam (same state) with a one-pass in-place update on the CPU
  * fast path, where tfjs's ~14 element-wise passes per weight cost more than the convolutions.
  */
 export function compileStudy<M extends tf.LayersModel>(model: M, opts: BuildOptions = {}): M {
   if (opts.compile === false) return model;
   model.compile({
-    optimizer: fusedAdam(opts.learningRate ?? 0.001, 0.9, 0.999, 1e-7),
+    optimizer: fusedAdam(opts.learningRate ?? 0.001, 0.9, 0.999, 1e-7, "keras"),
     loss: "sparseCategoricalCrossentropy",
     metrics: ["accuracy"],
   });
