@@ -257,3 +257,29 @@ export function findings(records: RunRecord[]): string {
   });
   return lines.join("\n");
 }
+
+/**
+ * Named runs side by side, best test accuracy first: notebook 04's study run, its loss
+ * experiment and the fixes. Every cell is read from the run's record.
+ */
+export function variantFrame(rows: { variant: string; record: RunRecord }[]): pl.DataFrame {
+  const col = <T>(f: (r: RunRecord) => T) => rows.map((x) => f(x.record));
+  return pl.DataFrame([
+    pl.Series("variant", rows.map((x) => x.variant), pl.Utf8),
+    pl.Series("test accuracy", col((r) => r.metrics.testAccuracy), pl.Float64),
+    pl.Series("test loss", col((r) => r.metrics.testLoss ?? NaN), pl.Float64),
+    pl.Series(
+      "final train loss",
+      col((r) => r.history.getColumn("loss").toArray().at(-1) as number),
+      pl.Float64,
+    ),
+    pl.Series("epochs", col((r) => r.metrics.epochsRun), pl.Int32),
+    pl.Series(
+      "diverged",
+      col((r) => r.metrics.divergence ? r.metrics.divergence.reason : "no"),
+      pl.Utf8,
+    ),
+    pl.Series("train seconds", col((r) => r.metrics.trainSeconds), pl.Float64),
+    pl.Series("run record", col((r) => r.id), pl.Utf8),
+  ]).sort("test accuracy", true);
+}

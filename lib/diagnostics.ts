@@ -376,3 +376,48 @@ export function collapseReport(
   }
   return lines.join("\n");
 }
+
+/** What a run record must hold for the stories below. */
+interface StoryRecord {
+  history: pl.DataFrame;
+  evaluation: { accuracy: number; predicted: Uint8Array; labels: Uint8Array };
+  metrics: {
+    epochsRun: number;
+    divergence: { epoch: number; batch: number | null; reason: string } | null;
+  };
+  probe: ProbeData | null;
+}
+
+/**
+ * One run's course in one sentence, every number from its record: how far it trained before
+ * anything broke, where the divergence guard saw it break (epoch and batch), and what it
+ * answers in the end. `title` names the run, e.g. "With Keras's loss (from logits)".
+ */
+export function runStory(title: string, r: StoryRecord): string {
+  const acc = r.history.getColumn("accuracy").toArray() as number[];
+  const best = acc.reduce((b, v, i) => (v > acc[b] ? i : b), 0);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const dom = dominantPrediction(r.evaluation.predicted);
+  const d = r.metrics.divergence;
+  const broke = d
+    ? `the divergence guard saw it break in epoch ${d.epoch + 1}${
+      d.batch === null ? "" : `, batch ${d.batch + 1}`
+    } (${d.reason})`
+    : "the divergence guard saw no break";
+  const stepsPerEpoch = r.probe && r.metrics.epochsRun
+    ? Math.round(r.probe.batchLosses.length / r.metrics.epochsRun)
+    : null;
+  const early = d && d.batch !== null && stepsPerEpoch
+    ? ` — ${d.epoch * stepsPerEpoch + d.batch + 1} steps into training`
+    : "";
+  const answer = dom.share > 0.9
+    ? `it answers **${dom.digit}** for ${pct(dom.share)} of the test digits (test accuracy ${
+      pct(r.evaluation.accuracy)
+    })`
+    : `test accuracy ${pct(r.evaluation.accuracy)}, its commonest answer (${dom.digit}) ${
+      pct(dom.share)
+    } of the digits`;
+  return `**${title}**: ${r.metrics.epochsRun} epochs; train accuracy was highest in epoch ${
+    best + 1
+  } (${pct(acc[best])}); ${broke}${early}; ${answer}.`;
+}

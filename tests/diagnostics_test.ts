@@ -1,13 +1,22 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import {
+  collapseReport,
   deadFraction,
   dominantPrediction,
   gradientNorms,
   maxActivation,
   predictionShareChart,
+  type ProbeData,
+  probeSummary,
+  runStory,
+  TrainingProbe,
   weightNorms,
 } from "../lib/diagnostics.ts";
+import { compileStudy } from "../lib/models/common.ts";
+import type { MnistSplit } from "../lib/mnist.ts";
+import { GRAY32, rng } from "../lib/preprocess.ts";
+import { fit, historyFrame } from "../lib/train.ts";
 
 await tf.setBackend("cpu");
 
@@ -55,4 +64,143 @@ Deno.test("dominantPrediction and the prediction-share chart", async () => {
   assert.deepEqual(dominantPrediction(predicted), { digit: 1, share: 0.75 });
   const chart = await predictionShareChart(predicted, Uint8Array.of(1, 2, 3, 7), "shares");
   assert.equal((chart.svg.match(/aria-roledescription="bar"/g) ?? []).length, 20);
+});
+
+function fakeSplit(count: number, seed: number): MnistSplit {
+  const random = rng(seed);
+  const images = Uint8Array.from({ length: count * 784 }, () => Math.floor(random() * 256));
+  return {
+    images,
+    labels: Uint8Array.from({ length: count }, (_, i) => i % 10),
+    count,
+    rows: 28,
+    cols: 28,
+  };
+}
+
+/** Two convolutions → pool ("the_pool") → two ReLU Dense layers of 7 and 5 units → softmax. */
+function probedModel(): tf.LayersModel {
+  const m = tf.sequential();
+  m.add(
+    tf.layers.conv2d(
+      {
+        inputShape: [32, 32, 1],
+        filters: 2,
+        kernelSize: 3,
+        strides: 3,
+      },
+    ),
+  );
+  m.add(tf.layers.conv2d({ filters: 2, kernelSize: 3, strides: 2 }));
+  m.add(tf.layers.maxPooling2d({ poolSize: 2, name: "the_pool" }));
+  m.add(tf.layers.flatten());
+  m.add(tf.layers.dense({ units: 7, activation: "relu", name: "first_relu" }));
+  m.add(tf.layers.dense({ units: 5, activation: "relu", name: "second_relu" }));
+  m.add(tf.layers.dense({ units: 10, activation: "softmax" }));
+  return compileStudy(m);
+}
+
+Deno.test("TrainingProbe finds the model's convolutions and ReLU layers and records every batch", async () => {
+  const train = fakeSplit(30, 1), test = fakeSplit(10, 2);
+  const probe = new TrainingProbe(test, GRAY32, "the_pool", 8);
+  const r = await fit(probedModel(), train, {
+    epochs: 2,
+    batchSize: 10,
+    format: GRAY32,
+    seed: 1,
+    progress: false,
+    onBatchEnd: probe.onBatchEnd,
+    onEpochEnd: probe.onEpochEnd,
+  });
+  const d = probe.data;
+  assert.equal(d.convLayers, 2);
+  assert.deepEqual(d.reluDense, [{ name: "first_relu", units: 7 }, {
+    name: "second_relu",
+    units: 5,
+  }]);
+  assert.deepEqual(d.batchLosses.map((b) => [b.step, b.epoch]), [[1, 1], [2, 1], [3, 1], [4, 2], [
+    5,
+    2,
+  ], [6, 2]]);
+  assert.equal(d.epochs.length, 2);
+  assert.equal(d.epochs[1].loss, r.history.getColumn("loss").toArray()[1]);
+  for (const e of d.epochs) {
+    assert.ok(e.dead.first_relu >= 0 && e.dead.first_relu <= 1);
+    assert.deepEqual(Object.keys(e.weightNorms).length, 5, "2 convs + 3 dense kernels");
+    assert.ok(e.convOutputMax > 0);
+  }
+  // The probe's state survives a backup: a fresh probe restored from it holds the same data.
+  const copy = new TrainingProbe(test, GRAY32, "the_pool", 8);
+  copy.restoreState(JSON.parse(JSON.stringify(probe.saveState())));
+  assert.deepEqual(copy.data, d);
+  assert.deepEqual(probeSummary(d).columns, [
+    "epoch",
+    "loss",
+    "accuracy",
+    "dead units first_relu (7)",
+    "dead units second_relu (5)",
+    "max |conv stack output|",
+    "gradient norm (all kernels)",
+  ]);
+  probe.dispose();
+  copy.dispose();
+});
+
+const PROBE: ProbeData = {
+  convOutputLayer: "pool",
+  convLayers: 4,
+  reluDense: [{ name: "fc", units: 100 }],
+  batchLosses: [1, 2, 3, 4, 5, 6].map((l, i) => ({ step: i + 1, epoch: i < 3 ? 1 : 2, loss: l })),
+  epochs: [1, 2].map((epoch) => ({
+    epoch,
+    loss: 1,
+    accuracy: 0.5,
+    weightNorms: { a: 3 },
+    gradientNorms: { a: epoch === 1 ? 4 : 0 },
+    dead: { fc: epoch === 1 ? 0.25 : 0.75 },
+    convOutputMax: epoch * 100,
+  })),
+};
+
+Deno.test("collapseReport takes its numbers from the run: labels, convolutions, layers", () => {
+  // 10 digits: label 3 is the commonest (4 of 10); the model answers 7 for everything.
+  const labels = Uint8Array.of(3, 3, 3, 3, 7, 1, 2, 5, 6, 0);
+  const text = collapseReport(
+    { accuracy: 0.1, predicted: new Uint8Array(10).fill(7), labels },
+    PROBE,
+    null,
+  );
+  assert.match(text, /predicts \*\*7\*\* for 100\.0%/);
+  assert.match(text, /share of 3s, the commonest test digit \(40\.00% here\)/);
+  assert.match(text, /4 convolutions compose/);
+  assert.match(text, /\(fc, 100 units\) 25\.0% .* 75\.0% after epoch 2/);
+  assert.match(text, /from 4\.00e\+0 to 0\.00e\+0/, "gradient norm √(4²) = 4 → 0");
+  const ok = collapseReport({ accuracy: 0.6, predicted: labels, labels }, PROBE, {
+    epoch: 1,
+    reason: "boom",
+  });
+  assert.match(ok, /did not collapse/);
+  assert.match(ok, /guard fired\*\*: boom/);
+});
+
+Deno.test("runStory tells where a run broke, from its record", () => {
+  const story = runStory("Keras's loss", {
+    history: historyFrame([
+      { epoch: 1, loss: 1, accuracy: 0.6, seconds: 1 },
+      { epoch: 2, loss: 9, accuracy: 0.1, seconds: 1 },
+    ]),
+    evaluation: {
+      accuracy: 0.11,
+      predicted: new Uint8Array(10).fill(1),
+      labels: new Uint8Array(10),
+    },
+    metrics: { epochsRun: 2, divergence: { epoch: 1, batch: 1, reason: "exploded" } },
+    probe: PROBE,
+  });
+  assert.match(
+    story,
+    /^\*\*Keras's loss\*\*: 2 epochs; train accuracy was highest in epoch 1 \(60\.0%\)/,
+  );
+  assert.match(story, /break in epoch 2, batch 2 \(exploded\) — 5 steps into training/);
+  assert.match(story, /answers \*\*1\*\* for 100\.0%/);
 });
