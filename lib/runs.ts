@@ -66,6 +66,19 @@ export interface TransferFacts {
   features: string;
   /** The preprocessing of the base's input, e.g. "study" or "caffe". */
   preprocessing: string;
+  /** Shape of one image's features, e.g. [1, 1, 512]. */
+  featureShape: number[];
+  /** Per split: images, the base's one pass, and reading the cached features back. */
+  splits: { split: string; images: number; extractSeconds: number; readSeconds: number }[];
+  /** Statistics of the training features (how much is zero, their scale). */
+  featureStats: {
+    mode: string;
+    split: string;
+    mean: number;
+    std: number;
+    zeroFraction: number;
+    max: number;
+  };
 }
 
 /** What a notebook or script hands over after training and evaluating a model. */

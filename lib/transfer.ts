@@ -19,6 +19,7 @@ import type { MnistSplit } from "./mnist.ts";
 import { buildHead, type HeadLayer } from "./models/heads.ts";
 import { makeBatch, range, RGB32 } from "./preprocess.ts";
 import {
+  type BackupOptions,
   type BatchSource,
   evaluateSource,
   type Evaluation,
@@ -27,6 +28,11 @@ import {
   progressBar,
 } from "./train.ts";
 import type { ImagenetBase, ImagenetName } from "./weights.ts";
+import type { Profile } from "./profile.ts";
+import { cachedRun, type CachedRunOptions, type RunOutcome } from "./run_cache.ts";
+import { kerasAdam, type RunKeyParts } from "./run_key.ts";
+import type { TransferFacts } from "./runs.ts";
+import { featureStats } from "./transfer_report.ts";
 
 // bench/profile.ts imports the VGG16 head from here; drop this once it imports lib/models/heads.ts.
 export { buildHead, VGG16_HEAD } from "./models/heads.ts";
@@ -157,6 +163,8 @@ export interface FitFeatureOptions {
   progress?: boolean;
   /** Label of the progress line, e.g. "head (study)". */
   label?: string;
+  /** Per-epoch backups, so an interrupted head resumes. */
+  backup?: BackupOptions;
 }
 
 /**
@@ -197,74 +205,112 @@ export interface CacheCost {
   hitSeconds: number;
 }
 
-/** Train and test features of one preprocessing. */
-export interface ModeFeatures {
+/** Options of `transferRun`: one head on one preprocessing of one frozen base. */
+export interface TransferRunOptions extends CachedRunOptions {
+  name: ImagenetName;
+  base: ImagenetBase;
+  head: HeadLayer[];
+  /** The head's model and record name, e.g. "vgg16_imagenet_head". */
+  headName: string;
+  section: string;
   mode: PreprocessMode;
-  train: FeatureSplit;
-  test: FeatureSplit;
+  splits: { train: MnistSplit; test: MnistSplit };
+  profile: Profile;
+  backend: { name: string; device: string; why: string; precision: string };
+  seed: number;
+  epochs: number;
+  batchSize: number;
+  /** A caveat for tables and the record, e.g. the random-features label. */
+  label?: string;
+  /** Images per forward pass of the base. */
+  extractBatchSize?: number;
+  cacheDir?: string;
+  progress?: boolean;
+}
+
+/** The key parts of a transfer head's run: the head, its training, its features and the base's weights. */
+export function transferKeyParts(o: TransferRunOptions): RunKeyParts {
+  return {
+    model: { builder: o.headName, options: { head: o.head } },
+    training: {
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      optimizer: kerasAdam(),
+      loss: "logits",
+      earlyStopping: null,
+      validation: null,
+      onDivergence: "stop",
+    },
+    data: {
+      profile: o.profile.name,
+      trainSamples: o.splits.train.count,
+      testSamples: o.splits.test.count,
+      input: `features: ${o.name} base, ${o.mode} preprocessing`,
+    },
+    seed: o.seed,
+    weights: o.base.weightsKey,
+    backend: o.backend.name as RunKeyParts["backend"],
+    precision: o.backend.precision as RunKeyParts["precision"],
+  };
 }
 
 /**
- * Features of both splits for each preprocessing mode, and what a cache hit costs for each set:
- * the read itself when it was a hit, else one timed read of the file just written (the base does
- * not run again); `costs` feeds `cacheSavingsFrame` of lib/transfer_report.ts.
+ * One head's run on one preprocessing, computed once: an existing record with the same key
+ * (head, training, data, base weights, backend) is used without touching the base; otherwise
+ * the base's features come from the feature cache (or one pass of the base), the head trains
+ * with per-epoch backups, and the record keeps what the notebook shows of the extraction:
+ * timings, feature shape and statistics.
  */
-export async function featureSets(
-  base: ImagenetBase,
-  name: ImagenetName,
-  splits: { train: MnistSplit; test: MnistSplit },
-  modes: PreprocessMode[],
-  opts: { batchSize?: number; cacheDir?: string; progress?: boolean } = {},
-): Promise<{ sets: ModeFeatures[]; costs: CacheCost[] }> {
-  const sets: ModeFeatures[] = [];
-  const costs: CacheCost[] = [];
-  for (const mode of modes) {
-    const common = { ...opts, model: name, weightsKey: base.weightsKey, mode };
-    const train = await splitFeatures(base.model, splits.train, { ...common, split: "train" });
-    const test = await splitFeatures(base.model, splits.test, { ...common, split: "test" });
-    sets.push({ mode, train, test });
-  }
-  for (const { mode, train, test } of sets) {
-    for (const set of [train, test]) {
-      costs.push({
-        features: `${set.split} (${mode})`,
+export function transferRun(o: TransferRunOptions): Promise<RunOutcome> {
+  const parts = transferKeyParts(o);
+  return cachedRun({
+    modelName: o.mode === "study" ? o.headName : `${o.headName}_${o.mode}`,
+    section: o.section,
+    keyParts: parts,
+    profile: o.profile,
+    backend: o.backend,
+    weightsSource: o.base.weights
+      ? `${o.base.weights.source}: ${o.base.weights.path.split("/").pop()}`
+      : `random init (seed ${o.seed})`,
+    label: o.label,
+  }, async (backup) => {
+    const common = {
+      model: o.name,
+      weightsKey: o.base.weightsKey,
+      mode: o.mode,
+      batchSize: o.extractBatchSize,
+      cacheDir: o.cacheDir,
+      progress: o.progress,
+    };
+    const train = await splitFeatures(o.base.model, o.splits.train, { ...common, split: "train" });
+    const test = await splitFeatures(o.base.model, o.splits.test, { ...common, split: "test" });
+    const head = buildHead(train.shape.slice(1), o.head, { seed: o.seed, name: o.headName });
+    const fit = await fitFeatures(head, train, {
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      seed: o.seed,
+      label: `head (${o.mode})`,
+      progress: o.progress,
+      backup,
+    });
+    const evaluation = await evaluateFeatures(head, test);
+    const readSeconds = async (set: FeatureSplit) =>
+      set.hit ? set.seconds : await cacheReadSeconds(set.path);
+    const transfer: TransferFacts = {
+      baseParameters: o.base.model.countParams(),
+      extractSeconds: train.extractSeconds + test.extractSeconds,
+      cacheReadSeconds: (train.hit ? train.seconds : 0) + (test.hit ? test.seconds : 0),
+      features: train.hit && test.hit ? "feature cache" : "extracted",
+      preprocessing: o.mode,
+      featureShape: train.shape.slice(1),
+      splits: await Promise.all([train, test].map(async (set) => ({
+        split: set.split,
         images: set.count,
         extractSeconds: set.extractSeconds,
-        hitSeconds: set.hit ? set.seconds : await cacheReadSeconds(set.path),
-      });
-    }
-  }
-  return { sets, costs };
-}
-
-/** One trained head per preprocessing mode. */
-export interface HeadResult {
-  mode: PreprocessMode;
-  head: tf.LayersModel;
-  fit: FitResult;
-  evaluation: Evaluation;
-  /** Base seconds for this mode's train and test features (when they were computed). */
-  extractSeconds: number;
-}
-
-/** Trains a fresh head (same seed) on each mode's train features and evaluates it on its test features. */
-export async function trainHeads(
-  sets: ModeFeatures[],
-  layers: HeadLayer[],
-  opts: { epochs: number; batchSize: number; seed: number; name?: string; progress?: boolean },
-): Promise<HeadResult[]> {
-  const out: HeadResult[] = [];
-  for (const { mode, train, test } of sets) {
-    const head = buildHead(train.shape.slice(1), layers, { seed: opts.seed, name: opts.name });
-    const fit = await fitFeatures(head, train, { ...opts, label: `head (${mode})` });
-    const evaluation = await evaluateFeatures(head, test);
-    out.push({
-      mode,
-      head,
-      fit,
-      evaluation,
-      extractSeconds: train.extractSeconds + test.extractSeconds,
-    });
-  }
-  return out;
+        readSeconds: await readSeconds(set),
+      }))),
+      featureStats: featureStats(train),
+    };
+    return { model: head, fit, evaluation, transfer };
+  }, o);
 }

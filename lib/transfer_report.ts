@@ -6,7 +6,8 @@
 import pl from "nodejs-polars";
 import { type Chart, metricCurvesChart } from "./charts.ts";
 import { type Displayable, markdown } from "./display.ts";
-import type { CacheCost, FeatureSplit, HeadResult, ModeFeatures } from "./transfer.ts";
+import type { CacheCost, FeatureSplit } from "./transfer.ts";
+import type { RunRecord, TransferFacts } from "./runs.ts";
 import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
 
 /** The label every table, chart and run record carries when the base is random. */
@@ -95,27 +96,46 @@ export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "spli
   };
 }
 
-/** Feature statistics of each mode's training features, as a table. */
-export function featureStatsFrame(sets: ModeFeatures[]): pl.DataFrame {
-  return pl.DataFrame(sets.map((s) => featureStats(s.train)));
+/** The feature cache's costs of each run's splits, for `cacheSavingsFrame`, from the records. */
+export function cacheCosts(records: RunRecord[]): CacheCost[] {
+  return records.flatMap((r) =>
+    transferOf(r).splits.map((s) => ({
+      features: `${s.split} (${transferOf(r).preprocessing})`,
+      images: s.images,
+      extractSeconds: s.extractSeconds,
+      hitSeconds: s.readSeconds,
+    }))
+  );
 }
 
-/** The preprocessing comparison: one row per mode, test metrics and what each step cost. */
-export function preprocessingFrame(results: HeadResult[], label: string): pl.DataFrame {
+/** Feature statistics of each run's training features, as a table (from the records). */
+export function featureStatsFrame(records: RunRecord[]): pl.DataFrame {
+  return pl.DataFrame(records.map((r) => transferOf(r).featureStats));
+}
+
+/** A transfer record's facts; an error names a record that is not a transfer run. */
+function transferOf(r: RunRecord): TransferFacts {
+  if (!r.config.transfer) throw new Error(`run record ${r.id} is not a transfer run`);
+  return r.config.transfer;
+}
+
+/** The preprocessing comparison: one row per run (mode), test metrics and what each step cost. */
+export function preprocessingFrame(records: RunRecord[], label: string): pl.DataFrame {
   const described: Record<string, string> = {
     study: "study: x/255 in [0, 1] (what the study fed)",
     caffe: "caffe: BGR, ×255 minus ImageNet means (Keras VGG16)",
     tf: "tf: x/127.5 − 1 in [−1, 1] (Keras ResNetV2)",
   };
+  const mode = (r: RunRecord) => transferOf(r).preprocessing;
   return pl.DataFrame([
-    pl.Series("preprocessing", results.map((r) => described[r.mode] ?? r.mode), pl.Utf8),
-    pl.Series("features", results.map(() => label), pl.Utf8),
-    pl.Series("test_accuracy", results.map((r) => r.evaluation.accuracy), pl.Float64),
-    pl.Series("test_loss", results.map((r) => r.evaluation.loss), pl.Float64),
-    pl.Series("final_train_loss", results.map((r) => lastOf(r.fit.history, "loss")), pl.Float64),
-    pl.Series("epochs", results.map((r) => r.fit.epochsRun), pl.Int32),
-    pl.Series("extract_s", results.map((r) => r.extractSeconds), pl.Float64),
-    pl.Series("head_train_s", results.map((r) => r.fit.seconds), pl.Float64),
+    pl.Series("preprocessing", records.map((r) => described[mode(r)] ?? mode(r)), pl.Utf8),
+    pl.Series("features", records.map(() => label), pl.Utf8),
+    pl.Series("test_accuracy", records.map((r) => r.metrics.testAccuracy), pl.Float64),
+    pl.Series("test_loss", records.map((r) => r.metrics.testLoss ?? NaN), pl.Float64),
+    pl.Series("final_train_loss", records.map((r) => lastOf(r.history, "loss")), pl.Float64),
+    pl.Series("epochs", records.map((r) => r.metrics.epochsRun), pl.Int32),
+    pl.Series("extract_s", records.map((r) => transferOf(r).extractSeconds), pl.Float64),
+    pl.Series("head_train_s", records.map((r) => r.metrics.trainSeconds), pl.Float64),
   ]);
 }
 
@@ -124,14 +144,14 @@ function lastOf(df: pl.DataFrame, column: string): number {
   return values[values.length - 1] ?? NaN;
 }
 
-/** Loss and accuracy per epoch of each mode's head, one line per preprocessing. */
-export function preprocessingCurves(results: HeadResult[], title: string): Promise<Chart> {
-  const values = results.flatMap((r) =>
-    (r.fit.history.toRecords() as Record<string, number>[]).flatMap((row) =>
+/** Loss and accuracy per epoch of each run's head, one line per preprocessing. */
+export function preprocessingCurves(records: RunRecord[], title: string): Promise<Chart> {
+  const values = records.flatMap((r) =>
+    (r.history.toRecords() as Record<string, number>[]).flatMap((row) =>
       ["loss", "accuracy"].map((metric) => ({
         epoch: row.epoch,
         metric,
-        preprocessing: r.mode,
+        preprocessing: transferOf(r).preprocessing,
         value: row[metric],
       }))
     )

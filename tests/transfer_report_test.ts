@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
-import type { HeadResult } from "../lib/transfer.ts";
+import type { RunRecord, TransferFacts } from "../lib/runs.ts";
 import {
+  cacheCosts,
   cacheSavingsFrame,
   featuresLabel,
   featureStats,
+  featureStatsFrame,
   preprocessingFrame,
   RANDOM_FEATURES_LABEL,
   weightsNotice,
@@ -56,24 +58,52 @@ Deno.test("weightsNotice and featuresLabel: a random base is labelled and told h
   assert.equal(bundle(weightsNotice(loaded, "resnet152v2"))[MARKDOWN], "✓ loaded x.h5");
 });
 
-Deno.test("preprocessingFrame: one row per mode with its test metrics and costs", () => {
-  const result = (mode: "study" | "tf", accuracy: number): HeadResult =>
-    ({
-      mode,
-      fit: {
-        history: pl.DataFrame({ epoch: [1, 2], loss: [0.9, 0.4], accuracy: [0.5, 0.8] }),
-        epochsRun: 2,
-        seconds: 3,
-      },
-      evaluation: { accuracy, loss: 0.5 },
-      extractSeconds: 7,
-    }) as unknown as HeadResult;
-  const rows = preprocessingFrame([result("study", 0.9), result("tf", 0.8)], "label")
-    .toRecords() as Record<string, unknown>[];
+/** A transfer run's record as the report helpers read it. */
+function record(mode: string, accuracy: number): RunRecord {
+  const transfer: TransferFacts = {
+    baseParameters: 100,
+    extractSeconds: 7,
+    cacheReadSeconds: 0,
+    features: "extracted",
+    preprocessing: mode,
+    featureShape: [1, 1, 4],
+    splits: [
+      { split: "train", images: 100, extractSeconds: 5, readSeconds: 0.02 },
+      { split: "test", images: 20, extractSeconds: 2, readSeconds: 0.01 },
+    ],
+    featureStats: { mode, split: "train", mean: 1, std: 1, zeroFraction: 0.5, max: 2 },
+  };
+  return {
+    id: `run-${mode}`,
+    config: { transfer },
+    history: pl.DataFrame({ epoch: [1, 2], loss: [0.9, 0.4], accuracy: [0.5, 0.8] }),
+    metrics: { testAccuracy: accuracy, testLoss: 0.5, epochsRun: 2, trainSeconds: 3 },
+  } as unknown as RunRecord;
+}
+
+Deno.test("preprocessingFrame, cacheCosts and featureStatsFrame read transfer records", () => {
+  const records = [record("study", 0.9), record("tf", 0.8)];
+  const rows = preprocessingFrame(records, "label").toRecords() as Record<string, unknown>[];
   assert.equal(rows.length, 2);
   assert.match(rows[1].preprocessing as string, /^tf: /);
   assert.equal(rows[0].test_accuracy, 0.9);
   assert.equal(rows[0].final_train_loss, 0.4);
   assert.equal(rows[0].extract_s, 7);
+  assert.equal(rows[0].head_train_s, 3);
   assert.equal(rows[0].features, "label");
+  assert.deepEqual(cacheCosts(records).map((c) => [c.features, c.images, c.hitSeconds]), [
+    ["train (study)", 100, 0.02],
+    ["test (study)", 20, 0.01],
+    ["train (tf)", 100, 0.02],
+    ["test (tf)", 20, 0.01],
+  ]);
+  assert.deepEqual(featureStatsFrame(records).getColumn("mode").toArray(), ["study", "tf"]);
+  assert.throws(
+    () =>
+      preprocessingFrame(
+        [{ ...records[0], config: { transfer: null } } as unknown as RunRecord],
+        "",
+      ),
+    /is not a transfer run/,
+  );
 });

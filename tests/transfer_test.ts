@@ -8,12 +8,13 @@ import { scorePredictions } from "../lib/train.ts";
 import {
   evaluateFeatures,
   featureBatch,
-  type FeatureSplit,
   fitFeatures,
-  type ModeFeatures,
   splitFeatures,
-  trainHeads,
+  transferRun,
 } from "../lib/transfer.ts";
+import { featureStats } from "../lib/transfer_report.ts";
+import { PROFILES } from "../lib/profile.ts";
+import type { ImagenetBase } from "../lib/weights.ts";
 import { tempDir } from "./fixtures/keras_h5.ts";
 
 await tf.setBackend("cpu");
@@ -145,78 +146,93 @@ Deno.test("splitFeatures: the base's inference output on preprocessed images, ca
   base.dispose();
 });
 
-/**
- * Hand-made features where the answer is known: a sample of label l lights the `width` features
- * of block `blockOf(l)` (value 1), so a linear head learns the mapping and nothing else.
- */
-function blockSplit(
-  count: number,
-  blockOf: (label: number) => number,
-  split: string,
-  mode: FeatureSplit["mode"],
-  extractSeconds: number,
-  width = 20,
-): FeatureSplit {
-  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 7 + count) % 10);
-  const features = new Float32Array(count * 10 * width);
-  labels.forEach((l, i) =>
-    features.fill(1, (i * 10 + blockOf(l)) * width, (i * 10 + blockOf(l) + 1) * width)
-  );
-  return {
-    features,
-    shape: [count, 1, 1, 10 * width],
-    labels,
-    count,
-    split,
-    mode,
-    hit: false,
-    seconds: extractSeconds,
-    extractSeconds,
-    imagesPerSecond: count / extractSeconds,
-    path: `${split}-${mode}.features`,
-  };
-}
-
 const losses = (fit: { history: { getColumn(c: string): { toArray(): unknown } } }) =>
   fit.history.getColumn("loss").toArray() as number[];
 
-Deno.test("trainHeads: a fresh seeded head per preprocessing, trained on its own train features and scored on its own test features", async () => {
-  const same = (l: number) => l, shifted = (l: number) => (l + 3) % 10;
-  const sets: ModeFeatures[] = [
-    {
-      mode: "study",
-      train: blockSplit(400, same, "train", "study", 1.5),
-      test: blockSplit(90, same, "test", "study", 0.25),
+Deno.test("transferRun: features once, a seeded head, a record with the extraction's facts; then cached", async () => {
+  await using cache = await tempDir();
+  await using runs = await tempDir();
+  const base = {
+    model: tinyBase(),
+    weights: null,
+    weightsKey: "random:7",
+    preprocessing: "tf" as const,
+    note: "random tiny base",
+  } as unknown as ImagenetBase;
+  const splits = { train: fakeSplit(60, 3), test: fakeSplit(20, 4) };
+  const opts = {
+    name: "vgg16" as const,
+    base,
+    head: RESNET152V2_HEAD,
+    headName: "tiny_head",
+    section: "test",
+    mode: "tf" as const,
+    splits,
+    profile: PROFILES.quick,
+    backend: { name: "cpu", device: "js", why: "test", precision: "float32" },
+    seed: 5,
+    epochs: 3,
+    batchSize: 16,
+    label: "random features",
+    extractBatchSize: 16,
+    cacheDir: cache.path,
+    progress: false,
+    root: runs.path,
+    roots: [runs.path],
+    retrain: false,
+    log: () => {},
+  };
+  const first = await transferRun(opts);
+  assert.equal(first.cached, false);
+  const r = first.record, t = r.config.transfer!;
+  assert.equal(r.config.modelName, "tiny_head_tf");
+  assert.equal(r.config.label, "random features");
+  assert.deepEqual(t.featureShape, [4, 4, 2]);
+  assert.deepEqual(t.splits.map((s) => [s.split, s.images]), [["train", 60], ["test", 20]]);
+  assert.equal(t.extractSeconds, t.splits[0].extractSeconds + t.splits[1].extractSeconds);
+  assert.equal(t.features, "extracted");
+  assert.equal(t.baseParameters, base.model.countParams());
+  // The same features again (a cache hit) give the statistics and the head the record holds.
+  const common = {
+    model: "vgg16",
+    weightsKey: "random:7",
+    mode: "tf" as const,
+    cacheDir: cache.path,
+    progress: false,
+  };
+  const train = await splitFeatures(base.model, splits.train, { ...common, split: "train" });
+  const test = await splitFeatures(base.model, splits.test, { ...common, split: "test" });
+  assert.equal(train.hit, true);
+  assert.deepEqual(t.featureStats, featureStats(train));
+  const head = buildHead(train.shape.slice(1), RESNET152V2_HEAD, { seed: 5 });
+  const fit = await fitFeatures(head, train, {
+    epochs: 3,
+    batchSize: 16,
+    seed: 5,
+    progress: false,
+  });
+  assert.deepEqual(losses(r), losses(fit));
+  const ev = await evaluateFeatures(head, test);
+  assert.ok(Math.abs(r.metrics.testAccuracy - ev.accuracy) < 1e-12);
+  assertAllClose(r.evaluation.probabilities, ev.probabilities, 1e-6);
+
+  // Asked again: the record is used and the base does not run (it would throw).
+  const broken = {
+    ...base,
+    model: {
+      ...base.model,
+      predict: () => {
+        throw new Error("base ran");
+      },
     },
-    {
-      mode: "tf",
-      train: blockSplit(400, shifted, "train", "tf", 2),
-      test: blockSplit(90, shifted, "test", "tf", 3),
-    },
-  ];
-  const opts = { epochs: 4, batchSize: 20, seed: 5, progress: false };
-  const results = await trainHeads(sets, RESNET152V2_HEAD, { ...opts, name: "probe_head" });
-  assert.deepEqual(results.map((r) => r.mode), ["study", "tf"]);
-  assert.notEqual(results[0].head, results[1].head);
-  for (const [i, r] of results.entries()) {
-    const { train, test } = sets[i];
-    assert.equal(r.head.name, "probe_head");
-    assert.equal(r.fit.epochsRun, 4);
-    assert.equal(r.fit.history.height, 4);
-    assert.equal(r.extractSeconds, train.extractSeconds + test.extractSeconds);
-    // Each head learned its own mode's mapping: all right on its test set, all wrong on the other's.
-    assert.equal(r.evaluation.accuracy, 1, `${r.mode} on its own test features`);
-    assert.deepEqual(r.evaluation.labels, test.labels);
-    assert.equal((await evaluateFeatures(r.head, sets[1 - i].test)).accuracy, 0);
-    // The numbers of a head built with the seed and fitted by hand: a fresh head per mode, not one
-    // head trained on both, and the evaluation of the head it returns.
-    const head = buildHead(train.shape.slice(1), RESNET152V2_HEAD, { seed: opts.seed });
-    const fit = await fitFeatures(head, train, opts);
-    assert.deepEqual(losses(r.fit), losses(fit));
-    const ev = await evaluateFeatures(head, test);
-    assert.equal(r.evaluation.loss, ev.loss);
-    assertAllClose(r.evaluation.probabilities, ev.probabilities, 0);
-    head.dispose();
-  }
-  results.forEach((r) => r.head.dispose());
+  };
+  const again = await transferRun({ ...opts, base: broken as unknown as ImagenetBase });
+  assert.equal(again.cached, true);
+  assert.equal(again.record.id, r.id);
+  // Another preprocessing is another run.
+  const study = await transferRun({ ...opts, mode: "study" });
+  assert.equal(study.cached, false);
+  assert.notEqual(study.record.config.key, r.config.key);
+  head.dispose();
+  base.model.dispose();
 });
