@@ -7,10 +7,40 @@ import pl from "nodejs-polars";
 import { type Chart, metricCurvesChart, renderChart } from "./charts.ts";
 import { DISPLAY, type Displayable, markdown, show, table } from "./display.ts";
 import type { RunRecord } from "./runs.ts";
+import { repoRelative } from "./env.ts";
 
 /** Records of one profile ("full" or "quick"): quick runs are smoke tests, not results. */
-export function runsOfProfile(records: RunRecord[], profile: string): RunRecord[] {
-  return records.filter((r) => r.config.profile.name === profile);
+export function runsOfProfile(
+  records: RunRecord[],
+  profile: string,
+  precision = "float32",
+): RunRecord[] {
+  // One table never mixes precisions: mixed_bfloat16 runs are compared among themselves.
+  return records.filter((r) =>
+    r.config.profile.name === profile && (r.config.backend.precision ?? "float32") === precision
+  );
+}
+
+/** Keras's own MNIST convnet example (keras.io, "Simple MNIST convnet"): its published test accuracy. */
+export const KERAS_MNIST_CONVNET_ACCURACY = 0.992;
+
+/**
+ * The study's best model among `records` (the full profile's, in practice): which run, its test
+ * accuracy and where it came from, next to Keras's published mnist_convnet figure.
+ */
+export function bestOfStudy(records: RunRecord[]): string {
+  if (records.length === 0) return "*No full-profile records yet: no best model to name.*";
+  const best = records.reduce((a, b) => (b.metrics.testAccuracy > a.metrics.testAccuracy ? b : a));
+  const c = best.config;
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  return `**The study's best model: ${c.modelName}** (${c.section}) — **${
+    pct(best.metrics.testAccuracy)
+  }** test accuracy on ${best.metrics.testSamples.toLocaleString("en-US")} digits (run record ` +
+    `${best.id}, trained ${
+      c.createdAt.slice(0, 10)
+    } on ${c.backend.name}, ${c.backend.precision}, ` +
+    `${c.machine.cpu}${best.metrics.label ? `; ${best.metrics.label}` : ""}). For reference, ` +
+    `Keras's own MNIST convnet example reports ${pct(KERAS_MNIST_CONVNET_ACCURACY)}.`;
 }
 
 /** What the weights column says: the source, plus the record's caveat label if it has one. */
@@ -205,9 +235,11 @@ export async function showAll(items: Displayable[]): Promise<void> {
 }
 
 /** One line on where the records came from and how many of each profile there are. */
-export function recordsSummary(records: RunRecord[], root: string): string {
+export function recordsSummary(records: RunRecord[], roots: string | string[]): string {
+  const where = (Array.isArray(roots) ? roots : [roots]).map((r) => `\`${repoRelative(r)}\``)
+    .join(" and ");
   if (records.length === 0) {
-    return `No run records in \`${root}\` yet. Run notebooks 02–06, or e.g. \`deno task train baseline\`, ` +
+    return `No run records in ${where} yet. Run notebooks 02–06, or e.g. \`deno task train baseline\`, ` +
       `then re-run this notebook.`;
   }
   const full = runsOfProfile(records, "full").length;
@@ -215,7 +247,7 @@ export function recordsSummary(records: RunRecord[], root: string): string {
   const other = records.length - full - quick;
   return `${records.length} run record${
     records.length === 1 ? "" : "s"
-  } in \`${root}\`: ${full} full-profile, ` +
+  } in ${where}: ${full} full-profile, ` +
     `${quick} quick-profile${other ? `, ${other} other` : ""}.`;
 }
 

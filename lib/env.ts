@@ -15,3 +15,8 @@ export function envVar(name: string): string | undefined {
     return undefined; // no --allow-env: behave as if unset
   }
 }
+
+/** A path as the repository names it (relative to its root) when it lies inside, else as given. */
+export function repoRelative(path: string): string {
+  return path.startsWith(REPO_ROOT) ? path.slice(REPO_ROOT.length).replace(/\/$/, "") || "." : path;
+}

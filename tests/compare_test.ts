@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import {
+  bestOfStudy,
   comparisonCharts,
   findings,
   recordsSummary,
@@ -99,4 +100,30 @@ Deno.test("shortDevice keeps the device's first phrase", () => {
     "OpenBLAS 0.3.21",
   );
   assert.equal(shortDevice("NVIDIA H100 80GB HBM3"), "NVIDIA H100 80GB HBM3");
+});
+
+Deno.test("bestOfStudy names the best run with its record, next to Keras's mnist_convnet", async () => {
+  const full = runsOfProfile(await loadRuns(FIXTURES), "full");
+  const text = bestOfStudy(full);
+  // The fixtures' best full run is the VGG-style net at 99.1% (an invented number).
+  const best = full.reduce((a, b) => (b.metrics.testAccuracy > a.metrics.testAccuracy ? b : a));
+  assert.match(text, new RegExp(`best model: ${best.config.modelName}\\*\\* \\(`));
+  assert.match(text, new RegExp(`${(100 * best.metrics.testAccuracy).toFixed(2)}%`));
+  assert.match(text, new RegExp(`run record ${best.id}`));
+  assert.match(text, /Keras's own MNIST convnet example reports 99\.20%/);
+  assert.match(bestOfStudy([]), /No full-profile records/);
+});
+
+Deno.test("one comparison never mixes precisions", async () => {
+  const runs = await loadRuns(FIXTURES);
+  const bf16 = {
+    ...runs[0],
+    config: {
+      ...runs[0].config,
+      backend: { ...runs[0].config.backend, precision: "mixed_bfloat16" },
+    },
+  };
+  const all = [...runs, bf16];
+  assert.equal(runsOfProfile(all, "full").length, 5, "float32 by default");
+  assert.deepEqual(runsOfProfile(all, "full", "mixed_bfloat16").map((r) => r.id), [bf16.id]);
 });
