@@ -148,3 +148,13 @@ export const silentProgress: ProgressReporter = {
   epoch() {},
   note() {},
 };
+
+/** The reporter for a `progress` option: a reporter as given, `true`/unset the notebook's, `false` none. */
+export function reporterFor(
+  progress: boolean | ProgressReporter | undefined,
+  label = "",
+): ProgressReporter {
+  if (progress === false) return silentProgress;
+  if (progress === true || progress === undefined) return notebookProgress(label);
+  return progress;
+}

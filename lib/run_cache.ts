@@ -53,7 +53,7 @@ export interface CachedRunOptions {
   /** Where records are looked for (default `recordRoots()`). */
   roots?: string[];
   /** Where the one-line messages go (default console.log). */
-  log?: (line: string) => void;
+  log?: (line: string) => void | Promise<void>;
   /** Write the trained weights beside the record (default true). */
   weights?: boolean;
 }
@@ -137,13 +137,13 @@ export async function cachedRun(
   if (!(opts.retrain ?? retrainRequested())) {
     const found = await findRun(key, opts.roots ?? recordRoots());
     if (found) {
-      log(cachedLine(found));
+      await log(cachedLine(found));
       return { record: found, cached: true, model: null };
     }
   }
   const sps = await measuredThroughput(spec.keyParts, opts.roots ?? recordRoots());
   const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
-  log(
+  await log(
     `training ${describeRun(spec.modelName, spec.keyParts)} on ${spec.backend.name} ` +
       `(${spec.backend.precision})${estimate} — run key ${key}`,
   );

@@ -10,7 +10,7 @@ import type { MnistSplit } from "./mnist.ts";
 import type { VggOptions } from "./models/vgg_small.ts";
 import type { Profile } from "./profile.ts";
 import { epochsFor } from "./profile.ts";
-import type { ProgressReporter } from "./progress.ts";
+import { type ProgressReporter, reporterFor } from "./progress.ts";
 import { cachedRun, type CachedRunOptions, type RunOutcome } from "./run_cache.ts";
 import { kerasAdam, type RunKeyParts } from "./run_key.ts";
 import { type ModelName, studyModel } from "./settings.ts";
@@ -55,8 +55,14 @@ export function runName(kerasName: string, v: Variant = {}, loss: LossKind = "lo
   return parts.length ? `${kerasName} (${parts.join(", ")})` : kerasName;
 }
 
+/** What a run's key needs of its options: the data only by size. */
+export type KeyOptions = Omit<StudyRunOptions, "train" | "test"> & {
+  train: { count: number };
+  test: { count: number };
+};
+
 /** The key parts of a study run: the table's settings with this call's changes. */
-export function studyKeyParts(opts: StudyRunOptions): RunKeyParts {
+export function studyKeyParts(opts: KeyOptions): RunKeyParts {
   const m = studyModel(opts.model);
   const v = opts.variant ?? {};
   const vgg = m.name !== "baseline";
@@ -105,6 +111,9 @@ export function studyRun(opts: StudyRunOptions): Promise<RunOutcome> {
   const m = studyModel(opts.model);
   const parts = studyKeyParts(opts);
   const t = parts.training;
+  // One reporter for the run's own lines (cached, training, resuming) and its progress, so a
+  // notebook shows them as display outputs in order.
+  const progress = reporterFor(opts.progress);
   return cachedRun({
     modelName: opts.modelName ?? runName(m.kerasName, opts.variant, t.loss),
     section: m.section,
@@ -131,7 +140,7 @@ export function studyRun(opts: StudyRunOptions): Promise<RunOutcome> {
         validation: t.validation === "test" ? opts.test : undefined,
         earlyStopping: t.earlyStopping ?? undefined,
         divergence: t.onDivergence,
-        progress: opts.progress,
+        progress,
         backup,
         onBatchEnd: probe?.onBatchEnd,
         onEpochEnd: probe?.onEpochEnd,
@@ -142,5 +151,5 @@ export function studyRun(opts: StudyRunOptions): Promise<RunOutcome> {
     } finally {
       probe?.dispose();
     }
-  }, opts);
+  }, { log: (line) => progress.note(line), ...opts });
 }

@@ -18,12 +18,7 @@ import {
 } from "./preprocess.ts";
 import { readBackup, restoreBackup, saveBackup } from "./backup.ts";
 import { EPSILON, type LossKind, lossOf, scoringOutputs, trainStep } from "./loss.ts";
-import {
-  notebookProgress,
-  progressBar,
-  type ProgressReporter,
-  silentProgress,
-} from "./progress.ts";
+import { progressBar, type ProgressReporter, reporterFor } from "./progress.ts";
 
 /** Keras's `EarlyStopping(monitor, patience, min_delta)` in mode "min", as a pure state machine. */
 export class EarlyStopping {
@@ -234,13 +229,6 @@ export interface FitResult {
 }
 
 export { progressBar };
-
-/** The reporter `fit` uses for its `progress` option. */
-function reporterFor(progress: FitOptions["progress"], label: string): ProgressReporter {
-  if (progress === false) return silentProgress;
-  if (progress === true || progress === undefined) return notebookProgress(label);
-  return progress;
-}
 
 /**
  * Runs `fn` with `Math.random` drawn from `random`. tfjs has no global seed: its unseeded

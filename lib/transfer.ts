@@ -28,6 +28,7 @@ import {
   progressBar,
 } from "./train.ts";
 import type { ImagenetBase, ImagenetName } from "./weights.ts";
+import { reporterFor } from "./progress.ts";
 import type { Profile } from "./profile.ts";
 import { cachedRun, type CachedRunOptions, type RunOutcome } from "./run_cache.ts";
 import { kerasAdam, type RunKeyParts } from "./run_key.ts";
@@ -228,8 +229,16 @@ export interface TransferRunOptions extends CachedRunOptions {
   progress?: boolean;
 }
 
+/** What a transfer run's key needs: the data only by size, the base only by its weights. */
+export type TransferKeyOptions =
+  & Pick<
+    TransferRunOptions,
+    "name" | "head" | "headName" | "mode" | "profile" | "backend" | "seed" | "epochs" | "batchSize"
+  >
+  & { splits: { train: { count: number }; test: { count: number } }; base: { weightsKey: string } };
+
 /** The key parts of a transfer head's run: the head, its training, its features and the base's weights. */
-export function transferKeyParts(o: TransferRunOptions): RunKeyParts {
+export function transferKeyParts(o: TransferKeyOptions): RunKeyParts {
   return {
     model: { builder: o.headName, options: { head: o.head } },
     training: {
@@ -312,5 +321,5 @@ export function transferRun(o: TransferRunOptions): Promise<RunOutcome> {
       featureStats: featureStats(train),
     };
     return { model: head, fit, evaluation, transfer };
-  }, o);
+  }, { log: (line) => reporterFor(o.progress).note(line), ...o });
 }

@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runName, studyKeyParts } from "../lib/study_run.ts";
 import { PROFILES } from "../lib/profile.ts";
+import { initBackend } from "../lib/backend.ts";
+import { planStudy } from "../lib/plan.ts";
 
 const NOTEBOOKS = new URL("../notebooks/", import.meta.url).pathname;
 
@@ -46,6 +48,15 @@ Deno.test({
       assert.ok(svgs(first).length >= 3, `${svgs(first).length} charts`);
       assert.deepEqual(svgs(second), svgs(first));
       // The worst mistakes, with their captions "true 4 → 9 (0.97)", are the same digits.
+      // The report's plan computes the notebook's key: it finds the record the notebook wrote.
+      const plan = await planStudy(PROFILES.quick, await initBackend({ quiet: true }), {
+        notebook: "02_baseline_cnn",
+        roots: [runs],
+        root: runs,
+      });
+      assert.equal(plan.length, 1);
+      assert.ok(plan[0].record, "the plan sees notebook 02's run as cached");
+      assert.equal(plan[0].seconds, 0);
       const mistakes = (html: string) => html.match(/true \d → \d \(\d\.\d\d\)/g) ?? [];
       assert.ok(mistakes(first).length > 0, "the worst mistakes are shown");
       assert.deepEqual(mistakes(second), mistakes(first));
