@@ -4,6 +4,7 @@
  */
 import type { Mnist, MnistSplit } from "./mnist.ts";
 import { takeFirst } from "./mnist.ts";
+import { envVar } from "./env.ts";
 
 export interface Profile {
   name: "full" | "reduced" | "quick";
@@ -46,7 +47,7 @@ export const PROFILES: Record<Profile["name"], Profile> = {
 };
 
 /** The profile named by `MNIST_PROFILE` (full when unset). */
-export function currentProfile(name = Deno.env.get("MNIST_PROFILE") ?? "full"): Profile {
+export function currentProfile(name = envVar("MNIST_PROFILE") ?? "full"): Profile {
   const profile = PROFILES[name as Profile["name"]];
   if (!profile) {
     throw new Error(`MNIST_PROFILE=${name} is not one of: ${Object.keys(PROFILES).join(", ")}`);

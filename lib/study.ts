@@ -5,7 +5,8 @@
 import { type BackendInfo, initBackend } from "./backend.ts";
 import { loadMnist, type Mnist, type MnistSplit } from "./mnist.ts";
 import { currentProfile, describeProfile, type Profile, profileSplits } from "./profile.ts";
-import { type ModelName, STUDY_MODELS } from "./settings.ts";
+import { type ModelName, STUDY_MODELS, TRANSFER_HEADS, type TransferName } from "./settings.ts";
+import { fullProfileWarning, planStudy } from "./plan.ts";
 
 export interface StudySetup {
   profile: Profile;
@@ -19,18 +20,35 @@ export interface StudySetup {
 
 /**
  * Reads the profile, starts the backend (printing which and why) and loads MNIST. Given one
- * of the study's models, takes the training set its settings name (the VGG sections use the
- * profile's VGG-sized one); `"vgg"` asks for that set directly.
+ * of the study's models (or transfer bases), takes the training set its settings name (the VGG
+ * sections use the profile's VGG-sized one) and, on the full profile on a CPU, says up front
+ * how long that notebook's runs not yet recorded will take; `"vgg"` asks for the VGG-sized set.
  */
 export async function setupStudy(
-  data: ModelName | "default" | "vgg" = "default",
+  section: ModelName | TransferName | "default" | "vgg" = "default",
 ): Promise<StudySetup> {
   const profile = currentProfile();
   console.log(describeProfile(profile));
   const backend = await initBackend();
+  const notebook = section in STUDY_MODELS
+    ? STUDY_MODELS[section as ModelName].section
+    : section in TRANSFER_HEADS
+    ? TRANSFER_HEADS[section as TransferName].section
+    : null;
+  if (notebook) {
+    const warning = fullProfileWarning(
+      await planStudy(profile, backend, { notebook }),
+      profile,
+      backend,
+    );
+    if (warning) console.log(warning);
+  }
   const mnist = await loadMnist();
-  const section = data === "default" || data === "vgg" ? data : STUDY_MODELS[data].data;
-  const { train, test } = profileSplits(mnist, profile, section);
+  const data = section === "vgg" ||
+      (section in STUDY_MODELS && STUDY_MODELS[section as ModelName].data === "vgg")
+    ? "vgg"
+    : "default";
+  const { train, test } = profileSplits(mnist, profile, data);
   console.log(`data: ${train.count} train / ${test.count} test digits from ${mnist.source}`);
   return { profile, backend, mnist, train, test };
 }
