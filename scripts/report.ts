@@ -13,6 +13,9 @@ import { fileURLToPath } from "node:url";
 import { tableHtml } from "../lib/display.ts";
 import { runsOfProfile, runsTable } from "../lib/compare.ts";
 import { loadRuns, runsRoot } from "../lib/runs.ts";
+import { initBackend } from "../lib/backend.ts";
+import { fullProfileWarning, planLines, planStudy } from "../lib/plan.ts";
+import { currentProfile } from "../lib/profile.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
@@ -352,6 +355,7 @@ export async function report(
   await Deno.mkdir(join(outDir, "notebooks"), { recursive: true });
   const profile = Deno.env.get("MNIST_PROFILE") ?? "full";
   log(`report: ${notebooks.length} notebook(s), profile ${profile} → ${outDir}`);
+  for (const line of await planSummary(notebooks, profile)) log(line);
   const pages: PageResult[] = [];
   for (const nb of notebooks) {
     log(`▶ ${basename(nb)} …`);
@@ -374,6 +378,24 @@ export async function report(
     );
   }
   return pages;
+}
+
+/**
+ * What the notebooks will train, before they run: per notebook, runs cached (shown from their
+ * records), resuming from a backup, or to train, with the time they will take on this backend.
+ */
+async function planSummary(notebooks: string[], profileName: string): Promise<string[]> {
+  const backend = await initBackend({ quiet: true });
+  const profile = currentProfile(profileName);
+  const names = notebooks.map((nb) => basename(nb, ".ipynb"));
+  const plan = (await planStudy(profile, backend)).filter((p) => names.includes(p.notebook));
+  if (plan.length === 0) return [];
+  const warning = fullProfileWarning(plan, profile, backend);
+  return [
+    `plan on ${backend.name} (${backend.precision}):`,
+    ...planLines(plan).map((l) => `  ${l}`),
+    ...(warning ? [warning] : []),
+  ];
 }
 
 const HELP = `deno task report [options]
