@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
+import { envVar } from "./env.ts";
 
 /** Every backend the study can run on, in order of preference. */
 export const BACKEND_NAMES = ["webgpu", "cpu-fast", "wasm", "cpu"] as const;
@@ -34,8 +35,54 @@ interface AdapterSummary {
   software: boolean;
 }
 
+/**
+ * Mesa's Vulkan device-select layer asks Wayland for the desktop's GPU at every adapter request,
+ * and libwayland, finding no XDG_RUNTIME_DIR, prints "error: XDG_RUNTIME_DIR is invalid or not
+ * set in the environment." twice per request: on every headless start (servers, containers, CI),
+ * though nothing is wrong. A login session sets the variable; without one we point it at a
+ * private folder (mode 0700, as the XDG spec asks), where the layer finds no compositor and goes
+ * on quietly. A valid variable is left alone; errors of the probe itself still print.
+ */
+export function ensureRuntimeDir(): string | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    const current = envVar("XDG_RUNTIME_DIR");
+    if (current && isRuntimeDir(current)) return current;
+    const dir = privateRuntimeDir();
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+    return dir;
+  } catch {
+    return null; // no --allow-env or --allow-write: the probe only prints the harmless line
+  }
+}
+
+/** libwayland wants an absolute path; we also want it to exist. */
+function isRuntimeDir(path: string): boolean {
+  if (!path.startsWith("/")) return false;
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** One folder per user under the temp dir, reused across starts; a fresh one if it is not ours. */
+function privateRuntimeDir(): string {
+  const uid = Deno.uid();
+  const dir = `${envVar("TMPDIR") ?? "/tmp"}/mnist-study-runtime-${uid ?? "user"}`;
+  try {
+    Deno.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+  const st = Deno.lstatSync(dir);
+  const ours = st.isDirectory && st.uid === uid && ((st.mode ?? 0) & 0o077) === 0;
+  return ours ? dir : Deno.makeTempDirSync({ prefix: "mnist-study-runtime-" });
+}
+
 /** Asks Deno for a WebGPU adapter; null when there is none. */
 export async function probeGpu(): Promise<AdapterSummary | null> {
+  ensureRuntimeDir();
   const gpu =
     (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<unknown> } }).gpu;
   if (!gpu) return null;
@@ -102,12 +149,15 @@ let current: BackendInfo | null = null;
 export async function initBackend(
   opts: { force?: BackendName; quiet?: boolean } = {},
 ): Promise<BackendInfo> {
-  const forced = opts.force ?? (Deno.env.get("MNIST_BACKEND") as BackendName | undefined);
+  const forced = opts.force ?? (envVar("MNIST_BACKEND") as BackendName | undefined);
   if (current && (!forced || forced === current.name)) return current;
   let info: BackendInfo;
   if (forced) {
-    if (!["webgpu", "cpu-fast", "wasm", "cpu"].includes(forced)) {
-      throw new Error(`MNIST_BACKEND=${forced} is not one of webgpu, cpu-fast, wasm, cpu`);
+    if (!(BACKEND_NAMES as readonly string[]).includes(forced)) {
+      throw new Error(
+        `MNIST_BACKEND=${forced} is not one of ${BACKEND_NAMES.join(", ")}: set one of these ` +
+          `or unset it to let the study choose`,
+      );
     }
     info = {
       name: forced,

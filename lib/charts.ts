@@ -3,6 +3,7 @@
  * (JupyterLab's renderer) and the HTML export keeps the SVG. No `text/html` in the bundle:
  * JupyterLab would prefer it over the live chart.
  */
+import "./node_warnings.ts"; // before vega: its node-fetch dependency triggers DEP0040 at import
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import pl from "nodejs-polars";
