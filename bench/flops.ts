@@ -1,8 +1,9 @@
 /**
  * Training FLOPs per sample of a tfjs model, counted from its layers with the peer bench's
- * convention (/work/shared/peer-bench/flops.py): forward multiply-adds of conv and dense
- * layers ×2 for FLOPs ×3 for training (forward, input gradient, weight gradient). Pooling,
- * activations, dropout, loss and the optimizer are not counted.
+ * convention (`flops.py` in `../shared/peer-bench/`, the PyTorch peer bench beside this
+ * repository): forward multiply-adds of conv and dense layers ×2 for FLOPs ×3 for training
+ * (forward, input gradient, weight gradient). Pooling, activations, dropout, loss and the
+ * optimizer are not counted.
  */
 import type * as tf from "@tensorflow/tfjs";
 

@@ -1,17 +1,20 @@
 /**
  * Where a training step's time goes on a backend: tfjs's kernel profiler over a few
- * `trainOnBatch` steps, summed by kernel name (and shapes with --shapes).
+ * study training steps (`trainStep`), summed by kernel name (and shapes with --shapes).
  *
- *   deno run -A bench/profile.ts [--model baseline|vgg_small|vgg16|vgg16_head] [--backend cpu-fast] [--steps 3] [--shapes]
- *                                [--optimizer fused|tfjs]
+ *   deno run -A bench/profile.ts [--model baseline|vgg_small|vgg16|vgg16_head] [--backend cpu-fast]
+ *                                [--steps 3] [--shapes] [--precision P] [--optimizer fused|tfjs]
+ *
+ * `--help` for the options.
  */
 import * as tf from "@tensorflow/tfjs";
-import { parseArgs } from "node:util";
+import { type BackendName, initBackend } from "../lib/backend.ts";
+import { trainStep } from "../lib/loss.ts";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { buildVggSmall } from "../lib/models/vgg_small.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { fusedAdam, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { buildHead, VGG16_HEAD } from "../lib/transfer.ts";
+import { parseProfileArgs, profileHelp, runCli } from "./cli.ts";
 
 const MODELS: Record<string, [() => tf.LayersModel, number, number[]]> = {
   baseline: [() => buildBaseline({ seed: 1 }), 32, [32, 32, 3]],
@@ -21,31 +24,27 @@ const MODELS: Record<string, [() => tf.LayersModel, number, number[]]> = {
   vgg16_head: [() => buildHead([1, 1, 512], VGG16_HEAD, { seed: 1 }), 64, [1, 1, 512]],
 };
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      model: { type: "string", default: "baseline" },
-      backend: { type: "string", default: "cpu-fast" },
-      steps: { type: "string", default: "3" },
-      shapes: { type: "boolean", default: false },
-      optimizer: { type: "string", default: "fused" },
-    },
+async function main(): Promise<void> {
+  const usage = profileHelp(Object.keys(MODELS));
+  const values = parseProfileArgs(Deno.args, Object.keys(MODELS), {
+    MNIST_PRECISION: Deno.env.get("MNIST_PRECISION"),
   });
+  if (values.help) return console.log(usage);
   tf.enableProdMode();
-  await registerFastCpuBackend();
-  await tf.setBackend(values.backend!);
-  const [build, batch, input] = MODELS[values.model!];
-  const model = build();
-  if (values.optimizer === "fused") {
+  Deno.env.set("MNIST_PRECISION", values.precision); // initBackend reads it
+  const info = await initBackend({ force: values.backend as BackendName });
+  const [build, batch, input] = MODELS[values.model];
+  const model = build(); // compiled as the study compiles (fusedAdam)
+  if (values.optimizer === "tfjs") {
     model.compile({
-      optimizer: fusedAdam(0.001, 0.9, 0.999, 1e-7),
+      optimizer: tf.train.adam(0.001, 0.9, 0.999, 1e-7),
       loss: "sparseCategoricalCrossentropy",
+      metrics: ["accuracy"],
     });
   }
   const x = tf.randomUniform([batch, ...input]);
   const y = tf.tensor(Array.from({ length: batch }, (_, i) => i % 10), [batch], "float32");
-  await model.trainOnBatch(x, y); // warm-up
+  await trainStep(model, x, y); // warm-up
   const steps = Number(values.steps);
   const by = new Map<string, { ms: number; n: number; min: number }>();
   let wall = 0;
@@ -53,7 +52,7 @@ if (import.meta.main) {
   for (let s = 0; s < steps; s++) {
     const t0 = performance.now();
     const info = await tf.profile(async () => {
-      await model.trainOnBatch(x, y);
+      await trainStep(model, x, y);
     });
     const dt = performance.now() - t0;
     wall += dt;
@@ -76,7 +75,9 @@ if (import.meta.main) {
   const rows = [...by.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const total = rows.reduce((s, [, e]) => s + e.ms, 0);
   console.log(
-    `${values.model} on ${values.backend}: ${(wall / steps).toFixed(1)} ms/step wall (best ` +
+    `${values.model} on ${values.backend} (${info.precision}): ${
+      (wall / steps).toFixed(1)
+    } ms/step wall (best ` +
       `${minWall.toFixed(1)}), ${(total / steps).toFixed(1)} ms/step in kernels ` +
       `(op-level "__op" entries include their kernel)`,
   );
@@ -88,3 +89,5 @@ if (import.meta.main) {
     );
   }
 }
+
+if (import.meta.main) await runCli("profile", profileHelp(Object.keys(MODELS)), main);
