@@ -62,7 +62,12 @@ async function main(): Promise<void> {
     console.log("README.md's results table matches records/");
     return;
   }
-  if (updated !== readme) await Deno.writeTextFile(path, updated);
+  const updated = replaceResults(readme, block);
+  if (updated !== readme) {
+    await Deno.writeTextFile(path, updated);
+    // Keep the README as `deno fmt` leaves it (the table aligned), so fmt stays clean.
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", path], stderr: "null" }).output();
+  }
   console.log(
     updated === readme ? "README.md is up to date" : "README.md's results table rewritten",
   );
