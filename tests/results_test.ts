@@ -75,3 +75,22 @@ Deno.test("publishRecord copies a full record without weights and refuses other 
     await Deno.remove(dest, { recursive: true });
   }
 });
+
+Deno.test("deno task results answers --help, and an unknown option with one line and the usage", async () => {
+  const script = new URL("../scripts/results.ts", import.meta.url).pathname;
+  const run = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", script, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+  const help = await run(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /^deno task results \[--publish/);
+  const bad = await run(["--bogus"]);
+  assert.equal(bad.code, 2);
+  const err = new TextDecoder().decode(bad.stderr);
+  assert.match(err.split("\n")[0], /^results: .*bogus/);
+  assert.match(err, /deno task results \[--publish/);
+});
