@@ -1,0 +1,57 @@
+/**
+ * The set-up step of `deno task test` and `deno task report` (which runs it in-process), and of
+ * `.ci/run`: finds what the study needs, installs what it can, stops with the exact command to
+ * run otherwise, and ends with a checklist and the backend the study will use.
+ *
+ *   deno task setup [test|report]
+ */
+import { type Purpose, runSetup, SetupError } from "../lib/setup.ts";
+
+const HELP = `deno task setup [test|report]
+
+Finds what the study needs and installs what is missing: Jupyter's nbconvert, nbclient and
+jupyter-client, the Deno Jupyter kernel, OpenBLAS and oneDNN (the CPU fast path), and for the
+tests Mesa's Vulkan drivers and Chromium. Debian packages are installed with apt-get when run as
+root; otherwise it stops with the command to run. Fast (well under 2 s) when all is there.
+
+  test      what \`deno task test\` needs (default)
+  report    what \`deno task report\` needs
+  -h, --help  this text`;
+
+/** Runs the set-up and prints its checklist and the backend line; false when it had to stop. */
+export async function setupStep(purpose: Purpose): Promise<boolean> {
+  try {
+    const result = await runSetup(purpose, undefined, (l) => console.log(l));
+    for (const line of result.lines) console.log(line);
+  } catch (e) {
+    if (!(e instanceof SetupError)) throw e;
+    console.error(e.message);
+    return false;
+  }
+  // Loaded only now: the CPU fast path opens OpenBLAS/oneDNN when it starts, after any install.
+  const { initBackend } = await import("../lib/backend.ts");
+  try {
+    const b = await initBackend({ quiet: true });
+    console.log(`  backend: ${b.name} — ${b.why}`);
+  } catch (e) {
+    console.error(`  backend: ${(e as Error).message}`);
+    return false;
+  }
+  return true;
+}
+
+if (import.meta.main) {
+  const args = Deno.args;
+  if (args.includes("-h") || args.includes("--help")) {
+    console.log(HELP);
+  } else if (args.length > 1 || (args.length === 1 && args[0] !== "test" && args[0] !== "report")) {
+    console.error(`setup: expected \`test\` or \`report\`, got ${args.join(" ")}\n\n${HELP}`);
+    Deno.exit(2);
+  } else {
+    const ok = await setupStep((args[0] ?? "test") as Purpose).catch((e) => {
+      console.error(`setup: ${(e as Error).message}`);
+      return false;
+    });
+    if (!ok) Deno.exit(1);
+  }
+}
