@@ -57,8 +57,12 @@ export async function show(bundle: MimeBundle): Promise<void> {
   } else console.log(String(bundle["text/plain"] ?? ""));
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+/** Text made safe for HTML, in element content and in quoted attribute values alike. */
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  );
 }
 
 /**

@@ -9,26 +9,23 @@
  */
 import { parseArgs } from "node:util";
 import { basename, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { tableHtml } from "../lib/display.ts";
+import { escapeHtml } from "../lib/display.ts";
 import { runsOfProfile, runsTable } from "../lib/compare.ts";
-import { loadRuns, runsRoot } from "../lib/runs.ts";
+import { envVar, REPO_ROOT, repoRelative } from "../lib/env.ts";
+import { formatDuration } from "../lib/run_cache.ts";
+import { planSetup, probeSetup } from "../lib/setup.ts";
+import { setupStep } from "./setup.ts";
+import { loadRuns, type RunRecord, runsRoot } from "../lib/runs.ts";
 import { initBackend } from "../lib/backend.ts";
 import { fullProfileWarning, planLines, planStudy } from "../lib/plan.ts";
 import { currentProfile } from "../lib/profile.ts";
 
-const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
 
 /** Raised for anything the user must fix; its message is the whole explanation (no stack). */
 export class ReportError extends Error {
   override name = "ReportError";
 }
-
-const INSTALL_JUPYTER =
-  "Install it with: apt-get install jupyter-nbconvert python3-nbclient jupyter-client " +
-  "(or: pip install nbconvert nbclient jupyter-client)";
-const INSTALL_KERNEL = "Register it with: deno jupyter --install";
 
 interface Run {
   code: number;
@@ -43,40 +40,17 @@ async function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Pr
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** Checks that nbconvert and the Deno kernel are installed; throws a ReportError saying how to install. */
+/**
+ * Checks that nbconvert and the Deno kernel are installed (as the set-up step finds them);
+ * throws a ReportError saying what is missing and how to install it.
+ */
 export async function checkTools(): Promise<void> {
-  let version: Run;
-  try {
-    version = await run("jupyter", ["nbconvert", "--version"]);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new ReportError(
-        `jupyter is not installed (no \`jupyter\` on PATH). ${INSTALL_JUPYTER}`,
-      );
-    }
-    throw e;
-  }
-  if (version.code !== 0) {
+  const plan = planSetup(await probeSetup(), "report");
+  const missing = plan.pieces.filter((p) => p.need === "required" && !p.present);
+  if (missing.length) {
     throw new ReportError(
-      `\`jupyter nbconvert\` does not run (${
-        version.stderr.trim().split("\n").pop()
-      }). ${INSTALL_JUPYTER}`,
-    );
-  }
-  const specs = await run("jupyter", ["kernelspec", "list", "--json"]);
-  let names: string[] = [];
-  try {
-    names = Object.keys(JSON.parse(specs.stdout).kernelspecs ?? {});
-  } catch {
-    throw new ReportError(
-      `\`jupyter kernelspec list\` failed: ${specs.stderr.trim()}. ${INSTALL_JUPYTER}`,
-    );
-  }
-  if (!names.includes("deno")) {
-    throw new ReportError(
-      `the Deno Jupyter kernel is not registered (kernels found: ${
-        names.join(", ") || "none"
-      }). ${INSTALL_KERNEL}`,
+      `${missing.map((p) => `${p.label}: ${p.detail}`).join("; ")}. Run \`deno task setup ` +
+        `report\` to install ${missing.length > 1 ? "them" : "it"} (as root) or to be told how.`,
     );
   }
 }
@@ -177,13 +151,6 @@ export function selfContained(html: string, title: string): string {
     `<nav style="font:14px sans-serif;padding:8px 16px"><a href="index.html">← all notebooks</a> · ` +
     `${escapeHtml(title)}</nav>`;
   return noExternal.replace(/<body([^>]*)>/i, (b) => `${b}\n${nav}`);
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
-    /"/g,
-    "&quot;",
-  );
 }
 
 /** The first Markdown heading of a notebook, for the index ("7. Comparison: …"). */
@@ -290,36 +257,92 @@ export async function executeNotebook(
   return { notebook: name, title, html: `${stem}.html`, seconds, failure: null };
 }
 
+/** A count as a reader takes it in: 1,407,178 → "1.41 M", 20,490 → "20.5 k". */
+function shortCount(n: number): string {
+  return n >= 1e6
+    ? `${(n / 1e6).toPrecision(3)} M`
+    : n >= 1e3
+    ? `${(n / 1e3).toPrecision(3)} k`
+    : `${n}`;
+}
+
+/**
+ * The index's runs table: the columns a reader compares, test accuracy as a percentage, narrow
+ * enough for a 1280-px window. Notebook 07 has the full table: here the run id is the model
+ * cell's tooltip, and throughput and feature-extraction time are left out.
+ */
+export function runsIndexTable(records: RunRecord[], caption: string): string {
+  const rows = runsTable(records).toRecords() as Record<string, string | number>[];
+  const num = (v: string) => `<td class="num">${v}</td>`;
+  const body = rows.map((r) => {
+    const params = Number(r.parameters), trained = Number(r.trained);
+    const stopped = r.stopped ? ` <span class="meta">${escapeHtml(String(r.stopped))}</span>` : "";
+    return "<tr>" +
+      `<td title="run ${escapeHtml(String(r.run))}">${escapeHtml(String(r.model))}</td>` +
+      `<td>${escapeHtml(String(r.section))}</td>` +
+      num(`<strong>${(Number(r.test_accuracy) * 100).toFixed(2)} %</strong>`) +
+      num(
+        `${shortCount(params)}${
+          trained < params ? `<br><span class="meta">${shortCount(trained)} trained</span>` : ""
+        }`,
+      ) +
+      num(`${r.epochs}${stopped}`) +
+      num(escapeHtml(formatDuration(Number(r.wall_s)))) +
+      `<td>${escapeHtml(String(r.backend))}</td>` +
+      `<td>${escapeHtml(String(r.weights))}</td>` +
+      "</tr>";
+  }).join("\n");
+  const head = [
+    ["model", ""],
+    ["notebook", ""],
+    ["test accuracy", "num"],
+    ["parameters", "num"],
+    ["epochs", "num"],
+    ["time", "num"],
+    ["backend", ""],
+    ["weights", ""],
+  ].map(([h, c]) => `<th${c ? ` class="${c}"` : ""}>${h}</th>`).join("");
+  return `<table class="runs"><caption>${escapeHtml(caption)}</caption>` +
+    `<thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+}
+
 /** The index page: links to every notebook page and the comparison table from the run records. */
-export async function indexHtml(pages: PageResult[], profile: string): Promise<string> {
-  const records = await loadRuns();
+export async function indexHtml(
+  pages: PageResult[],
+  profile: string,
+  records?: RunRecord[],
+): Promise<string> {
+  records ??= await loadRuns();
   const rows = pages.map((p) =>
     `<li>${
       p.html ? `<a href="${escapeHtml(p.html)}">${escapeHtml(p.title)}</a>` : escapeHtml(p.title)
     } ` +
-    `<span class="meta">${escapeHtml(p.notebook)} · ${p.seconds.toFixed(0)} s` +
+    `<span class="meta">${escapeHtml(p.notebook)} · ${formatDuration(p.seconds)}` +
     `${p.html ? ` · <a href="notebooks/${escapeHtml(p.notebook)}">executed .ipynb</a>` : ""}` +
     `${p.failure ? ` · <strong class="fail">failed</strong>` : ""}</span></li>`
   ).join("\n");
   const section = (name: string, caption: string) => {
     const rs = runsOfProfile(records, name);
     return rs.length
-      ? tableHtml(runsTable(rs), caption)
+      ? runsIndexTable(rs, caption)
       : `<p><em>${escapeHtml(caption)}: no run records.</em></p>`;
   };
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>MNIST CNN study — report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body{font:15px/1.5 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 .meta{color:#666;font-size:13px}.fail{color:#b00}
-table.dataframe{border-collapse:collapse;font-size:13px;margin:1em 0}
-table.dataframe th,table.dataframe td{border:1px solid #ddd;padding:3px 8px}
-table.dataframe caption{text-align:left;font-weight:bold;padding:4px 0}
+table.runs{border-collapse:collapse;font-size:13px;margin:1em 0;width:100%}
+table.runs th,table.runs td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
+table.runs th{background:#f6f6f6;text-align:left}
+table.runs .num{text-align:right;white-space:nowrap}
+table.runs caption{text-align:left;font-weight:bold;padding:4px 0}
 </style></head><body>
 <h1>MNIST CNN study — report</h1>
 <p class="meta">Generated ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · profile
 <strong>${escapeHtml(profile)}</strong> · run records from <code>${
-    escapeHtml(runsRoot())
+    escapeHtml(repoRelative(runsRoot()))
   }</code></p>
 <h2>Notebooks</h2>
 <ol style="list-style:none;padding-left:0">
@@ -327,7 +350,8 @@ ${rows}
 </ol>
 <h2>All runs</h2>
 <p>Full-profile runs are the study's settings; reduced-profile runs use the study's epochs on a
-tenth of the data; quick-profile runs are smoke tests. Each is listed apart.</p>
+tenth of the data; quick-profile runs are smoke tests. Each is listed apart. Parameters count a
+transfer model's frozen base; time includes its one feature pass. Notebook 07 has every column.</p>
 ${section("full", "full-profile runs")}
 ${section("reduced", "reduced-profile runs")}
 ${section("quick", "quick-profile runs (smoke tests)")}
@@ -353,7 +377,7 @@ export async function report(
     throw new ReportError(`no notebooks in ${opts.notebooksDir ?? NOTEBOOKS_DIR}`);
   }
   await Deno.mkdir(join(outDir, "notebooks"), { recursive: true });
-  const profile = Deno.env.get("MNIST_PROFILE") ?? "full";
+  const profile = envVar("MNIST_PROFILE") ?? "full";
   log(`report: ${notebooks.length} notebook(s), profile ${profile} → ${outDir}`);
   for (const line of await planSummary(notebooks, profile)) log(line);
   const pages: PageResult[] = [];
@@ -401,7 +425,8 @@ async function planSummary(notebooks: string[], profileName: string): Promise<st
 const HELP = `deno task report [options]
 
 Executes notebooks/*.ipynb in order with the Deno Jupyter kernel and writes HTML pages
-plus an index to outputs/html/ (executed notebooks in outputs/html/notebooks/).
+plus an index to outputs/html/ (executed notebooks in outputs/html/notebooks/). First runs the
+set-up step (deno task setup report): installs Jupyter and the Deno kernel when it can.
 
 Options:
   --only 01,07       run only these notebooks (number prefix or file name)
@@ -409,35 +434,60 @@ Options:
   --timeout SECONDS  per-cell time limit (default: none)
   -h, --help         this text
 
-Environment: MNIST_PROFILE=quick for a fast run; RUNS_DIR to read/write run records elsewhere.
-Needs: jupyter nbconvert (apt-get install jupyter-nbconvert python3-nbclient jupyter-client)
-and the Deno kernel (deno jupyter --install).`;
+Environment: MNIST_PROFILE=quick for a fast run; RUNS_DIR to read/write run records elsewhere.`;
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      only: { type: "string" },
-      out: { type: "string" },
-      timeout: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    Deno.exit(0);
-  }
+/** The options after validation; throws a ReportError with a one-line message on bad input. */
+export function parseReportArgs(args: string[]) {
+  let values;
   try {
-    await report({
-      only: values.only?.split(",").map((s) => s.trim()).filter(Boolean),
-      outDir: values.out,
-      timeoutS: values.timeout ? Number(values.timeout) : -1,
-    });
+    ({ values } = parseArgs({
+      args,
+      options: {
+        only: { type: "string" },
+        out: { type: "string" },
+        timeout: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    // node:util's own message ("Unknown option '--x'. To specify a positional argument …").
+    throw new ReportError((e as Error).message.split("\n")[0]);
+  }
+  if (values.help) return { help: true as const };
+  const timeoutS = values.timeout === undefined ? -1 : Number(values.timeout);
+  if (values.timeout !== undefined && !(timeoutS > 0)) {
+    throw new ReportError(`--timeout must be a number of seconds > 0, got "${values.timeout}"`);
+  }
+  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean);
+  if (values.only !== undefined && !only?.length) {
+    throw new ReportError(`--only needs notebook numbers or names, e.g. --only 01,07`);
+  }
+  return { help: false as const, only, outDir: values.out, timeoutS };
+}
+
+async function main(): Promise<number> {
+  let opts: ReturnType<typeof parseReportArgs>;
+  try {
+    opts = parseReportArgs(Deno.args);
+  } catch (e) {
+    console.error(`report: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (opts.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (!(await setupStep("report"))) return 1;
+  try {
+    await report(opts);
   } catch (e) {
     if (e instanceof ReportError) {
       console.error(`report: ${e.message}`);
-      Deno.exit(1);
+      return 1;
     }
     throw e;
   }
+  return 0;
 }
+
+if (import.meta.main) Deno.exit(await main());

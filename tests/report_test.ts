@@ -10,11 +10,15 @@ import { fileURLToPath } from "node:url";
 import {
   checkTools,
   errorOutputs,
+  indexHtml,
   parseNbconvertFailure,
+  parseReportArgs,
   report,
   ReportError,
+  runsIndexTable,
   selfContained,
 } from "../scripts/report.ts";
+import { loadRuns } from "../lib/runs.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
@@ -75,6 +79,12 @@ interface PageReport {
   failed: string[];
   brokenImages: string[];
   exceptions: string[];
+  /** The page's layout in the 1280-px window: its scroll width, and each table's right edge. */
+  layout: {
+    windowWidth: number;
+    scrollWidth: number;
+    tables: { caption: string; right: number }[];
+  };
 }
 
 /**
@@ -199,6 +209,14 @@ const CHART_PROBE = `JSON.stringify({
     return { width: r.width, height: r.height, marks: svg.querySelectorAll("path, rect, line, circle, text").length };
   }),
   brokenImages: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.src),
+  layout: {
+    windowWidth: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+    tables: [...document.querySelectorAll("table")].map((t) => ({
+      caption: t.caption ? t.caption.textContent : "",
+      right: t.getBoundingClientRect().right,
+    })),
+  },
 })`;
 
 async function inspectWith(cdp: Cdp, url: string): Promise<PageReport> {
@@ -242,11 +260,25 @@ async function inspectWith(cdp: Cdp, url: string): Promise<PageReport> {
     returnByValue: true,
   }, sessionId);
   const probe = JSON.parse(String((result.result as Json).value));
-  return { charts: probe.charts, brokenImages: probe.brokenImages, requests, failed, exceptions };
+  return {
+    charts: probe.charts,
+    brokenImages: probe.brokenImages,
+    requests,
+    failed,
+    exceptions,
+    layout: probe.layout,
+  };
 }
 
-/** Asserts a page drew `expected` charts (each laid out, with marks) and needed nothing external. */
-async function assertPageRenders(path: string, expectedCharts: number): Promise<void> {
+/**
+ * Asserts a page drew `expected` charts (each laid out, with marks) and needed nothing external;
+ * with `fits`, also that it fits the 1280-px window: no horizontal scrolling, no table cut off.
+ */
+async function assertPageRenders(
+  path: string,
+  expectedCharts: number,
+  opts: { fits?: boolean } = {},
+): Promise<PageReport> {
   const name = path.split("/").pop();
   const html = await Deno.readTextFile(path);
   const external = [
@@ -276,6 +308,22 @@ async function assertPageRenders(path: string, expectedCharts: number): Promise<
   assert.deepEqual(page.failed, [], `${name}: resources failed to load`);
   assert.deepEqual(page.brokenImages, [], `${name}: broken images`);
   assert.deepEqual(page.exceptions, [], `${name}: script errors`);
+  if (opts.fits) assertFits(name ?? path, page.layout);
+  return page;
+}
+
+function assertFits(name: string, layout: PageReport["layout"]): void {
+  assert.equal(layout.windowWidth, 1280, "the browser window is 1280 px wide");
+  assert.ok(
+    layout.scrollWidth <= layout.windowWidth,
+    `${name} overflows a ${layout.windowWidth}-px window: ${layout.scrollWidth} px wide`,
+  );
+  for (const t of layout.tables) {
+    assert.ok(
+      t.right <= layout.windowWidth,
+      `${name}: table "${t.caption}" ends at ${t.right} px, past the ${layout.windowWidth}-px window`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------- tests
@@ -319,6 +367,129 @@ Deno.test("selfContained drops external scripts and links back to the index", ()
   assert.match(out, /<body class="x">\n<nav[^>]*><a href="index.html">/);
 });
 
+Deno.test("report --help prints the usage; an unknown option prints one line and the usage", async () => {
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(REPO, "scripts", "report.ts"), ...args],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  };
+  for (const flag of ["--help", "-h"]) {
+    const help = await run([flag]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^deno task report \[options\]\n[\s\S]*--only 01,07/);
+    assert.equal(help.stderr, "", "nothing else is printed");
+  }
+  const cases: [string, string][] = [
+    ["--bogus", "Unknown option '--bogus'"],
+    ["07", "Unexpected argument '07'"],
+  ];
+  for (const [arg, line] of cases) {
+    const bad = await run([arg]);
+    assert.equal(bad.code, 2);
+    const [first, blank, usage] = bad.stderr.split("\n");
+    assert.ok(first.startsWith(`report: ${line}`), first);
+    assert.deepEqual([blank, usage], ["", "deno task report [options]"]);
+    assert.doesNotMatch(bad.stderr, /\n\s+at /, "no stack trace");
+    assert.equal(bad.stdout, "");
+  }
+});
+
+Deno.test("parseReportArgs: options, and bad values named", () => {
+  assert.deepEqual(parseReportArgs(["--only", "01, 07", "--out", "o", "--timeout", "90"]), {
+    help: false,
+    only: ["01", "07"],
+    outDir: "o",
+    timeoutS: 90,
+  });
+  assert.equal(parseReportArgs([]).help, false);
+  assert.throws(() => parseReportArgs(["--timeout", "soon"]), /--timeout must be a number/);
+  assert.throws(() => parseReportArgs(["--only", ","]), /--only needs notebook numbers/);
+  assert.throws(() => parseReportArgs(["--olny", "07"]), (e: Error) => e instanceof ReportError);
+});
+
+const FIXTURE_RUNS = join(REPO, "tests", "fixtures", "runs");
+
+Deno.test("the index's runs table: accuracy as a percentage, the columns that matter", async () => {
+  const records = await loadRuns(FIXTURE_RUNS);
+  const html = runsIndexTable(records.filter((r) => r.config.profile.name === "full"), "full");
+  const heads = [...html.matchAll(/<th[^>]*>([^<]*)<\/th>/g)].map((m) => m[1]);
+  assert.deepEqual(heads, [
+    "model",
+    "notebook",
+    "test accuracy",
+    "parameters",
+    "epochs",
+    "time",
+    "backend",
+    "weights",
+  ]);
+  const row = html.split("\n").find((l) => l.includes(">vgg16_scratch<"))!;
+  assert.match(row, /<strong>11\.35 %<\/strong>/);
+  assert.match(row, /8 <span class="meta">diverged<\/span>/);
+  // A transfer run counts its frozen base; what trained is shown under it.
+  const resnet = html.split("\n").find((l) => l.includes(">resnet152v2_head<"))!;
+  assert.match(resnet, /58\.4 M<br><span class="meta">20\.5 k trained<\/span>/);
+  assert.match(resnet, /<strong>86\.00 %<\/strong>/);
+});
+
+Deno.test({
+  name: "the index page fits a 1280-px window in Chromium (no horizontal scroll, no table cut off)",
+  ignore: !existsSync(CHROMIUM) && !IN_CI,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "report_test_index_" });
+    try {
+      const pages = ["01_data", "07_comparison"].map((stem, i) => ({
+        notebook: `${stem}.ipynb`,
+        title: `${i ? 7 : 1}. A section title of ordinary length`,
+        html: `${stem}.html`,
+        seconds: 1234,
+        failure: null,
+      }));
+      const path = join(out, "index.html");
+      await Deno.writeTextFile(path, await indexHtml(pages, "full", await loadRuns(FIXTURE_RUNS)));
+      const page = await inspectPage(`file://${path}`);
+      assert.equal(page.layout.tables.length, 2, "full- and quick-profile tables");
+      assertFits("index.html", page.layout);
+      if (Deno.env.get("REPORT_SCREENSHOT")) {
+        await screenshot(path, Deno.env.get("REPORT_SCREENSHOT")!);
+      }
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+/** A screenshot of a page at 1280×1000, to look at the layout by eye (REPORT_SCREENSHOT=file.png). */
+async function screenshot(path: string, png: string): Promise<void> {
+  const out = await new Deno.Command(CHROMIUM, {
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--window-size=1280,1000",
+      `--screenshot=${png}`,
+      `file://${path}`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assert.equal(out.code, 0, "Chromium took the screenshot");
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 Deno.test({
   name: "report: notebook 07 on the fixture run records — table, charts, browser check",
   ignore: Boolean(missing) && !IN_CI,
@@ -351,7 +522,8 @@ Deno.test({
         "the index has the runs table",
       );
       await assertPageRenders(join(out, "07_comparison.html"), 6);
-      await assertPageRenders(join(out, "index.html"), 0);
+      const indexPage = await assertPageRenders(join(out, "index.html"), 0, { fits: true });
+      assert.equal(indexPage.layout.tables.length, 2, "full- and quick-profile tables");
     } finally {
       await Deno.remove(out, { recursive: true });
     }
@@ -389,7 +561,7 @@ Deno.test({
         );
         await assertPageRenders(html, charts);
       }
-      await assertPageRenders(join(out, "index.html"), 0);
+      await assertPageRenders(join(out, "index.html"), 0, { fits: true });
     } finally {
       await Deno.remove(out, { recursive: true });
       await Deno.remove(runs, { recursive: true });
