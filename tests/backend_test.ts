@@ -92,3 +92,68 @@ Deno.test("a software WebGPU adapter is recognised as such", async () => {
   const gpu = await probeGpu();
   if (gpu && /llvmpipe|lavapipe/i.test(gpu.description)) assert.equal(gpu.software, true);
 });
+
+/** Runs `code` as a module in a fresh Deno from the repository, with only `env` set. */
+async function freshDeno(code: string, env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: new URL("../", import.meta.url).pathname,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      NO_COLOR: "1",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout).trim(), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("a clean start: the GPU probe and the chart library print nothing on stderr", async () => {
+  // Without XDG_RUNTIME_DIR, Mesa's device-select layer made libwayland print an "error:" line
+  // twice per adapter request; vega's node-fetch printed a punycode deprecation (DEP0040).
+  const run = await freshDeno(`
+    import { initBackend, probeGpu } from "./lib/backend.ts";
+    import "./lib/charts.ts";
+    await probeGpu();
+    await initBackend({ quiet: true });
+    console.log(Deno.env.get("XDG_RUNTIME_DIR"));
+  `);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stderr, "", "stderr of a clean start");
+  if (Deno.build.os === "linux") {
+    const st = Deno.statSync(run.stdout);
+    assert.ok(st.isDirectory && (st.mode! & 0o077) === 0, `${run.stdout}: a private folder`);
+  }
+});
+
+Deno.test({
+  name: "ensureRuntimeDir keeps a valid XDG_RUNTIME_DIR and replaces a relative one",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const code =
+      `import { ensureRuntimeDir } from "./lib/backend.ts"; console.log(ensureRuntimeDir());`;
+    const own = await Deno.makeTempDir();
+    try {
+      assert.equal((await freshDeno(code, { XDG_RUNTIME_DIR: own })).stdout, own);
+      const replaced = (await freshDeno(code, { XDG_RUNTIME_DIR: "run/user" })).stdout;
+      assert.match(replaced, /^\/.*mnist-study-runtime-/);
+    } finally {
+      await Deno.remove(own);
+    }
+  },
+});
+
+Deno.test("other warnings still print: only DEP0040 is silenced", async () => {
+  const run = await freshDeno(`
+    import "./lib/node_warnings.ts";
+    import process from "node:process";
+    process.emitWarning("punycode", "DeprecationWarning", "DEP0040");
+    process.emitWarning("old API", { type: "DeprecationWarning", code: "DEP0999" });
+  `);
+  assert.doesNotMatch(run.stderr, /DEP0040/);
+  assert.match(run.stderr, /\[DEP0999\] DeprecationWarning: old API/);
+});
