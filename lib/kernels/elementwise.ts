@@ -106,27 +106,7 @@ export const UNARY_KERNELS: Record<string, FastKernel> = {
   Relu: unary("Math.max(0, $x)"),
   Step: unary("$x !== $x ? NaN : $x > 0 ? 1 : $alpha"),
   Floor: unary("Math.floor($x)"),
-};
-
-/**
- * Sum over leading axes (e.g. a bias gradient: dy [N,H,W,F] summed over N,H,W), as running
- * column sums. tfjs-cpu transposes the whole tensor first for that case. Other axes decline.
- */
-export const sum: FastKernel = ({ inputs, backend, attrs }) => {
-  const { x } = inputs;
-  if (!allF32(x)) return null;
-  const rank = x.shape.length;
-  const axes = ([] as number[]).concat(attrs.axis).map((a) => (a < 0 ? a + rank : a)).sort((p, q) =>
-    p - q
-  );
-  if (axes.length === 0 || axes.length >= rank || axes.some((a, i) => a !== i)) return null;
-  const xv = f32(backend, x);
-  const inner = x.shape.slice(axes.length).reduce((p, d) => p * d, 1);
-  // accumulate in float64 rows then round once: closer to tfjs's float32 pairwise-free sum
-  const acc = new Float64Array(inner);
-  for (let o = 0; o < xv.length; o += inner) for (let j = 0; j < inner; j++) acc[j] += xv[o + j];
-  const shape = attrs.keepDims
-    ? x.shape.map((d, i) => (i < axes.length ? 1 : d))
-    : x.shape.slice(axes.length);
-  return out(backend, shape, Float32Array.from(acc));
+  // BatchNorm's moments and its gradient (tfjs-cpu: a closure call per element)
+  Square: unary("$x * $x"),
+  Rsqrt: unary("1 / Math.sqrt($x)"),
 };

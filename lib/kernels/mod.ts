@@ -6,8 +6,9 @@
  * ops, bias sums and the Adam update (`fusedAdam`) as tight JS loops.
  *
  * Files, one job each: blas.ts (OpenBLAS binding), gemm.ts (GEMM choice + JS fallback),
- * dnnl.ts (oneDNN binding), conv.ts, pool.ts, matmul.ts, elementwise.ts, activation.ts
- * (fused epilogues), adam.ts, util.ts.
+ * dnnl.ts (oneDNN binding), conv.ts, pool.ts, matmul.ts, elementwise.ts, batchnorm.ts
+ * (BatchNorm and the reductions/tiling it runs on), activation.ts (fused epilogues), adam.ts,
+ * util.ts.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
@@ -26,7 +27,8 @@ import { getGemm } from "./gemm.ts";
 import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
-import { BINARY_KERNELS, sum, UNARY_KERNELS } from "./elementwise.ts";
+import { BINARY_KERNELS, UNARY_KERNELS } from "./elementwise.ts";
+import { BATCHNORM_KERNELS } from "./batchnorm.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
 /** The backend's registered name. */
@@ -42,7 +44,7 @@ export const FAST_KERNELS: Record<string, FastKernel> = {
   _FusedMatMul: fusedMatMulKernel,
   MaxPool: maxPool,
   MaxPoolGrad: maxPoolGrad,
-  Sum: sum,
+  ...BATCHNORM_KERNELS,
   ...BINARY_KERNELS,
   ...UNARY_KERNELS,
 };

@@ -1,0 +1,177 @@
+/**
+ * lib/kernels/batchnorm.ts against tfjs's reference "cpu" backend: Mean, Sum, Tile and
+ * FusedBatchNorm on random inputs, then a whole BatchNormalization layer (training and
+ * inference mode) with its gradients and moving averages.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { fallbackCounts, FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+
+await registerFastCpuBackend();
+
+/** Deterministic uniform [lo, hi) values (mulberry32). */
+function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    a[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
+  }
+  return a;
+}
+
+type Inputs = Record<string, { shape: number[]; values: Float32Array }>;
+
+async function runOn(backend: string, name: string, inputs: Inputs, attrs: object) {
+  await tf.setBackend(backend);
+  const ts: Record<string, tf.Tensor> = {};
+  for (const [k, v] of Object.entries(inputs)) ts[k] = tf.tensor(v.values, v.shape);
+  const y = tf.engine().runKernel(name, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
+  const r = { shape: y.shape, values: (await y.data()) as Float32Array };
+  tf.dispose([y, ...Object.values(ts)]);
+  return r;
+}
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  }
+  return m;
+}
+
+async function check(name: string, inputs: Inputs, attrs: object, tol: number) {
+  const ref = await runOn("cpu", name, inputs, attrs);
+  const got = await runOn(FAST_CPU, name, inputs, attrs);
+  assert.deepEqual(got.shape, ref.shape, `${name} ${JSON.stringify(attrs)} shape`);
+  const err = maxRelDiff(got.values, ref.values);
+  assert.ok(err <= tol, `${name} ${JSON.stringify(attrs)}: error ${err} > ${tol}`);
+}
+
+function clearFallbacks(): void {
+  for (const k of Object.keys(fallbackCounts)) delete fallbackCounts[k];
+}
+
+Deno.test("Mean and Sum over contiguous axes match cpu; other axes run tfjs's kernel", async () => {
+  clearFallbacks();
+  const x = { shape: [6, 5, 4, 7], values: rand(840, 1, -3, 5) };
+  const runs: (number[] | null)[] = [
+    [0],
+    [0, 1],
+    [0, 1, 2],
+    [1, 2],
+    [2, 1],
+    [3],
+    [-1],
+    [1, 2, 3],
+    [0, 1, 2, 3],
+    [2],
+    null,
+  ];
+  for (const name of ["Mean", "Sum"]) {
+    for (const axis of runs) {
+      for (const keepDims of [false, true]) await check(name, { x }, { axis, keepDims }, 1e-5);
+    }
+  }
+  assert.deepEqual(fallbackCounts, {});
+  await check("Mean", { x }, { axis: [0, 2], keepDims: false }, 1e-5);
+  assert.equal(fallbackCounts.Mean, 1);
+  clearFallbacks();
+});
+
+Deno.test("Tile of a per-channel row matches cpu; other tilings run tfjs's kernel", async () => {
+  clearFallbacks();
+  for (const [shape, reps] of [[[1, 1, 1, 9], [3, 4, 5, 1]], [[1, 1], [7, 1]], [[1], [1]]]) {
+    const x = { shape, values: rand(tf.util.sizeFromShape(shape), 2) };
+    await check("Tile", { x }, { reps }, 0);
+  }
+  assert.deepEqual(fallbackCounts, {});
+  await check("Tile", { x: { shape: [2, 3], values: rand(6, 3) } }, { reps: [2, 2] }, 0);
+  assert.equal(fallbackCounts.Tile, 1);
+  clearFallbacks();
+});
+
+Deno.test("FusedBatchNorm matches cpu with per-channel, scalar and missing parameters", async () => {
+  clearFallbacks();
+  const c = 6;
+  const x = { shape: [4, 3, 5, c], values: rand(360 * 1, 4, -4, 6) };
+  const vec = (seed: number, lo: number, hi: number) => ({
+    shape: [c],
+    values: rand(c, seed, lo, hi),
+  });
+  // tfjs's batchNorm wants mean and variance of one rank: length-1 vectors broadcast as scalars
+  const one = (v: number) => ({ shape: [1], values: Float32Array.of(v) });
+  const cases: Inputs[] = [
+    {
+      x,
+      mean: vec(5, -1, 1),
+      variance: vec(6, 0.1, 3),
+      offset: vec(7, -1, 1),
+      scale: vec(8, 0.5, 2),
+    },
+    { x, mean: vec(5, -1, 1), variance: vec(6, 0.1, 3) },
+    { x, mean: one(0.3), variance: one(0.7), offset: one(-0.5), scale: vec(8, 0.5, 2) },
+    {
+      x: { shape: [10, c], values: rand(10 * c, 9) },
+      mean: { shape: [1, c], values: rand(c, 10) },
+      variance: { shape: [1, c], values: rand(c, 11, 0.2, 1) },
+    },
+  ];
+  for (const inputs of cases) {
+    for (const varianceEpsilon of [0.001, 1e-5]) {
+      await check("FusedBatchNorm", inputs, { varianceEpsilon }, 2e-6);
+    }
+  }
+  assert.deepEqual(fallbackCounts, {});
+  clearFallbacks();
+});
+
+/** One BatchNormalization layer's output, gradients and moving statistics after `steps` calls. */
+async function bnLayerRun(backend: string, training: boolean, steps: number) {
+  await tf.setBackend(backend);
+  const c = 8;
+  const layer = tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-3 });
+  layer.build([null, 5, 6, c]);
+  // non-trivial gamma, beta and moving statistics
+  layer.setWeights([
+    tf.tensor1d(rand(c, 20, 0.5, 2)),
+    tf.tensor1d(rand(c, 21)),
+    tf.tensor1d(rand(c, 22)),
+    tf.tensor1d(rand(c, 23, 0.5, 2)),
+  ]);
+  const upstream = tf.tensor4d(rand(3 * 5 * 6 * c, 24), [3, 5, 6, c]);
+  let y: Float32Array = new Float32Array();
+  let grads: Float32Array[] = [];
+  for (let s = 0; s < steps; s++) {
+    const x = tf.tensor4d(rand(3 * 5 * 6 * c, 30 + s, -2, 3), [3, 5, 6, c]);
+    const vars = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+    const f = (xx: tf.Tensor) =>
+      tf.sum(tf.mul(layer.apply(xx, { training }) as tf.Tensor, upstream)) as tf.Scalar;
+    // each call updates the moving averages in training mode: twice per step on both backends
+    const dx = tf.grad(f)(x);
+    const { grads: dv } = tf.variableGrads(() => f(x), vars);
+    const g = [dx, ...vars.map((v) => dv[v.name])];
+    y = (await (layer.apply(x, { training: false }) as tf.Tensor).data()) as Float32Array;
+    grads = await Promise.all(g.map(async (t) => (await t.data()) as Float32Array));
+  }
+  const weights = await Promise.all(layer.getWeights().map(async (w) => await w.data()));
+  return { y, grads, weights: weights as Float32Array[] };
+}
+
+Deno.test("a BatchNormalization layer matches cpu: training and inference, gradients, moving averages", async () => {
+  for (const training of [true, false]) {
+    const ref = await bnLayerRun("cpu", training, 3);
+    const got = await bnLayerRun(FAST_CPU, training, 3);
+    assert.ok(maxRelDiff(got.y, ref.y) < 1e-5, `output (training ${training})`);
+    ref.grads.forEach((r, i) =>
+      assert.ok(maxRelDiff(got.grads[i], r) < 1e-4, `gradient ${i} (training ${training})`)
+    );
+    // gamma, beta, moving mean, moving variance (updated 3× in training mode, untouched else)
+    ref.weights.forEach((r, i) =>
+      assert.ok(maxRelDiff(got.weights[i], r) < 1e-5, `weight ${i} (training ${training})`)
+    );
+  }
+});
