@@ -175,3 +175,35 @@ Deno.test("a BatchNormalization layer matches cpu: training and inference, gradi
     );
   }
 });
+
+Deno.test("training-mode BN on cpu-fast runs fused (no Mean/FusedBatchNorm kernels); axis 1 is tfjs's graph", async () => {
+  await tf.setBackend(FAST_CPU);
+  const kernelsOf = async (layer: tf.layers.Layer, x: tf.Tensor) =>
+    (await tf.profile(() => layer.apply(x, { training: true }) as tf.Tensor)).kernelNames;
+  const x = tf.randomUniform([4, 3, 5, 6]);
+  const last = await kernelsOf(tf.layers.batchNormalization({}), x);
+  assert.ok(!last.includes("Mean") && !last.includes("FusedBatchNorm"), last.join());
+  const first = await kernelsOf(tf.layers.batchNormalization({ axis: 1 }), x);
+  assert.ok(first.includes("Mean") && first.includes("FusedBatchNorm"), first.join());
+  x.dispose();
+});
+
+// (tfjs 4.22's own gradient of a training-mode BN over a non-last axis throws on cpu too)
+Deno.test("BN over a dense layer's [batch, features] matches cpu with gradients", async () => {
+  const cases: [number[], number][] = [[[16, 10], -1], [[7, 2, 3], 2]];
+  for (const [shape, axis] of cases) {
+    const run = async (backend: string) => {
+      await tf.setBackend(backend);
+      const layer = tf.layers.batchNormalization({ axis, momentum: 0.5 });
+      const x = tf.tensor(rand(tf.util.sizeFromShape(shape), 50, -2, 3), shape);
+      const up = tf.tensor(rand(x.size, 51), shape);
+      const f = (xx: tf.Tensor) =>
+        tf.sum(tf.mul(layer.apply(xx, { training: true }) as tf.Tensor, up)) as tf.Scalar;
+      const dx = await tf.grad(f)(x).data();
+      const w = await Promise.all(layer.getWeights().map((t) => t.data()));
+      return [dx, ...w] as Float32Array[];
+    };
+    const ref = await run("cpu"), got = await run(FAST_CPU);
+    ref.forEach((r, i) => assert.ok(maxRelDiff(got[i], r) < 1e-4, `${shape} axis ${axis}: ${i}`));
+  }
+});

@@ -7,7 +7,8 @@
  *
  * Files, one job each: blas.ts (OpenBLAS binding), gemm.ts (GEMM choice + JS fallback),
  * dnnl.ts (oneDNN binding), conv.ts, pool.ts, matmul.ts, elementwise.ts, batchnorm.ts
- * (BatchNorm and the reductions/tiling it runs on), activation.ts (fused epilogues), adam.ts,
+ * (BatchNorm and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN
+ * as one fused forward and backward), activation.ts (fused epilogues), adam.ts,
  * util.ts.
  *
  * ```ts
@@ -29,6 +30,7 @@ import { maxPool, maxPoolGrad } from "./pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
 import { BINARY_KERNELS, UNARY_KERNELS } from "./elementwise.ts";
 import { BATCHNORM_KERNELS } from "./batchnorm.ts";
+import { installFusedBatchNorm } from "./batchnorm_layer.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
 /** The backend's registered name. */
@@ -72,6 +74,7 @@ export function registerFastCpuBackend(): Promise<
         : withFallback(config.kernelName, fast, config.kernelFunc);
       tf.registerKernel({ ...config, backendName: FAST_CPU, kernelFunc });
     }
+    installFusedBatchNorm(() => tf.getBackend() === FAST_CPU);
     const gemm = getGemm();
     result = {
       name: FAST_CPU,

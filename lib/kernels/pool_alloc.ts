@@ -14,6 +14,16 @@ import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 const MIN_FLOATS = 1 << 20;
 /** Upper bound on bytes parked in the pool. */
 const MAX_POOLED_BYTES = 1536 * 2 ** 20;
+/** Arrays kept per length (env CPU_FAST_POOL_PER_SIZE for experiments). */
+const MAX_PER_SIZE = Number(envOr("CPU_FAST_POOL_PER_SIZE", "4"));
+
+function envOr(name: string, dflt: string): string {
+  try {
+    return Deno.env.get(name) ?? dflt;
+  } catch {
+    return dflt;
+  }
+}
 
 const owned = new WeakSet<Float32Array>();
 const pool = new Map<number, Float32Array[]>();
@@ -42,7 +52,7 @@ function recycle(values: unknown): void {
   if (!(values instanceof Float32Array) || !owned.has(values)) return;
   if (pooledBytes + values.byteLength > MAX_POOLED_BYTES) return;
   const list = pool.get(values.length) ?? [];
-  if (list.length >= 4) return;
+  if (list.length >= MAX_PER_SIZE) return;
   list.push(values);
   pool.set(values.length, list);
   pooledBytes += values.byteLength;
