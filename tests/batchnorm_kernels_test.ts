@@ -1,5 +1,5 @@
 /**
- * lib/kernels/batchnorm.ts against tfjs's reference "cpu" backend: Mean, Sum, Tile and
+ * lib/kernels/batchnorm.ts (and pad.ts) against tfjs's reference "cpu" backend: Mean, Sum, Tile and
  * FusedBatchNorm on random inputs, then a whole BatchNormalization layer (training and
  * inference mode) with its gradients and moving averages.
  */
@@ -206,4 +206,20 @@ Deno.test("BN over a dense layer's [batch, features] matches cpu with gradients"
     const ref = await run("cpu"), got = await run(FAST_CPU);
     ref.forEach((r, i) => assert.ok(maxRelDiff(got[i], r) < 1e-4, `${shape} axis ${axis}: ${i}`));
   }
+});
+
+Deno.test("PadV2 matches cpu for zero padding, a constant, every rank and empty sides", async () => {
+  clearFallbacks();
+  const cases: [number[], [number, number][], number][] = [
+    [[2, 5, 4, 3], [[0, 0], [1, 1], [1, 1], [0, 0]], 0],
+    [[2, 5, 4, 3], [[0, 0], [3, 2], [0, 1], [0, 0]], 0],
+    [[3, 4], [[1, 2], [2, 0]], -1.5],
+    [[7], [[2, 3]], 4],
+    [[2, 3, 4], [[1, 0], [0, 0], [2, 2]], 0],
+  ];
+  for (const [shape, paddings, constantValue] of cases) {
+    const x = { shape, values: rand(tf.util.sizeFromShape(shape), 60) };
+    await check("PadV2", { x }, { paddings, constantValue }, 0);
+  }
+  assert.deepEqual(fallbackCounts, {});
 });

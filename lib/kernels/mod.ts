@@ -8,7 +8,7 @@
  * Files, one job each: blas.ts (OpenBLAS binding), gemm.ts (GEMM choice + JS fallback),
  * dnnl.ts (oneDNN binding), conv.ts, pool.ts, matmul.ts, elementwise.ts, batchnorm.ts
  * (BatchNorm and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN
- * as one fused forward and backward), activation.ts (fused epilogues), adam.ts,
+ * as one fused forward and backward), pad.ts, activation.ts (fused epilogues), adam.ts,
  * util.ts.
  *
  * ```ts
@@ -31,6 +31,7 @@ import { PooledCpuBackend } from "./pool_alloc.ts";
 import { BINARY_KERNELS, UNARY_KERNELS } from "./elementwise.ts";
 import { BATCHNORM_KERNELS } from "./batchnorm.ts";
 import { installFusedBatchNorm } from "./batchnorm_layer.ts";
+import { padV2 } from "./pad.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
 /** The backend's registered name. */
@@ -46,6 +47,7 @@ export const FAST_KERNELS: Record<string, FastKernel> = {
   _FusedMatMul: fusedMatMulKernel,
   MaxPool: maxPool,
   MaxPoolGrad: maxPoolGrad,
+  PadV2: padV2,
   ...BATCHNORM_KERNELS,
   ...BINARY_KERNELS,
   ...UNARY_KERNELS,
