@@ -3,6 +3,7 @@
  * one pass over the output while it is still warm in cache (tfjs's cpu backend makes two
  * extra tensors for it).
  */
+import { reluBits } from "./elementwise.ts";
 
 /** The activations tfjs fuses into conv/matmul kernels. */
 export type FusedActivation =
@@ -43,7 +44,7 @@ export function biasActivation(
     case "linear":
       return;
     case "relu":
-      for (let i = 0; i < n; i++) if (out[i] < 0) out[i] = 0;
+      reluBits(out.subarray(0, n), out.subarray(0, n)); // branch-free, in place
       return;
     case "relu6":
       for (let i = 0; i < n; i++) out[i] = Math.min(Math.max(out[i], 0), 6);
