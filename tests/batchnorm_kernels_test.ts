@@ -223,3 +223,36 @@ Deno.test("PadV2 matches cpu for zero padding, a constant, every rank and empty 
   }
   assert.deepEqual(fallbackCounts, {});
 });
+
+Deno.test("a small ResNetV2 base (BN, padding, 1×1 and small-map convolutions) predicts as on cpu", async () => {
+  const { buildResNetV2Base } = await import("../lib/models/resnet152v2.ts");
+  const run = async (backend: string) => {
+    await tf.setBackend(backend);
+    const model = buildResNetV2Base({
+      seed: 3,
+      stemFilters: 8,
+      stacks: [{ filters: 4, blocks: 2, stride: 2 }, { filters: 8, blocks: 2, stride: 2 }, {
+        filters: 8,
+        blocks: 1,
+        stride: 1,
+      }], // maps 8 → 4 → 2 → 2: the GEMM path for 2×2 outputs
+      inputShape: [32, 32, 3],
+      trainable: false,
+    });
+    // BN statistics away from 0/1 so the inference normalisation matters
+    let seed = 70;
+    for (const layer of model.layers) {
+      if (layer.getClassName() !== "BatchNormalization") continue;
+      layer.setWeights(
+        layer.getWeights().map((w, i) =>
+          tf.tensor(rand(w.size, seed++, i === 3 ? 0.5 : -0.5, i === 3 ? 2 : 0.5), w.shape)
+        ),
+      );
+    }
+    const x = tf.tensor4d(rand(6 * 32 * 32 * 3, 99), [6, 32, 32, 3]);
+    return (await (model.predict(x) as tf.Tensor).data()) as Float32Array;
+  };
+  const ref = await run("cpu"), got = await run(FAST_CPU);
+  const err = maxRelDiff(got, ref);
+  assert.ok(err < 1e-4, `max relative error ${err}`);
+});

@@ -183,13 +183,40 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
 }
 
 /** y = conv(x, w) into a new array, NHWC; the shared core of Conv2D and FusedConv2D. */
+/**
+ * oneDNN for a forward convolution, or null for im2col + GEMM. oneDNN's direct kernels lose to
+ * the GEMM where there is little spatial work to block over: ResNet152V2 at 32×32 (batch 256)
+ * has 36 3×3 convolutions with a 2×2 output (oneDNN 11.3 ms each, 107 GFLOPS; im2col + OpenBLAS
+ * ~2× faster) and ~100 1×1 ones on 2×2 and 1×1 maps, which are plain GEMMs. Measured over the
+ * whole net: 1.02 s → 0.73 s of convolutions (Zen 5 EPYC, OpenBLAS core Cooperlake). Only
+ * with OpenBLAS's AVX-512 kernels: with its AVX2 ones (e.g. OPENBLAS_CORETYPE=Haswell) the
+ * GEMM runs at half speed and oneDNN wins (1.13 s). CPU_FAST_CONV_SMALL=dnnl keeps oneDNN.
+ */
+function forwardDnnl(g: Geom): Dnnl | null {
+  const d = convDnnl();
+  if (d === null || !gemmHasAvx512()) return d;
+  return isPointwise(g) || g.outH * g.outW <= 4 ? null : d;
+}
+
+function gemmHasAvx512(): boolean {
+  const { native, describe } = getGemm();
+  return native && !smallOnDnnl && /core (SkylakeX|Cooperlake|SapphireRapids)/.test(describe);
+}
+
+let smallOnDnnl = false;
+try {
+  smallOnDnnl = Deno.env.get("CPU_FAST_CONV_SMALL") === "dnnl";
+} catch {
+  // no env permission: the default
+}
+
 function convForward(
   x: Float32Array,
   w: Float32Array,
   g: Geom,
   bias: Float32Array | null = null,
 ): Float32Array {
-  const d = convDnnl();
+  const d = forwardDnnl(g);
   if (d) return d.forward(g, x, w, bias);
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
@@ -246,7 +273,7 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   if (!epilogueSupported(act, g.outC, lastAxisSize(bias), lastAxisSize(prelu))) return null;
   let b = bias ? f32(backend, bias) : null;
   // oneDNN adds a per-channel bias inside the convolution; a scalar one goes to the epilogue
-  const inConv = convDnnl() !== null && b !== null && b.length === g.outC;
+  const inConv = forwardDnnl(g) !== null && b !== null && b.length === g.outC;
   const y = convForward(f32(backend, x), f32(backend, filter), g, inConv ? b : null);
   if (inConv) b = null;
   if (b === null && act === "linear") return out(backend, info.outShape, y);
