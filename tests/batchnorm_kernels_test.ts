@@ -233,7 +233,7 @@ Deno.test("a small ResNetV2 base (BN, padding, 1×1 and small-map convolutions) 
       stemFilters: 8,
       stacks: [{ filters: 4, blocks: 2, stride: 2 }, { filters: 8, blocks: 2, stride: 2 }, {
         filters: 8,
-        blocks: 1,
+        blocks: 2,
         stride: 1,
       }], // maps 8 → 4 → 2 → 2: the GEMM path for 2×2 outputs
       inputShape: [32, 32, 3],
