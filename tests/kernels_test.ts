@@ -13,7 +13,7 @@ import {
 } from "../lib/kernels/mod.ts";
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
 import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
-import { loadDnnl } from "../lib/kernels/dnnl.ts";
+import { loadDnnl, openDnnl } from "../lib/kernels/dnnl.ts";
 
 /** Deterministic uniform [-1, 1) values (mulberry32). */
 function rand(n: number, seed: number): Float32Array {
@@ -81,18 +81,59 @@ Deno.test("registerFastCpuBackend registers cpu-fast, idempotently", async () =>
   assert.equal(names.size, tf.getKernelsForBackend("cpu").length);
 });
 
-Deno.test("native sgemm honours subarray offsets, transposes, alpha and beta", () => {
-  const { gemm } = getGemm();
-  for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]]) {
-    const m = 5, n = 7, k = 9, off = 3;
-    const a = rand(off + m * k, 1).subarray(off), b = rand(off + k * n, 2).subarray(off);
-    const c0 = rand(off + m * n, 3);
-    const want = c0.slice(off);
-    jsGemm(tA, tB, m, n, k, 0.5, a, tA ? m : k, b, tB ? k : n, 0.25, want, n);
-    const got = c0.slice();
-    gemm(tA, tB, m, n, k, 0.5, a, tA ? m : k, b, tB ? k : n, 0.25, got.subarray(off), n);
-    assert.ok(maxAbsDiff(got.subarray(off), want) < 1e-5, `tA=${tA} tB=${tB}`);
-    assert.deepEqual(got.subarray(0, off), c0.subarray(0, off), "wrote before the view");
+/** C = alpha·op(A)·op(B) + beta·C in float64 loops: the reference no GEMM under test shares. */
+function refGemm(
+  tA: boolean,
+  tB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  b: Float32Array,
+  beta: number,
+  c: Float32Array,
+): Float64Array {
+  const r = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) {
+        s += (tA ? a[p * m + i] : a[i * k + p]) * (tB ? b[j * k + p] : b[p * n + j]);
+      }
+      r[i * n + j] = alpha * s + beta * c[i * n + j];
+    }
+  }
+  return r;
+}
+
+// every GEMM the backend may run (the chosen one, the pure-JS fallback, oneDNN's sgemm when
+// libdnnl is there) against the float64 reference: with OpenBLAS absent the chosen one is the
+// JS GEMM, so comparing it with jsGemm would prove nothing
+const GEMMS: [string, typeof jsGemm][] = [["chosen", getGemm().gemm], ["js", jsGemm]];
+const dnnlLib = openDnnl();
+if (dnnlLib) GEMMS.push([`oneDNN ${dnnlLib.version}`, dnnlLib.sgemm]);
+
+Deno.test("every sgemm matches a float64 reference: offsets, transposes, alpha, beta", () => {
+  for (const [name, gemm] of GEMMS) {
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]]) {
+      for (const [m, n, k] of [[5, 7, 9], [33, 17, 64], [1, 1, 1]]) {
+        const off = 3;
+        const a = rand(off + m * k, 1).subarray(off), b = rand(off + k * n, 2).subarray(off);
+        const c0 = rand(off + m * n, 3);
+        const want = refGemm(tA, tB, m, n, k, 0.5, a, b, 0.25, c0.subarray(off));
+        const got = c0.slice();
+        gemm(tA, tB, m, n, k, 0.5, a, tA ? m : k, b, tB ? k : n, 0.25, got.subarray(off), n);
+        let err = 0;
+        for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[off + i] - want[i]));
+        assert.ok(err < 1e-6 * (4 + k), `${name} ${m}x${n}x${k} tA=${tA} tB=${tB}: ${err}`);
+        assert.deepEqual(
+          got.subarray(0, off),
+          c0.subarray(0, off),
+          `${name} wrote before the view`,
+        );
+      }
+    }
   }
 });
 

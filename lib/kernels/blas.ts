@@ -4,6 +4,7 @@
  * Loaded lazily and at most once. Everything else in lib/kernels asks `loadBlas()` and falls
  * back to pure JS when it returns `null` (no library, no `--allow-ffi`, not Deno).
  */
+import { openDnnl } from "./dnnl.ts";
 
 /** Where Debian/Ubuntu and common distributions put OpenBLAS; the pthread build first. */
 const CANDIDATES = [
@@ -90,66 +91,11 @@ function cString(ptr: Deno.PointerValue): string {
  * as Cooperlake (its AVX-512 kernels), and forcing SkylakeX measured no faster. A user who
  * meets a mis-detection sets OPENBLAS_CORETYPE before starting Deno; `describe` shows the core.
  */
-/** oneDNN's row-major sgemm (the library PyTorch's CPU convolutions use), where installed. */
-const DNNL_CANDIDATES = ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "libdnnl.so.2", "libdnnl.so.3"];
-
-function loadDnnl(): Blas | null {
-  for (const path of DNNL_CANDIDATES) {
-    let lib;
-    try {
-      lib = Deno.dlopen(path, {
-        dnnl_sgemm: {
-          parameters: [
-            "u8",
-            "u8",
-            "i64",
-            "i64",
-            "i64",
-            "f32",
-            "buffer",
-            "i64",
-            "buffer",
-            "i64",
-            "f32",
-            "buffer",
-            "i64",
-          ],
-          result: "i32",
-        },
-        dnnl_version: { parameters: [], result: "pointer" },
-      });
-    } catch {
-      continue;
-    }
-    const s = lib.symbols;
-    const v = new Deno.UnsafePointerView(s.dnnl_version()!);
-    const version = `${v.getInt32(0)}.${v.getInt32(4)}.${v.getInt32(8)}`;
-    const N = 78, T = 84; // 'N', 'T'
-    return {
-      path,
-      describe: `oneDNN ${version} sgemm`,
-      sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
-        if (m === 0 || n === 0) return;
-        const st = s.dnnl_sgemm(
-          transA ? T : N,
-          transB ? T : N,
-          BigInt(m),
-          BigInt(n),
-          BigInt(k),
-          alpha,
-          a,
-          BigInt(lda),
-          b,
-          BigInt(ldb),
-          beta,
-          c,
-          BigInt(ldc),
-        );
-        if (st !== 0) throw new Error(`dnnl_sgemm failed with status ${st}`);
-      },
-    };
-  }
-  return null;
+/** oneDNN's row-major sgemm (any version dnnl.ts's `openDnnl` finds) as a Blas. */
+function dnnlBlas(): Blas | null {
+  const found = openDnnl();
+  return found &&
+    { path: found.path, describe: `oneDNN ${found.version} sgemm`, sgemm: found.sgemm };
 }
 
 /**
@@ -170,7 +116,7 @@ export function loadBlas(): Blas | null {
     // no env permission
   }
   if (want === "dnnl") {
-    cached = loadDnnl();
+    cached = dnnlBlas();
     if (cached) return cached;
   }
   const errors: string[] = [];

@@ -3,7 +3,8 @@
  * direct JIT convolutions on NHWC data, forward, backward-data and backward-weights.
  *
  * Optional like OpenBLAS: `loadDnnl()` returns null when the library is missing or is not
- * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM.
+ * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM. `openDnnl()` is the
+ * one loader of libdnnl (any version; blas.ts takes its sgemm from there).
  * Constants are those of dnnl_types.h 2.x. Outputs (every element written by oneDNN) come
  * from the recycling allocator.
  */
@@ -619,18 +620,70 @@ class PoolPrims {
   }
 }
 
-let cached: Dnnl | null | undefined;
-let why = "";
+/** Where libdnnl is looked for: 2.x first (its convolution API), then 3.x (sgemm only). */
+const CANDIDATES = [
+  "/usr/lib/x86_64-linux-gnu/libdnnl.so.2",
+  "libdnnl.so.2",
+  "/usr/lib/x86_64-linux-gnu/libdnnl.so.3",
+  "libdnnl.so.3",
+];
 
-/** Why `loadDnnl()` returned null. */
-export function dnnlFailure(): string {
-  return why;
+/** The part of oneDNN's C API that is the same in 2.x and 3.x. */
+const STABLE_SYMBOLS = {
+  dnnl_version: { parameters: [], result: "pointer" },
+  dnnl_sgemm: {
+    parameters: [
+      "u8",
+      "u8",
+      "i64",
+      "i64",
+      "i64",
+      "f32",
+      "buffer",
+      "i64",
+      "buffer",
+      "i64",
+      "f32",
+      "buffer",
+      "i64",
+    ],
+    result: "i32",
+  },
+} as const;
+
+/** libdnnl as found: its path, version and row-major sgemm (any major version). */
+export interface DnnlLibrary {
+  path: string;
+  version: string;
+  /** C = alpha·op(A)·op(B) + beta·C, row-major (oneDNN's `dnnl_sgemm`). */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
 }
 
-/** Opens libdnnl 2.x once; null when absent, another major version, or no FFI permission. */
-export function loadDnnl(): Dnnl | null {
-  if (cached !== undefined) return cached;
-  cached = null;
+let library: DnnlLibrary | null | undefined;
+let why = "";
+
+/**
+ * The one place libdnnl is opened: the first candidate that loads, whatever its major
+ * version; null (and `dnnlFailure()` says why) when none does. The convolution binding
+ * (`loadDnnl`) then asks for 2.x; `CPU_FAST_BLAS=dnnl` (blas.ts) uses the sgemm of any.
+ */
+export function openDnnl(): DnnlLibrary | null {
+  if (library !== undefined) return library;
+  library = null;
   try {
     // oneDNN's OpenMP threads otherwise spin after every primitive, fighting OpenBLAS's own
     // threads (dense layers) for the same cores: measured ~15% slower vgg_small steps.
@@ -639,18 +692,70 @@ export function loadDnnl(): Dnnl | null {
   } catch {
     // no env permission: keep libgomp's default
   }
-  for (const path of ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "libdnnl.so.2"]) {
+  const errors: string[] = [];
+  for (const path of CANDIDATES) {
     try {
-      const lib = Deno.dlopen(path, SYMBOLS);
-      cached = new Dnnl(lib.symbols);
-      if (!cached.version.startsWith("2.")) {
-        why = `oneDNN ${cached.version} is not 2.x`;
-        cached = null;
-      }
-      return cached;
+      const s = Deno.dlopen(path, STABLE_SYMBOLS).symbols;
+      const v = new Deno.UnsafePointerView(s.dnnl_version()!);
+      const N = 78, T = 84; // 'N', 'T'
+      library = {
+        path,
+        version: `${v.getInt32(0)}.${v.getInt32(4)}.${v.getInt32(8)}`,
+        sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+          if (m === 0 || n === 0) return;
+          const B = BigInt;
+          const st = s.dnnl_sgemm(
+            transA ? T : N,
+            transB ? T : N,
+            B(m),
+            B(n),
+            B(k),
+            alpha,
+            a,
+            B(lda),
+            b,
+            B(ldb),
+            beta,
+            c,
+            B(ldc),
+          );
+          if (st !== 0) throw new Error(`dnnl_sgemm failed with status ${st}`);
+        },
+      };
+      return library;
     } catch (e) {
-      why = `${path}: ${(e as Error).message.split("\n")[0]}`;
+      errors.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) break;
     }
   }
+  why = errors.join("; ");
   return null;
+}
+
+let cached: Dnnl | null | undefined;
+
+/** Why `openDnnl()` or `loadDnnl()` returned null. */
+export function dnnlFailure(): string {
+  return why;
+}
+
+/**
+ * The convolution and pooling binding: needs oneDNN 2.x (3.0 changed the primitive-descriptor
+ * API); null when libdnnl is absent, another major version, or FFI is not allowed.
+ */
+export function loadDnnl(): Dnnl | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  const found = openDnnl();
+  if (!found) return null;
+  if (!found.version.startsWith("2.")) {
+    why = `oneDNN ${found.version} is not 2.x (its convolution API)`;
+    return null;
+  }
+  try {
+    cached = new Dnnl(Deno.dlopen(found.path, SYMBOLS).symbols);
+  } catch (e) {
+    why = `${found.path}: ${(e as Error).message.split("\n")[0]}`;
+  }
+  return cached;
 }
