@@ -40,6 +40,31 @@ export function convDnnl(): Dnnl | null {
   return dnnlChoice;
 }
 
+/**
+ * Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): oneDNN emulates bf16
+ * elsewhere, slower than float32, so mixed_bfloat16 is only offered where this holds.
+ */
+export function nativeBf16(): boolean {
+  try {
+    const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
+    return /\b(avx512_bf16|amx_bf16)\b/.test(flags);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * mixed_bfloat16 for the convolutions (oneDNN bf16 primitives, float32 accumulation and
+ * float32 outputs and gradients). Returns whether it is on: it needs oneDNN and a CPU with
+ * native bf16; small-output convolutions then stay on oneDNN too (the GEMM is float32).
+ */
+export function setConvBf16(on: boolean): boolean {
+  const d = convDnnl();
+  const active = on && d !== null && nativeBf16();
+  if (d) d.bf16 = active;
+  return active;
+}
+
 /** Test hook: "dnnl" (if it loads) or "im2col" for the convolutions. */
 export function setConvEngine(engine: "dnnl" | "im2col"): void {
   dnnlChoice = engine === "im2col" ? null : loadDnnl();
@@ -194,7 +219,7 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
  */
 function forwardDnnl(g: Geom): Dnnl | null {
   const d = convDnnl();
-  if (d === null || !gemmHasAvx512()) return d;
+  if (d === null || d.bf16 || !gemmHasAvx512()) return d;
   return isPointwise(g) || g.outH * g.outW <= 4 ? null : d;
 }
 

@@ -10,7 +10,7 @@
  */
 import { alloc } from "./pool_alloc.ts";
 
-const F32 = 3, FORMAT_ANY = 1, CPU = 1;
+const F32 = 3, BF16 = 2, FORMAT_ANY = 1, CPU = 1;
 const FWD_TRAINING = 64, CONV_DIRECT = 1;
 const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_WORKSPACE = 135;
 const POOL_MAX = 511, ARG_WORKSPACE = 64;
@@ -153,15 +153,15 @@ function ptrOf(out: BigUint64Array): Ptr {
 }
 
 /** A memory descriptor over caller-owned bytes (kept alive with the primitive). */
-function md(lib: Lib, d: number[], strides: number[] | null): Uint8Array {
+function md(lib: Lib, d: number[], strides: number[] | null, type = F32): Uint8Array {
   const m = new Uint8Array(offHeap(MD_BYTES));
   if (strides) {
     check(
-      lib.dnnl_memory_desc_init_by_strides(m, d.length, dims(...d), F32, dims(...strides)),
+      lib.dnnl_memory_desc_init_by_strides(m, d.length, dims(...d), type, dims(...strides)),
       "md",
     );
   } else {check(
-      lib.dnnl_memory_desc_init_by_tag(m, d.length, dims(...d), F32, FORMAT_ANY),
+      lib.dnnl_memory_desc_init_by_tag(m, d.length, dims(...d), type, FORMAT_ANY),
       "md any",
     );}
   return m;
@@ -246,8 +246,15 @@ export class Dnnl {
     check(this.lib.dnnl_stream_wait(this.stream), "wait");
   }
 
+  /**
+   * Convolutions in bfloat16 with float32 accumulation (mixed_bfloat16): the forward and the
+   * input gradient read x, weights and dy rounded to bf16 (oneDNN reorders) and write float32;
+   * the weight gradient stays float32 (see bwdWeights). Set by `setConvBf16`.
+   */
+  bf16 = false;
+
   private prims(g: DnnlGeom, bias: boolean): ConvPrims {
-    const key = JSON.stringify([g, bias]);
+    const key = JSON.stringify([g, bias, this.bf16]);
     let c = this.cache.get(key);
     if (!c) {
       c = new ConvPrims(
@@ -257,6 +264,7 @@ export class Dnnl {
         this.engine,
         (pd, ids, mds) => this.primitive(pd, ids, mds),
         (a, b) => this.reorder(a, b),
+        this.bf16,
       );
       this.cache.set(key, c);
     }
@@ -267,8 +275,10 @@ export class Dnnl {
   forward(g: DnnlGeom, x: Float32Array, w: Float32Array, bias: Float32Array | null): Float32Array {
     const c = this.prims(g, bias !== null);
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
-    const wk = c.fwdWeights(w, (p, a) => this.run(p, a));
-    this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
+    const run: Run = (p, a) => this.run(p, a);
+    const wk = c.fwdWeights(w, run);
+    const xs = c.srcIn(x, run);
+    this.run(c.fwd, bias ? [xs, wk, stable(bias, 1), y] : [xs, wk, y]);
     return y;
   }
 
@@ -308,8 +318,9 @@ export class Dnnl {
   backwardData(g: DnnlGeom, dy: Float32Array, w: Float32Array): Float32Array {
     const c = this.prims(g, false);
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
-    const wk = c.bwdDataWeights(w, (p, a) => this.run(p, a));
-    this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
+    const run: Run = (p, a) => this.run(p, a);
+    const wk = c.bwdDataWeights(w, run);
+    this.run(c.bwdData(), [dx, wk, c.dstIn(dy, run)]);
     return dx;
   }
 
@@ -340,6 +351,12 @@ type Run = (p: Prim, arrays: (Float32Array | null)[]) => void;
 class ConvPrims {
   private srcMd: Uint8Array;
   private dstMd: Uint8Array;
+  /** What the primitives read x and dy as: the user's float32 NHWC, or bf16 NHWC. */
+  private srcQ: Uint8Array;
+  private dstQ: Uint8Array;
+  private toSrcQ?: { prim: Prim; buf: Float32Array };
+  private toDstQ?: { prim: Prim; buf: Float32Array };
+  private anyWDims: number[];
   private userW: Uint8Array;
   private anyW: Uint8Array;
   private biasMd: Uint8Array | null;
@@ -359,12 +376,18 @@ class ConvPrims {
     private engine: Ptr,
     private make: MakePrim,
     private reorder: (a: Ptr, b: Ptr) => Prim,
+    private bf16 = false,
   ) {
     const { batch: N, inH, inW, inC, outH, outW, outC, fh, fw } = g;
-    this.srcMd = md(lib, [N, inC, inH, inW], [inH * inW * inC, 1, inW * inC, inC]);
-    this.dstMd = md(lib, [N, outC, outH, outW], [outH * outW * outC, 1, outW * outC, outC]);
+    const srcDims = [N, inC, inH, inW], srcStrides = [inH * inW * inC, 1, inW * inC, inC];
+    const dstDims = [N, outC, outH, outW], dstStrides = [outH * outW * outC, 1, outW * outC, outC];
+    this.srcMd = md(lib, srcDims, srcStrides);
+    this.dstMd = md(lib, dstDims, dstStrides);
+    this.srcQ = bf16 ? md(lib, srcDims, srcStrides, BF16) : this.srcMd;
+    this.dstQ = bf16 ? md(lib, dstDims, dstStrides, BF16) : this.dstMd;
     this.userW = md(lib, [outC, inC, fh, fw], [1, outC, fw * inC * outC, inC * outC]);
-    this.anyW = md(lib, [outC, inC, fh, fw], null);
+    this.anyWDims = [outC, inC, fh, fw];
+    this.anyW = md(lib, this.anyWDims, null, bf16 ? BF16 : F32);
     this.biasMd = bias ? md(lib, [outC], [1]) : null;
     this.strides = dims(g.sh, g.sw);
     this.padL = dims(g.padTop, g.padLeft);
@@ -379,7 +402,7 @@ class ConvPrims {
         op,
         FWD_TRAINING,
         CONV_DIRECT,
-        this.srcMd,
+        this.srcQ,
         this.anyW,
         this.biasMd ?? new Uint8Array(offHeap(MD_BYTES)),
         this.dstMd,
@@ -393,14 +416,36 @@ class ConvPrims {
     const wMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WEIGHTS, 0);
     const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
     const mds = bias
-      ? [this.p(this.srcMd), wMd, this.p(this.biasMd!), this.p(this.dstMd)]
-      : [this.p(this.srcMd), wMd, this.p(this.dstMd)];
+      ? [this.p(this.srcQ), wMd, this.p(this.biasMd!), this.p(this.dstMd)]
+      : [this.p(this.srcQ), wMd, this.p(this.dstMd)];
     this.fwd = make(this.fwdPd, ids, mds);
     this.fwdW = this.weightsIn(wMd);
   }
 
   private p(m: Uint8Array): Ptr {
     return Deno.UnsafePointer.of(m);
+  }
+
+  /** A float32 → bf16 reorder between two NHWC descriptors and its output buffer. */
+  private quantizer(from: Uint8Array, to: Uint8Array): { prim: Prim; buf: Float32Array } {
+    const bytes = Number(this.lib.dnnl_memory_desc_get_size(this.p(to)));
+    return { prim: this.reorder(this.p(from), this.p(to)), buf: f32(Math.ceil(bytes / 4)) };
+  }
+
+  /** x as the primitives read it (bf16: converted into a kept buffer). */
+  srcIn(x: Float32Array, run: Run): Float32Array {
+    if (!this.bf16) return stable(x);
+    this.toSrcQ ??= this.quantizer(this.srcMd, this.srcQ);
+    run(this.toSrcQ.prim, [stable(x), this.toSrcQ.buf]);
+    return this.toSrcQ.buf;
+  }
+
+  /** dy as the backward primitives read it. */
+  dstIn(dy: Float32Array, run: Run): Float32Array {
+    if (!this.bf16) return stable(dy, 4);
+    this.toDstQ ??= this.quantizer(this.dstMd, this.dstQ);
+    run(this.toDstQ.prim, [stable(dy, 4), this.toDstQ.buf]);
+    return this.toDstQ.buf;
   }
 
   private pd(op: Uint8Array, hint: Ptr): Ptr {
@@ -444,7 +489,7 @@ class ConvPrims {
           CONV_DIRECT,
           this.srcMd,
           this.anyW,
-          this.dstMd,
+          this.dstQ,
           this.strides,
           this.padL,
           this.padR,
@@ -460,7 +505,7 @@ class ConvPrims {
       const prim = this.make(pd, [ARG_DIFF_SRC, ARG_WEIGHTS, ARG_DIFF_DST], [
         this.p(this.srcMd),
         wMd,
-        this.p(this.dstMd),
+        this.p(this.dstQ),
       ]);
       this.bd = { prim, ...this.weightsIn(wMd) };
     }
@@ -482,8 +527,10 @@ class ConvPrims {
         this.lib.dnnl_convolution_backward_weights_desc_init(
           op,
           CONV_DIRECT,
+          // float32 even under mixed_bfloat16: oneDNN 2.6's bf16 weight gradient on NHWC
+          // (jit_bf16) measured 8× slower than its float32 one on a Zen 5 EPYC
           this.srcMd,
-          this.anyW,
+          this.bf16 ? md(this.lib, this.anyWDims, null) : this.anyW,
           new Uint8Array(offHeap(MD_BYTES)),
           this.dstMd,
           this.strides,

@@ -1,0 +1,83 @@
+/**
+ * mixed_bfloat16 convolutions (oneDNN bf16 primitives, float32 accumulation) against tfjs's
+ * float32 "cpu" backend within bf16 tolerance, and a few training steps that lower the loss as
+ * float32 does. Ignored where the CPU has no native bf16 or oneDNN is absent.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { convDnnl, nativeBf16, setConvBf16 } from "../lib/kernels/conv.ts";
+
+await registerFastCpuBackend();
+const ignore = !nativeBf16() || convDnnl() === null;
+
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+
+/** max |a − b| / max |b|: bf16 keeps 8 significant bits, so ~4e-3 per rounding. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+async function convAndGrads(backend: string, shape: number[], filter: number[], stride: number) {
+  await tf.setBackend(backend);
+  const x = tf.tensor4d(
+    rand(tf.util.sizeFromShape(shape), 1),
+    shape as [number, number, number, number],
+  );
+  const w = tf.tensor4d(
+    rand(tf.util.sizeFromShape(filter), 2),
+    filter as [number, number, number, number],
+  );
+  const f = (a: tf.Tensor4D, b: tf.Tensor4D) => tf.conv2d(a, b, stride, "same");
+  const y = f(x, w);
+  const up = tf.tensor(rand(y.size, 3), y.shape);
+  const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+    tf.sum(tf.mul(f(a as tf.Tensor4D, b as tf.Tensor4D), up))
+  )([x, w]);
+  return Promise.all([y, dx, dw].map(async (t) => (await t.data()) as Float32Array));
+}
+
+Deno.test({
+  name: "bf16 Conv2D and both gradients match float32 cpu within bf16 tolerance",
+  ignore,
+  fn: async () => {
+    for (
+      const [shape, filter, stride] of [
+        [[4, 9, 9, 16], [3, 3, 16, 32], 1],
+        [[2, 8, 8, 3], [3, 3, 3, 64], 1],
+        [[3, 7, 7, 32], [3, 3, 32, 16], 2],
+        [[5, 2, 2, 64], [1, 1, 64, 48], 1],
+      ] as [number[], number[], number][]
+    ) {
+      const ref = await convAndGrads("cpu", shape, filter, stride);
+      assert.equal(setConvBf16(true), true);
+      try {
+        const got = await convAndGrads(FAST_CPU, shape, filter, stride);
+        ["y", "dx", "dw"].forEach((name, i) => {
+          const e = relErr(got[i], ref[i]);
+          assert.ok(e < 1.5e-2, `${name} ${shape} ${filter}: relative error ${e}`);
+          // y and dx are computed in bf16 (dW stays float32: see dnnl.ts bwdWeights)
+          if (name !== "dw") assert.ok(e > 1e-4, `${name}: float32-exact, so bf16 did not run`);
+        });
+      } finally {
+        setConvBf16(false);
+      }
+    }
+  },
+});
