@@ -141,16 +141,47 @@ async function registerFastCpu(): Promise<{ name: string; available: boolean; wh
 }
 
 let current: BackendInfo | null = null;
+let currentWanted: Precision = "float32";
+
+/** The precision asked for: `opts.precision`, else MNIST_PRECISION, else float32; checked. */
+function wantedPrecision(option?: Precision): Precision {
+  const p = option ?? envVar("MNIST_PRECISION") ?? "float32";
+  if (p !== "float32" && p !== "mixed_bfloat16") {
+    throw new Error(
+      `MNIST_PRECISION=${p} is not float32 or mixed_bfloat16: set one of these or unset it`,
+    );
+  }
+  return p;
+}
+
+/**
+ * Puts the wanted precision in force on a started backend. mixed_bfloat16 runs on cpu-fast
+ * where the CPU computes bf16 natively; elsewhere training stays float32 and `why` says so.
+ */
+async function applyPrecision(info: BackendInfo, wanted: Precision): Promise<BackendInfo> {
+  if (info.name === "cpu-fast") {
+    const { setFastPrecision } = await import("./kernels/mod.ts");
+    const { precision, note } = setFastPrecision(wanted);
+    return { ...info, precision, why: note ? `${info.why}; ${note}` : info.why };
+  }
+  if (wanted === "float32") return { ...info, precision: "float32" };
+  return {
+    ...info,
+    precision: "float32",
+    why: `${info.why}; mixed_bfloat16 is implemented on cpu-fast only: training in float32`,
+  };
+}
 
 /**
  * Chooses and starts the backend once per process; later calls return the same choice.
- * Prints one line naming it and the reason (unless `quiet`).
+ * Prints one line naming it, its precision and the reason (unless `quiet`).
  */
 export async function initBackend(
-  opts: { force?: BackendName; quiet?: boolean } = {},
+  opts: { force?: BackendName; quiet?: boolean; precision?: Precision } = {},
 ): Promise<BackendInfo> {
   const forced = opts.force ?? (envVar("MNIST_BACKEND") as BackendName | undefined);
-  if (current && (!forced || forced === current.name)) return current;
+  const wanted = wantedPrecision(opts.precision);
+  if (current && (!forced || forced === current.name) && wanted === currentWanted) return current;
   let info: BackendInfo;
   if (forced) {
     if (!(BACKEND_NAMES as readonly string[]).includes(forced)) {
@@ -194,7 +225,11 @@ export async function initBackend(
         };
     }
   }
+  info = await applyPrecision(info, wanted);
   current = info;
-  if (!opts.quiet) console.log(`backend: ${info.name} (${info.device}) — ${info.why}`);
+  currentWanted = wanted;
+  if (!opts.quiet) {
+    console.log(`backend: ${info.name}, ${info.precision} (${info.device}) — ${info.why}`);
+  }
   return info;
 }

@@ -25,6 +25,7 @@ import {
   fusedConv2D,
 } from "./conv.ts";
 import { getGemm } from "./gemm.ts";
+import { convDnnl, nativeBf16, setConvBf16 } from "./conv.ts";
 import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
@@ -102,6 +103,32 @@ function withFallback(name: string, fast: FastKernel, reference: tf.KernelFunc):
     fallbackCounts[name] = (fallbackCounts[name] ?? 0) + 1;
     return reference(args);
   };
+}
+
+/**
+ * Switches cpu-fast between float32 and mixed_bfloat16 (Keras's policy: bf16 compute, float32
+ * weights, optimizer state and loss). Returns the precision now in force and, when it is not
+ * the one asked for or is partial, why. Only the convolutions compute in bf16 so far; matmuls,
+ * element-wise ops and the optimizer stay float32.
+ */
+export function setFastPrecision(
+  wanted: "float32" | "mixed_bfloat16",
+): { precision: "float32" | "mixed_bfloat16"; note: string } {
+  if (wanted === "float32") {
+    setConvBf16(false);
+    return { precision: "float32", note: "" };
+  }
+  if (!nativeBf16()) {
+    return {
+      precision: "float32",
+      note: "mixed_bfloat16 asked, but this CPU has no native bf16 (avx512_bf16 / amx_bf16): " +
+        "training in float32",
+    };
+  }
+  if (convDnnl() === null || !setConvBf16(true)) {
+    return { precision: "float32", note: "mixed_bfloat16 needs oneDNN 2.x: training in float32" };
+  }
+  return { precision: "mixed_bfloat16", note: "bf16 convolutions (oneDNN); matmuls float32" };
 }
 
 export { fusedAdam, FusedAdamOptimizer } from "./adam.ts";
