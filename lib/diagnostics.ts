@@ -421,3 +421,38 @@ export function runStory(title: string, r: StoryRecord): string {
     best + 1
   } (${pct(acc[best])}); ${broke}${early}; ${answer}.`;
 }
+
+/**
+ * The seed sweep in words, from its records: how many seeds trained in their first steps, where
+ * the divergence guard saw each break, and — when one was picked — that seed's full run.
+ */
+export function seedStory(
+  sweep: { seed: number; record: StoryRecord }[],
+  above: number,
+  rerun: { seed: number; record: StoryRecord } | null,
+): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const trained = sweep.filter((s) => s.record.evaluation.accuracy > above);
+  const broke = sweep.filter((s) => s.record.metrics.divergence);
+  const steps = sweep[0]?.record.probe?.batchLosses.length ?? 0;
+  const lines = [
+    `- **${trained.length} of ${sweep.length} seeds trained** past ${
+      pct(above)
+    } test accuracy in ` +
+    `their first ${steps} steps (${
+      sweep.map((s) => `seed ${s.seed}: ${pct(s.record.evaluation.accuracy)}`).join(", ")
+    }).`,
+    `- The divergence guard saw ${broke.length} of them break: ${
+      broke.map((s) => {
+        const d = s.record.metrics.divergence!;
+        return `seed ${s.seed} in epoch ${d.epoch + 1}${
+          d.batch === null ? "" : `, batch ${d.batch + 1}`
+        }`;
+      }).join("; ") || "none"
+    }.`,
+  ];
+  if (rerun) {
+    lines.push(`- ${runStory(`Seed ${rerun.seed} with the study's full settings`, rerun.record)}`);
+  }
+  return lines.join("\n");
+}

@@ -25,8 +25,9 @@ import {
   TRANSFER_HEADS,
   type TransferName,
   VGG16_FIXES,
+  VGG16_SEED_SWEEP,
 } from "./settings.ts";
-import { type KeyOptions, runName, studyKeyParts } from "./study_run.ts";
+import { type KeyOptions, pickTrainingSeed, runName, studyKeyParts } from "./study_run.ts";
 import { transferKeyParts } from "./transfer.ts";
 import { join } from "node:path";
 import { KERAS_WEIGHTS, kerasCacheDirs, PROJECT_WEIGHTS_DIR } from "./weights.ts";
@@ -90,6 +91,7 @@ async function expectedWeightsKey(name: TransferName): Promise<string> {
 export async function notebookRuns(
   profile: Profile,
   backend: Pick<BackendInfo, "name" | "device" | "why" | "precision">,
+  roots = recordRoots(),
 ): Promise<{ notebook: string; name: string; parts: RunKeyParts; base?: string }[]> {
   const out: { notebook: string; name: string; parts: RunKeyParts; base?: string }[] = [];
   const test = { count: profile.testSamples };
@@ -107,6 +109,48 @@ export async function notebookRuns(
   scratch({ model: "vgg16_scratch", onDivergence: "warn" });
   scratch({ model: "vgg16_scratch", onDivergence: "warn", loss: "clipped" });
   for (const variant of Object.values(VGG16_FIXES)) scratch({ model: "vgg16_scratch", variant });
+  // Notebook 04's seed sweep, then the full run of the seed it picks (as the notebook picks it;
+  // while sweep runs are missing, the first seed stands in: the time does not depend on it).
+  const sweep = VGG16_SEED_SWEEP;
+  const sweepRuns = [];
+  for (const seed of sweep.seeds) {
+    const parts = studyKeyParts({
+      model: "vgg16_scratch",
+      profile,
+      backend,
+      train: { count: Math.min(sweep.trainSamples, profile.vggTrainSamples) },
+      test,
+      seed,
+      epochs: epochsFor(profile, sweep.epochs),
+      onDivergence: "warn",
+    });
+    out.push({
+      notebook: "04_vgg16_scratch",
+      name: `vgg16_scratch (seed ${seed}, first steps)`,
+      parts,
+    });
+    const found = await findRun(await runKey(parts), roots);
+    sweepRuns.push({ seed, testAccuracy: found ? found.metrics.testAccuracy : null });
+  }
+  const picked = pickTrainingSeed(sweepRuns, sweep.trainedAbove);
+  const pending = sweepRuns.some((r) => r.testAccuracy === null);
+  if (picked !== null || pending) {
+    const seed = picked ?? sweep.seeds[0];
+    const m = STUDY_MODELS.vgg16_scratch;
+    out.push({
+      notebook: m.section,
+      name: `vgg16_scratch (seed ${seed})`,
+      parts: studyKeyParts({
+        model: "vgg16_scratch",
+        profile,
+        backend,
+        train: { count: profile.vggTrainSamples },
+        test,
+        seed,
+        onDivergence: "warn",
+      }),
+    });
+  }
   for (const name of ["vgg16", "resnet152v2"] as const) {
     const s = TRANSFER_HEADS[name];
     const splits = profile.name === "quick"
@@ -147,7 +191,7 @@ export async function planStudy(
   opts: { notebook?: string; roots?: string[]; root?: string } = {},
 ): Promise<PlannedRun[]> {
   const retrain = retrainRequested();
-  const runs = (await notebookRuns(profile, backend))
+  const runs = (await notebookRuns(profile, backend, opts.roots ?? recordRoots()))
     .filter((r) => !opts.notebook || r.notebook === opts.notebook);
   const plan: PlannedRun[] = [];
   for (const r of runs) {

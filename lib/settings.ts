@@ -128,5 +128,19 @@ export function studyModel(name: string): StudyModel {
 /** The seed every notebook trains with (weights, shuffles, dropout). */
 export const STUDY_SEED = 42;
 
+/**
+ * Notebook 04's seed sweep: the study's VGG16 (Keras's loss) from other seeds, for its first
+ * steps only (the first `trainSamples` digits, `epochs` epochs; the quick profile caps both),
+ * to see whether the start of training depends on the initial weights. The first seed whose
+ * sweep run gets past `trainedAbove` test accuracy is then trained with the study's full
+ * settings.
+ */
+export const VGG16_SEED_SWEEP = {
+  seeds: [1, 2, 3, 4, 5],
+  trainSamples: 20_000,
+  epochs: 3,
+  trainedAbove: 0.5,
+} as const;
+
 /** A transfer section's name in `TRANSFER_HEADS` (the base's name). */
 export type TransferName = keyof typeof TRANSFER_HEADS;

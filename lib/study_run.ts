@@ -153,3 +153,18 @@ export function studyRun(opts: StudyRunOptions): Promise<RunOutcome> {
     }
   }, { log: (line) => progress.note(line), ...opts });
 }
+
+/**
+ * The seed notebook 04 trains in full after its sweep: the first sweep seed whose run got past
+ * the sweep's accuracy bar, or null when none did (or a run is missing).
+ */
+export function pickTrainingSeed(
+  sweep: { seed: number; testAccuracy: number | null }[],
+  above: number,
+): number | null {
+  for (const r of sweep) {
+    if (r.testAccuracy === null) return null;
+    if (r.testAccuracy > above) return r.seed;
+  }
+  return null;
+}

@@ -10,6 +10,7 @@ import {
   type ProbeData,
   probeSummary,
   runStory,
+  seedStory,
   TrainingProbe,
   weightNorms,
 } from "../lib/diagnostics.ts";
@@ -203,4 +204,30 @@ Deno.test("runStory tells where a run broke, from its record", () => {
   );
   assert.match(story, /break in epoch 2, batch 2 \(exploded\) — 5 steps into training/);
   assert.match(story, /answers \*\*1\*\* for 100\.0%/);
+});
+
+Deno.test("seedStory counts the seeds that trained and names where each broke", () => {
+  const rec = (accuracy: number, broke: boolean) => ({
+    history: historyFrame([{ epoch: 1, loss: 1, accuracy, seconds: 1 }]),
+    evaluation: { accuracy, predicted: new Uint8Array(10).fill(1), labels: new Uint8Array(10) },
+    metrics: { epochsRun: 1, divergence: broke ? { epoch: 0, batch: 18, reason: "x" } : null },
+    probe: { ...PROBE, batchLosses: PROBE.batchLosses.slice(0, 3) },
+  });
+  const text = seedStory(
+    [{ seed: 1, record: rec(0.9, true) }, { seed: 2, record: rec(0.1, true) }, {
+      seed: 3,
+      record: rec(0.2, false),
+    }],
+    0.5,
+    { seed: 1, record: rec(0.95, false) },
+  );
+  assert.match(
+    text,
+    /\*\*1 of 3 seeds trained\*\* past 50\.0% test accuracy in their first 3 steps \(seed 1: 90\.0%, seed 2: 10\.0%, seed 3: 20\.0%\)/,
+  );
+  assert.match(
+    text,
+    /saw 2 of them break: seed 1 in epoch 1, batch 19; seed 2 in epoch 1, batch 19\./,
+  );
+  assert.match(text, /\*\*Seed 1 with the study's full settings\*\*: 1 epochs/);
 });

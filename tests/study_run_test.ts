@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runName, studyKeyParts } from "../lib/study_run.ts";
+import { pickTrainingSeed, runName, studyKeyParts } from "../lib/study_run.ts";
 import { PROFILES } from "../lib/profile.ts";
 import { initBackend } from "../lib/backend.ts";
 import { planStudy } from "../lib/plan.ts";
@@ -110,4 +110,19 @@ Deno.test("run names and key parts follow the study's table", () => {
     builder: "vgg_small",
     options: { convActivation: "linear", convInit: "glorot", batchNorm: false },
   });
+});
+
+Deno.test("pickTrainingSeed: the first seed past the bar; none while a run is missing", () => {
+  assert.equal(
+    pickTrainingSeed([{ seed: 1, testAccuracy: 0.2 }, { seed: 2, testAccuracy: 0.9 }, {
+      seed: 3,
+      testAccuracy: 0.95,
+    }], 0.5),
+    2,
+  );
+  assert.equal(pickTrainingSeed([{ seed: 1, testAccuracy: 0.2 }], 0.5), null);
+  assert.equal(
+    pickTrainingSeed([{ seed: 1, testAccuracy: null }, { seed: 2, testAccuracy: 0.9 }], 0.5),
+    null,
+  );
 });
