@@ -16,9 +16,7 @@ import { fileURLToPath } from "node:url";
 import { type BackendName, initBackend, probeGpu } from "../lib/backend.ts";
 import { fallbackCounts } from "../lib/kernels/mod.ts";
 import { trainStep } from "../lib/loss.ts";
-import { buildBaseline } from "../lib/models/baseline.ts";
-import { buildVggSmall } from "../lib/models/vgg_small.ts";
-import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
+import { benchModels } from "../lib/settings.ts";
 import {
   benchHelp,
   type BenchOptions,
@@ -34,11 +32,8 @@ import { trainFlopsPerSample } from "./flops.ts";
 import { peerDir, peerMissing, peerPython, runPeer, threadEnv } from "./peer.ts";
 
 /** The study's models with their batch sizes and input shapes. */
-const MODELS: Record<string, { build: () => tf.LayersModel; batch: number; input: number[] }> = {
-  baseline: { build: () => buildBaseline({ seed: 1 }), batch: 32, input: [32, 32, 3] },
-  vgg_small: { build: () => buildVggSmall({ seed: 1 }), batch: 100, input: [32, 32, 1] },
-  vgg16: { build: () => buildVgg16Scratch({ seed: 1 }), batch: 100, input: [32, 32, 3] },
-};
+/** The study's models with their batch sizes and input shapes (lib/settings.ts). */
+const MODELS = benchModels();
 
 /** Recompiles with tfjs's own `tf.train.adam` (Keras's other defaults; the loss stays the study's). */
 function useTfjsAdam(model: tf.LayersModel): void {

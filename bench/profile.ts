@@ -10,19 +10,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, initBackend } from "../lib/backend.ts";
 import { trainStep } from "../lib/loss.ts";
-import { buildBaseline } from "../lib/models/baseline.ts";
-import { buildVggSmall } from "../lib/models/vgg_small.ts";
-import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { buildHead, VGG16_HEAD } from "../lib/transfer.ts";
+import { benchModels } from "../lib/settings.ts";
 import { parseProfileArgs, profileHelp, runCli } from "./cli.ts";
 
-const MODELS: Record<string, [() => tf.LayersModel, number, number[]]> = {
-  baseline: [() => buildBaseline({ seed: 1 }), 32, [32, 32, 3]],
-  vgg_small: [() => buildVggSmall({ seed: 1 }), 100, [32, 32, 1]],
-  vgg16: [() => buildVgg16Scratch({ seed: 1 }), 100, [32, 32, 3]],
-  // notebook 05's head on VGG16's cached 1×1×512 features
-  vgg16_head: [() => buildHead([1, 1, 512], VGG16_HEAD, { seed: 1 }), 64, [1, 1, 512]],
-};
+/** The study's models and notebook 05's head, with batch sizes and inputs (lib/settings.ts). */
+const MODELS = benchModels({ heads: true });
 
 async function main(): Promise<void> {
   const usage = profileHelp(Object.keys(MODELS));
@@ -33,7 +25,7 @@ async function main(): Promise<void> {
   tf.enableProdMode();
   Deno.env.set("MNIST_PRECISION", values.precision); // initBackend reads it
   const info = await initBackend({ force: values.backend as BackendName });
-  const [build, batch, input] = MODELS[values.model];
+  const { build, batch, input } = MODELS[values.model];
   const model = build(); // compiled as the study compiles (fusedAdam)
   if (values.optimizer === "tfjs") {
     model.compile({

@@ -4,6 +4,7 @@
  * report's plan all read it, so a setting changes in one place.
  */
 import type * as tf from "@tensorflow/tfjs";
+import { buildHead, VGG16_HEAD } from "./models/heads.ts";
 import { buildBaseline } from "./models/baseline.ts";
 import { buildVgg16Scratch } from "./models/vgg16_scratch.ts";
 import { buildVggSmall, type VggOptions } from "./models/vgg_small.ts";
@@ -144,3 +145,34 @@ export const VGG16_SEED_SWEEP = {
 
 /** A transfer section's name in `TRANSFER_HEADS` (the base's name). */
 export type TransferName = keyof typeof TRANSFER_HEADS;
+
+/** A model as the bench and the profiler time it: builder, the study's batch size, input shape. */
+export interface BenchModel {
+  build: () => tf.LayersModel;
+  batch: number;
+  input: number[];
+}
+
+/**
+ * The models `deno task bench` and bench/profile.ts time, from the tables above: the study's
+ * from-scratch models (VGG16 under "vgg16", the PyTorch peer bench's name) and notebook 05's head
+ * on its 1×1×512 features (profiler only).
+ */
+export function benchModels(opts: { heads?: boolean } = {}): Record<string, BenchModel> {
+  const out: Record<string, BenchModel> = {};
+  for (const m of Object.values(STUDY_MODELS)) {
+    out[m.name === "vgg16_scratch" ? "vgg16" : m.name] = {
+      build: () => m.build({ seed: 1 }),
+      batch: m.batchSize,
+      input: [32, 32, m.format.channels],
+    };
+  }
+  if (opts.heads) {
+    out.vgg16_head = {
+      build: () => buildHead([1, 1, 512], VGG16_HEAD, { seed: 1 }),
+      batch: TRANSFER_HEADS.vgg16.batchSize,
+      input: [1, 1, 512],
+    };
+  }
+  return out;
+}

@@ -35,9 +35,6 @@ import { kerasAdam, type RunKeyParts } from "./run_key.ts";
 import type { TransferFacts } from "./runs.ts";
 import { featureStats } from "./transfer_report.ts";
 
-// bench/profile.ts imports the VGG16 head from here; drop this once it imports lib/models/heads.ts.
-export { buildHead, VGG16_HEAD } from "./models/heads.ts";
-
 /** A split's features from a frozen base, with its labels. */
 export interface FeatureSplit extends FeatureSet {
   /** "train" or "test". */
