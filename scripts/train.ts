@@ -7,7 +7,7 @@
  * Run with --help for the options.
  */
 import { parseArgs } from "node:util";
-import { BACKEND_NAMES, type BackendName, initBackend } from "../lib/backend.ts";
+import { BACKEND_NAMES, type BackendName, initBackend, type Precision } from "../lib/backend.ts";
 import { LOSS_KINDS, type LossKind } from "../lib/loss.ts";
 import { loadMnist, takeFirst } from "../lib/mnist.ts";
 import { currentProfile, describeProfile, profileSplits } from "../lib/profile.ts";
@@ -49,6 +49,8 @@ Options:
   --learning-rate X   Adam's learning rate (default 0.001, Keras's)
   --loss L            logits (default: Keras 2.x's cross-entropy from the softmax's logits) |
                       clipped (tfjs's, from probabilities clipped to [1e-7, 1 − 1e-7])
+  --precision P       float32 (default, the study's) | mixed_bfloat16: convolutions in bf16 with
+                      fp32 accumulation, on CPUs with native bf16 (also MNIST_PRECISION)
   --retrain           train even when a record of this run exists (also MNIST_RETRAIN=1)
   VGG models only, the experiments of notebook 04 (the study: linear convs, Glorot, no BN):
   --conv-activation A linear (default) | relu
@@ -74,6 +76,7 @@ export function parseTrainArgs(args: string[]) {
       "on-divergence": { type: "string" },
       "learning-rate": { type: "string" },
       loss: { type: "string" },
+      precision: { type: "string" },
       retrain: { type: "boolean" },
       "train-samples": { type: "string" },
       "conv-activation": { type: "string" },
@@ -104,6 +107,10 @@ export function parseTrainArgs(args: string[]) {
   const onDivergence = values["on-divergence"] ?? "stop";
   if (onDivergence !== "stop" && onDivergence !== "warn" && onDivergence !== "off") {
     throw new Error(`--on-divergence must be stop, warn or off, got "${onDivergence}"`);
+  }
+  const precision = values.precision as Precision | undefined;
+  if (precision !== undefined && precision !== "float32" && precision !== "mixed_bfloat16") {
+    throw new Error(`--precision must be float32 or mixed_bfloat16, got "${precision}"`);
   }
   const loss = values.loss ?? "logits";
   if (!(LOSS_KINDS as readonly string[]).includes(loss)) {
@@ -147,6 +154,7 @@ export function parseTrainArgs(args: string[]) {
     backend,
     onDivergence: onDivergence as "stop" | "warn" | "off",
     loss: loss as LossKind,
+    precision,
     retrain: values.retrain ?? false,
   };
 }
@@ -166,7 +174,7 @@ async function main(): Promise<void> {
   const spec = studyModel(opts.model);
   const profile = currentProfile(opts.profile);
   console.log(describeProfile(profile));
-  const backend = await initBackend({ force: opts.backend });
+  const backend = await initBackend({ force: opts.backend, precision: opts.precision });
   const mnist = await loadMnist();
   const splits = profileSplits(mnist, profile, spec.data);
   const train = opts.trainSamples === undefined

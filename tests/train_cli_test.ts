@@ -124,6 +124,10 @@ Deno.test("train CLI options: --help, unknown options and bad values are one cle
     /--loss must be logits or clipped/,
   );
   assert.throws(() => parseTrainArgs(["baseline", "--batch-norm"]), /VGG models only/);
+  assert.throws(
+    () => parseTrainArgs(["baseline", "--precision", "fp16"]),
+    /--precision must be float32 or mixed_bfloat16/,
+  );
   const o = parseTrainArgs([
     "vgg16_scratch",
     "--learning-rate",
