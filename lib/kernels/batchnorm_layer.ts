@@ -18,6 +18,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { alloc } from "./pool_alloc.ts";
+import { envVar } from "../env.ts";
 
 /** The fields of tfjs-layers' BatchNormalization that the training path reads. */
 interface BnLayer {
@@ -155,11 +156,7 @@ let installed = false;
 export function installFusedBatchNorm(isActive: () => boolean): void {
   if (installed) return;
   installed = true;
-  try {
-    if (Deno.env.get("CPU_FAST_BN") === "0") return;
-  } catch {
-    // no env permission: the default
-  }
+  if (envVar("CPU_FAST_BN") === "0") return;
   const proto = Object.getPrototypeOf(tf.layers.batchNormalization({})) as { call: Call };
   const original = proto.call;
   proto.call = function (this: BnLayer, inputs, kwargs) {

@@ -5,6 +5,7 @@
  * back to pure JS when it returns `null` (no library, no `--allow-ffi`, not Deno).
  */
 import { openDnnl } from "./dnnl.ts";
+import { envVar } from "../env.ts";
 
 /** Where Debian/Ubuntu and common distributions put OpenBLAS; the pthread build first. */
 const CANDIDATES = [
@@ -109,12 +110,7 @@ export function loadBlas(): Blas | null {
     failure = "not running in Deno";
     return null;
   }
-  let want = "";
-  try {
-    want = Deno.env.get("CPU_FAST_BLAS") ?? "";
-  } catch {
-    // no env permission
-  }
+  const want = envVar("CPU_FAST_BLAS") ?? "";
   if (want === "dnnl") {
     cached = dnnlBlas();
     if (cached) return cached;

@@ -17,6 +17,7 @@ import {
   out,
   scratch,
 } from "./util.ts";
+import { envVar } from "../env.ts";
 
 /** Geometry of one convolution (from tfjs's own `computeConv2DInfo`): the one oneDNN takes. */
 type Geom = DnnlGeom;
@@ -29,12 +30,7 @@ let dnnlChoice: Dnnl | null | undefined;
  */
 export function convDnnl(): Dnnl | null {
   if (dnnlChoice === undefined) {
-    let mode = "";
-    try {
-      mode = Deno.env.get("CPU_FAST_CONV") ?? "";
-    } catch {
-      // no env permission
-    }
+    const mode = envVar("CPU_FAST_CONV") ?? "";
     dnnlChoice = mode === "im2col" ? null : loadDnnl();
   }
   return dnnlChoice;
@@ -228,12 +224,7 @@ function gemmHasAvx512(): boolean {
   return native && !smallOnDnnl && /core (SkylakeX|Cooperlake|SapphireRapids)/.test(describe);
 }
 
-let smallOnDnnl = false;
-try {
-  smallOnDnnl = Deno.env.get("CPU_FAST_CONV_SMALL") === "dnnl";
-} catch {
-  // no env permission: the default
-}
+const smallOnDnnl = envVar("CPU_FAST_CONV_SMALL") === "dnnl";
 
 function convForward(
   x: Float32Array,

@@ -3,6 +3,7 @@
  * pure-JS loop (slow, but far faster than tfjs-cpu's direct convolution, and always there).
  */
 import { type Blas, blasFailure, loadBlas } from "./blas.ts";
+import { envVar } from "../env.ts";
 
 /** Row-major C = alpha·op(A)·op(B) + beta·C; op(A) is m×k, op(B) is k×n. */
 export type Gemm = Blas["sgemm"];
@@ -12,12 +13,7 @@ let chosen: { gemm: Gemm; describe: string; native: boolean } | undefined;
 /** The GEMM in use; set `CPU_FAST_GEMM=js` to force the pure-JS one (tests use it). */
 export function getGemm(): { gemm: Gemm; describe: string; native: boolean } {
   if (chosen) return chosen;
-  let force = "";
-  try {
-    force = Deno.env.get("CPU_FAST_GEMM") ?? "";
-  } catch {
-    // no env permission: use the default
-  }
+  const force = envVar("CPU_FAST_GEMM") ?? "";
   const blas = force === "js" ? null : loadBlas();
   chosen = blas ? { gemm: blas.sgemm, describe: `${blas.describe} via FFI`, native: true } : {
     gemm: jsGemm,

@@ -9,6 +9,7 @@
  * so such an array may live on in user code).
  */
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import { envVar } from "../env.ts";
 
 /** Arrays smaller than this (in floats) are not worth pooling: 1M floats = 4 MB. */
 const MIN_FLOATS = 1 << 20;
@@ -18,11 +19,7 @@ const MAX_POOLED_BYTES = 1536 * 2 ** 20;
 const MAX_PER_SIZE = Number(envOr("CPU_FAST_POOL_PER_SIZE", "4"));
 
 function envOr(name: string, dflt: string): string {
-  try {
-    return Deno.env.get(name) ?? dflt;
-  } catch {
-    return dflt;
-  }
+  return envVar(name) ?? dflt;
 }
 
 const owned = new WeakSet<Float32Array>();
