@@ -13,9 +13,10 @@ import { RESNET152V2_HEAD, VGG16_HEAD } from "./models/heads.ts";
 import { epochsFor, type Profile } from "./profile.ts";
 import {
   estimateSeconds,
+  expectedThroughput,
   formatDuration,
-  measuredThroughput,
   retrainRequested,
+  ROUGH_CPU_THROUGHPUT,
 } from "./run_cache.ts";
 import { runKey, type RunKeyParts } from "./run_key.ts";
 import { findRun, recordRoots, type RunRecord, runsRoot } from "./runs.ts";
@@ -44,32 +45,6 @@ export interface PlannedRun {
   resumeFrom: number | null;
   /** Seconds left to train (0 when cached; null when nothing says how fast this backend is). */
   seconds: number | null;
-}
-
-/**
- * Rough training throughput (samples/s) of cpu-fast in fp32 on the project's 2-core
- * development machines (AMD EPYC / Intel Xeon with AVX-512), for estimates before any record
- * of a model exists on this machine. Transfer entries: the base's images/s and the head's
- * samples/s.
- */
-export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
-  baseline: 800,
-  vgg_small: 150,
-  vgg16_scratch: 130,
-  "vgg16_scratch+batchNorm": 45,
-  vgg16_imagenet_head: 1200,
-  resnet152v2_head: 30_000,
-  "vgg16 base": 140,
-  "resnet152v2 base": 40,
-};
-
-/** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */
-async function throughput(parts: RunKeyParts, backend: string): Promise<number | null> {
-  const measured = await measuredThroughput(parts);
-  if (measured) return measured;
-  if (backend !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
-  const bn = parts.model.options.batchNorm === true ? "+batchNorm" : "";
-  return ROUGH_CPU_THROUGHPUT[parts.model.builder + bn] ?? null;
 }
 
 /** The weights key a transfer notebook will get: the published md5 if the file is at hand, else random. */
@@ -207,7 +182,7 @@ export async function planStudy(
     }
     let seconds: number | null = 0;
     if (!record) {
-      const sps = await throughput(r.parts, backend.name);
+      const sps = await expectedThroughput(r.parts, backend.name);
       const t = r.parts.training;
       const left = 1 - (resumeFrom ?? 0) / t.epochs;
       seconds = sps === null ? null : estimateSeconds(r.parts, sps) * left;

@@ -112,6 +112,36 @@ export async function measuredThroughput(
 }
 
 /**
+ * Rough training throughput (samples/s) of cpu-fast in fp32 on the project's 2-core
+ * development machines (AMD EPYC / Intel Xeon with AVX-512), for estimates before any record
+ * of a model exists on this machine. Transfer entries: the base's images/s and the head's
+ * samples/s.
+ */
+export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
+  baseline: 800,
+  vgg_small: 150,
+  vgg16_scratch: 130,
+  "vgg16_scratch+batchNorm": 45,
+  vgg16_imagenet_head: 1200,
+  resnet152v2_head: 30_000,
+  "vgg16 base": 140,
+  "resnet152v2 base": 40,
+};
+
+/** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */
+export async function expectedThroughput(
+  parts: RunKeyParts,
+  backend: string,
+  roots = recordRoots(),
+): Promise<number | null> {
+  const measured = await measuredThroughput(parts, roots);
+  if (measured) return measured;
+  if (backend !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
+  const bn = parts.model.options.batchNorm === true ? "+batchNorm" : "";
+  return ROUGH_CPU_THROUGHPUT[parts.model.builder + bn] ?? null;
+}
+
+/**
  * Seconds a run will take at `samplesPerSecond`: its epochs over the training set, plus one
  * inference pass over the test set per epoch when it validates (inference ≈ 3× training speed).
  */
@@ -141,7 +171,11 @@ export async function cachedRun(
       return { record: found, cached: true, model: null };
     }
   }
-  const sps = await measuredThroughput(spec.keyParts, opts.roots ?? recordRoots());
+  const sps = await expectedThroughput(
+    spec.keyParts,
+    spec.backend.name,
+    opts.roots ?? recordRoots(),
+  );
   const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
   await log(
     `training ${describeRun(spec.modelName, spec.keyParts)} on ${spec.backend.name} ` +
