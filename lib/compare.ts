@@ -29,8 +29,12 @@ export const KERAS_MNIST_CONVNET_ACCURACY = 0.992;
  * accuracy and where it came from, next to Keras's published mnist_convnet figure.
  */
 export function bestOfStudy(records: RunRecord[]): string {
-  if (records.length === 0) return "*No full-profile records yet: no best model to name.*";
-  const best = records.reduce((a, b) => (b.metrics.testAccuracy > a.metrics.testAccuracy ? b : a));
+  // Runs on part of the training set (notebook 04's seed sweep) are not candidates.
+  const whole = records.filter((r) =>
+    r.config.keyParts.data.trainSamples >= r.config.profile.trainSamples
+  );
+  if (whole.length === 0) return "*No full-profile records yet: no best model to name.*";
+  const best = whole.reduce((a, b) => (b.metrics.testAccuracy > a.metrics.testAccuracy ? b : a));
   const c = best.config;
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   return `**The study's best model: ${c.modelName}** (${c.section}) — **${

@@ -77,21 +77,25 @@ export function resultsTable(records: RunRecord[]): string {
     const time = t
       ? `${duration(m.trainSeconds)} + base ${duration(t.extractSeconds)}`
       : duration(m.trainSeconds);
+    const train = c.keyParts.data.trainSamples;
     const notes = [
+      train < 60_000 ? `first steps only: ${train.toLocaleString("en-US")} train digits` : "",
       m.divergence ? `diverged: epoch ${m.divergence.epoch + 1}` : "",
       m.stoppedEarly ? "stopped early" : "",
       m.label ?? "",
       c.keyParts.training.loss === "clipped" ? "tfjs's clipped loss" : "",
     ].filter(Boolean).join("; ");
-    return `| ${c.section} | ${c.modelName} | **${(100 * m.testAccuracy).toFixed(2)}%** | ${
+    return `| ${c.section} | ${c.modelName} | ${c.seed ?? "–"} | **${
+      (100 * m.testAccuracy).toFixed(2)
+    }%** | ${
       m.testLoss === null ? "–" : m.testLoss.toFixed(4)
     } | ${m.epochsRun} | ${time} | ${c.backend.name}, ${c.backend.precision}, ${c.machine.cpu} | ${
       notes || "–"
     } | \`${r.id}\` |`;
   });
   return [
-    "| section | model | test accuracy | test loss | epochs | training time | backend, precision, CPU | notes | run record |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| section | model | seed | test accuracy | test loss | epochs | training time | backend, precision, CPU | notes | run record |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
   ].join("\n");
 }
