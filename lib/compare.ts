@@ -37,9 +37,10 @@ export function bestOfStudy(records: RunRecord[]): string {
   const best = whole.reduce((a, b) => (b.metrics.testAccuracy > a.metrics.testAccuracy ? b : a));
   const c = best.config;
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-  return `**The study's best model: ${c.modelName}** (${c.section}) — **${
-    pct(best.metrics.testAccuracy)
-  }** test accuracy on ${best.metrics.testSamples.toLocaleString("en-US")} digits (run record ` +
+  return `**The study's best model: ${c.modelName}** (${c.section}; best of the ${whole.length} ` +
+    `full-data run${whole.length === 1 ? "" : "s"} recorded so far) — **${
+      pct(best.metrics.testAccuracy)
+    }** test accuracy on ${best.metrics.testSamples.toLocaleString("en-US")} digits (run record ` +
     `${best.id}, trained ${
       c.createdAt.slice(0, 10)
     } on ${c.backend.name}, ${c.backend.precision}, ` +
