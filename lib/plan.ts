@@ -182,7 +182,7 @@ export async function planStudy(
     }
     let seconds: number | null = 0;
     if (!record) {
-      const sps = await expectedThroughput(r.parts, backend.name);
+      const sps = await expectedThroughput(r.parts, backend.name, opts.roots ?? recordRoots());
       const t = r.parts.training;
       const left = 1 - (resumeFrom ?? 0) / t.epochs;
       seconds = sps === null ? null : estimateSeconds(r.parts, sps) * left;
