@@ -59,9 +59,6 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
     }
     const backend = tf.backend() as MathBackendCPU;
     const st = this as unknown as AdamState;
-    const names = Array.isArray(variableGradients)
-      ? variableGradients.map((v) => v.name)
-      : Object.keys(variableGradients);
     const scalarOf = (t: tf.Tensor) => (backend.data.get(t.dataId).values as Float32Array)[0];
     // tfjs computes 1 - accBeta in float32; round the same way
     const c1 = Math.fround(1 - scalarOf(st.accBeta1)), c2 = Math.fround(1 - scalarOf(st.accBeta2));
@@ -70,22 +67,9 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
     const keras = this.form === "keras";
     const step = keras ? Math.fround(lr * Math.sqrt(c2) / c1) : lr / c1;
     const invC2 = keras ? 1 : 1 / c2;
-    names.forEach((name, i) => {
-      const value = tf.engine().registeredVariables[name];
-      st.accumulatedFirstMoment[i] ??= {
-        originalName: `${name}/m`,
-        variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-      };
-      st.accumulatedSecondMoment[i] ??= {
-        originalName: `${name}/v`,
-        variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-      };
-      const grad = Array.isArray(variableGradients)
-        ? variableGradients[i].tensor
-        : variableGradients[name];
-      if (grad == null) return;
-      const m = writable(backend, st.accumulatedFirstMoment[i].variable);
-      const v = writable(backend, st.accumulatedSecondMoment[i].variable);
+    forEachWeight(st, variableGradients, (value, grad, mVar, vVar) => {
+      const m = writable(backend, mVar);
+      const v = writable(backend, vVar);
       const w = writable(backend, value);
       const g = backend.data.get(grad.dataId).values as Float32Array;
       adamUpdate(w.values, m.values, v.values, g, b1, b2, step, invC2, eps);
@@ -103,30 +87,13 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
   /** Keras's form with tfjs ops, for backends without the in-place loop (same state layout). */
   #kerasUpdate(variableGradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0]): void {
     const st = this as unknown as AdamState;
-    const names = Array.isArray(variableGradients)
-      ? variableGradients.map((v) => v.name)
-      : Object.keys(variableGradients);
     const b1 = this.beta1, b2 = this.beta2;
     tf.tidy(() => {
       const alpha = tf.div(
         tf.mul(this.learningRate, tf.sqrt(tf.sub(1, st.accBeta2))),
         tf.sub(1, st.accBeta1),
       );
-      names.forEach((name, i) => {
-        const value = tf.engine().registeredVariables[name];
-        st.accumulatedFirstMoment[i] ??= {
-          originalName: `${name}/m`,
-          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-        };
-        st.accumulatedSecondMoment[i] ??= {
-          originalName: `${name}/v`,
-          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-        };
-        const g = Array.isArray(variableGradients)
-          ? variableGradients[i].tensor
-          : variableGradients[name];
-        if (g == null) return;
-        const m = st.accumulatedFirstMoment[i].variable, v = st.accumulatedSecondMoment[i].variable;
+      forEachWeight(st, variableGradients, (value, g, m, v) => {
         m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
         v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
         value.assign(tf.sub(value, tf.div(tf.mul(alpha, m), tf.add(tf.sqrt(v), this.epsilon))));
@@ -136,6 +103,36 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
     });
     this.incrementIterations();
   }
+}
+
+/**
+ * Calls `fn` for each weight with a gradient, with its moment slots — created (zeros, named as
+ * tfjs names them) on first use, in the order tfjs's AdamOptimizer keeps them.
+ */
+function forEachWeight(
+  st: AdamState,
+  variableGradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0],
+  fn: (value: tf.Variable, grad: tf.Tensor, m: tf.Variable, v: tf.Variable) => void,
+): void {
+  const names = Array.isArray(variableGradients)
+    ? variableGradients.map((v) => v.name)
+    : Object.keys(variableGradients);
+  names.forEach((name, i) => {
+    const value = tf.engine().registeredVariables[name];
+    st.accumulatedFirstMoment[i] ??= {
+      originalName: `${name}/m`,
+      variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+    };
+    st.accumulatedSecondMoment[i] ??= {
+      originalName: `${name}/v`,
+      variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+    };
+    const grad = Array.isArray(variableGradients)
+      ? variableGradients[i].tensor
+      : variableGradients[name];
+    if (grad == null) return;
+    fn(value, grad, st.accumulatedFirstMoment[i].variable, st.accumulatedSecondMoment[i].variable);
+  });
 }
 
 /**
