@@ -27,6 +27,7 @@ import type { Profile } from "./profile.ts";
 import type { ProbeData } from "./diagnostics.ts";
 import type { RunKeyParts } from "./run_key.ts";
 import {
+  argmaxAt,
   type Divergence,
   type EpochLogs,
   type Evaluation,
@@ -449,13 +450,10 @@ export async function loadRun(dir: string): Promise<RunRecord> {
       { length: labels.length * 10 },
       (_, i) => view.getFloat32(i * 4, true),
     );
-    const predicted = Uint8Array.from({ length: labels.length }, (_, i) => {
-      let best = 0;
-      for (let c = 1; c < 10; c++) {
-        if (probabilities[i * 10 + c] > probabilities[i * 10 + best]) best = c;
-      }
-      return best;
-    });
+    const predicted = Uint8Array.from(
+      { length: labels.length },
+      (_, i) => argmaxAt(probabilities, i * 10, 10),
+    );
     const evaluation: Evaluation = {
       loss: metrics.testLoss ?? NaN,
       accuracy: metrics.testAccuracy,

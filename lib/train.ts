@@ -485,7 +485,7 @@ export interface Evaluation {
 }
 
 /** Index of the largest of `classes` values starting at `offset` (the first on ties). */
-function argmaxAt(values: Float32Array, offset: number, classes: number): number {
+export function argmaxAt(values: Float32Array, offset: number, classes: number): number {
   let best = 0;
   for (let c = 1; c < classes; c++) {
     if (values[offset + c] > values[offset + best]) best = c;
