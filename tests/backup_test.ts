@@ -3,21 +3,11 @@ import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { BackupError, backupPath, readBackup, removeBackup } from "../lib/backup.ts";
 import { compileStudy, glorot } from "../lib/models/common.ts";
-import type { MnistSplit } from "../lib/mnist.ts";
-import { GRAY32, rng } from "../lib/preprocess.ts";
+import { GRAY32 } from "../lib/preprocess.ts";
 import { fit, type FitOptions } from "../lib/train.ts";
+import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");
-
-function fakeSplit(count: number, seed: number): MnistSplit {
-  const random = rng(seed);
-  const images = Uint8Array.from(
-    { length: count * 28 * 28 },
-    () => (random() < 0.2 ? Math.floor(random() * 256) : 0),
-  );
-  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 7) % 10);
-  return { images, labels, count, rows: 28, cols: 28 };
-}
 
 /** A tiny CNN with dropout (so the dropout masks' random state matters) on 32×32×1. */
 function tinyModel(): tf.LayersModel {
@@ -38,7 +28,7 @@ function tinyModel(): tf.LayersModel {
   return compileStudy(model);
 }
 
-const train = fakeSplit(60, 1), test = fakeSplit(20, 2);
+const train = fakeSplit(60, 1, (i) => (i * 7) % 10), test = fakeSplit(20, 2, (i) => (i * 7) % 10);
 
 /** A stand-in for the probe: state that must carry across a resume. */
 class Counter {

@@ -15,9 +15,9 @@ import {
   weightNorms,
 } from "../lib/diagnostics.ts";
 import { compileStudy } from "../lib/models/common.ts";
-import type { MnistSplit } from "../lib/mnist.ts";
-import { GRAY32, rng } from "../lib/preprocess.ts";
+import { GRAY32 } from "../lib/preprocess.ts";
 import { fit, historyFrame } from "../lib/train.ts";
+import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");
 
@@ -66,18 +66,6 @@ Deno.test("dominantPrediction and the prediction-share chart", async () => {
   const chart = await predictionShareChart(predicted, Uint8Array.of(1, 2, 3, 7), "shares");
   assert.equal((chart.svg.match(/aria-roledescription="bar"/g) ?? []).length, 20);
 });
-
-function fakeSplit(count: number, seed: number): MnistSplit {
-  const random = rng(seed);
-  const images = Uint8Array.from({ length: count * 784 }, () => Math.floor(random() * 256));
-  return {
-    images,
-    labels: Uint8Array.from({ length: count }, (_, i) => i % 10),
-    count,
-    rows: 28,
-    cols: 28,
-  };
-}
 
 /** Two convolutions → pool ("the_pool") → two ReLU Dense layers of 7 and 5 units → softmax. */
 function probedModel(): tf.LayersModel {

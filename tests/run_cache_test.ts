@@ -1,25 +1,14 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import type { MnistSplit } from "../lib/mnist.ts";
 import { PROFILES } from "../lib/profile.ts";
-import { rng } from "../lib/preprocess.ts";
 import { compileStudy } from "../lib/models/common.ts";
 import { evaluateSource, fitSource } from "../lib/train.ts";
 import { cachedRun, estimateSeconds, formatDuration, retrainRequested } from "../lib/run_cache.ts";
 import { canonicalJson, runKey } from "../lib/run_key.ts";
 import { studyKeyParts, type StudyRunOptions } from "../lib/study_run.ts";
+import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");
-
-function fakeSplit(count: number, seed: number): MnistSplit {
-  const random = rng(seed);
-  const images = Uint8Array.from(
-    { length: count * 28 * 28 },
-    () => (random() < 0.2 ? Math.floor(random() * 256) : 0),
-  );
-  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
-  return { images, labels, count, rows: 28, cols: 28 };
-}
 
 const CPU = { name: "cpu", device: "pure JavaScript", why: "test", precision: "float32" };
 const base: StudyRunOptions = {

@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { compileStudy, glorot } from "../lib/models/common.ts";
-import type { MnistSplit } from "../lib/mnist.ts";
 import { PROFILES } from "../lib/profile.ts";
-import { GRAY32, makeBatch, range, rng } from "../lib/preprocess.ts";
+import { GRAY32, makeBatch, range } from "../lib/preprocess.ts";
 import { evaluate, fit } from "../lib/train.ts";
 import {
   findRun,
@@ -18,6 +17,7 @@ import {
   saveRun,
 } from "../lib/runs.ts";
 import { kerasAdam, type RunKeyParts } from "../lib/run_key.ts";
+import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");
 
@@ -40,17 +40,6 @@ const KEY_PARTS: RunKeyParts = {
   backend: "cpu",
   precision: "float32",
 };
-
-/** Random "digits" from a seeded PRNG: real MNIST is not needed to test the plumbing. */
-function fakeSplit(count: number, seed: number): MnistSplit {
-  const random = rng(seed);
-  const images = Uint8Array.from(
-    { length: count * 28 * 28 },
-    () => (random() < 0.2 ? Math.floor(random() * 256) : 0),
-  );
-  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
-  return { images, labels, count, rows: 28, cols: 28 };
-}
 
 /** A tiny CNN (conv → pool → dropout → dense) on the study's 32×32×1 input: fast on pure-JS cpu. */
 function tinyModel(seed: number): tf.LayersModel {
