@@ -15,8 +15,8 @@ import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
 import {
   findRun,
   loadRun,
-  loadRuns,
   recordRoots,
+  recordSummaries,
   type RunRecord,
   runsRoot,
   saveRun,
@@ -101,7 +101,7 @@ export async function measuredThroughput(
   parts: RunKeyParts,
   roots = recordRoots(),
 ): Promise<number | null> {
-  const same = (await loadRuns(roots).catch(() => [])).filter((r) => {
+  const same = (await recordSummaries(roots).catch(() => [])).filter((r) => {
     const k = r.config.keyParts;
     return k.model.builder === parts.model.builder &&
       JSON.stringify(k.model.options) === JSON.stringify(parts.model.options) &&

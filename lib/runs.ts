@@ -499,6 +499,28 @@ export async function findRun(key: string, roots = recordRoots()): Promise<RunRe
   return best ? await loadRun(best.dir) : null;
 }
 
+/**
+ * Every readable record's config and metrics under `roots`, oldest first — what a scan over
+ * many records needs (throughput, keys) without reading their histories and predictions.
+ */
+export async function recordSummaries(
+  roots = recordRoots(),
+): Promise<{ config: RunConfig; metrics: RunMetrics }[]> {
+  const out: { config: RunConfig; metrics: RunMetrics }[] = [];
+  for (const root of roots) {
+    for (const name of await runFolders(root)) {
+      const config = await readConfig(join(root, name));
+      if (!config) continue;
+      try {
+        out.push({ config, metrics: await readJson<RunMetrics>(join(root, name, "metrics.json")) });
+      } catch {
+        // unreadable metrics: loadRuns names such a record; a scan just skips it
+      }
+    }
+  }
+  return out.sort((a, b) => a.config.createdAt.localeCompare(b.config.createdAt));
+}
+
 /** Names of the record folders directly under `root` (none when it does not exist). */
 async function runFolders(root: string): Promise<string[]> {
   const dirs: string[] = [];
