@@ -217,7 +217,7 @@ export function planLines(plan: PlannedRun[]): string[] {
     const parts = [
       cached ? `${cached} cached` : "",
       ...resume.map((p) =>
-        `${p.name} resumes from epoch ${p.resumeFrom}/${p.parts.training.epochs}`
+        `${p.name} resumes after epoch ${p.resumeFrom}/${p.parts.training.epochs}`
       ),
       fresh ? `${fresh} to train` : "",
     ].filter(Boolean);

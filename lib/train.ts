@@ -332,7 +332,7 @@ async function fitLoop(
       opts.stateful?.forEach((c, i) => c.restoreState(s.stateful[i]));
       start = backup.header.epoch;
       await progress.note(
-        `resuming ${opts.backup.describe} from epoch ${start}/${opts.epochs} — backup of ${
+        `resuming ${opts.backup.describe} after epoch ${start}/${opts.epochs} — backup of ${
           backup.header.savedAt.slice(0, 19).replace("T", " ")
         } UTC`,
       );

@@ -97,7 +97,7 @@ Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on
       ...options(path, counter2),
       progress: { batch() {}, epoch() {}, note: (t) => void lines.push(t) },
     });
-    assert.match(lines[0], /^resuming tiny \(test, seed 9\) from epoch 2\/4 — backup of /);
+    assert.match(lines[0], /^resuming tiny \(test, seed 9\) after epoch 2\/4 — backup of /);
     assert.equal(resumed.resumedFrom, 2);
     assert.deepEqual(
       resumed.history.toRecords().map((r) => [r.loss, r.accuracy, r.val_loss]),

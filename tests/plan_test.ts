@@ -85,6 +85,6 @@ Deno.test("planLines: cached, resuming and fresh runs per notebook", () => {
     run({}),
   ]);
   assert.deepEqual(lines, [
-    "04_vgg16_scratch: 3 runs, 1 cached, vgg16_scratch (relu convs) resumes from epoch 3/10, 1 to train — about 17 min",
+    "04_vgg16_scratch: 3 runs, 1 cached, vgg16_scratch (relu convs) resumes after epoch 3/10, 1 to train — about 17 min",
   ]);
 });

@@ -78,7 +78,7 @@ Deno.test({
       const resumed = await runToEnd(killed);
       assert.match(
         resumed,
-        /^resuming baseline_cnn \(quick, seed 3\) from epoch 1\/3 — backup of /m,
+        /^resuming baseline_cnn \(quick, seed 3\) after epoch 1\/3 — backup of /m,
       );
       assert.doesNotMatch(resumed, /^epoch 1\/3 /m, "epoch 1 is not trained again");
       await runToEnd(clean);

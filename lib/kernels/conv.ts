@@ -50,8 +50,9 @@ export function nativeBf16(): boolean {
 }
 
 /**
- * mixed_bfloat16 for the convolutions (oneDNN bf16 primitives, float32 accumulation and
- * float32 outputs and gradients). Returns whether it is on: it needs oneDNN and a CPU with
+ * mixed_bfloat16 for the convolutions (oneDNN bf16 primitives on blocked layouts, float32
+ * accumulation; outputs and gradients rounded to bf16 as Keras's policy does, handed back as
+ * float32). Returns whether it is on: it needs oneDNN and a CPU with
  * native bf16; small-output convolutions then stay on oneDNN too (the GEMM is float32).
  */
 export function setConvBf16(on: boolean): boolean {

@@ -12,7 +12,8 @@ import { alloc } from "./pool_alloc.ts";
 
 const F32 = 3, BF16 = 2, FORMAT_ANY = 1, CPU = 1;
 const FWD_TRAINING = 64, CONV_DIRECT = 1;
-const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_WORKSPACE = 135;
+const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_DST = 133;
+const Q_DIFF_DST = 134, Q_WORKSPACE = 135;
 const POOL_MAX = 511, ARG_WORKSPACE = 64;
 const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
 const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
@@ -186,6 +187,7 @@ export class Dnnl {
   private engine: Ptr;
   private stream: Ptr;
   private cache = new Map<string, ConvPrims>();
+  private bf16Cache = new Map<string, Bf16ConvPrims>();
 
   constructor(private lib: Lib) {
     const v = new Deno.UnsafePointerView(lib.dnnl_version()!);
@@ -247,14 +249,13 @@ export class Dnnl {
   }
 
   /**
-   * Convolutions in bfloat16 with float32 accumulation (mixed_bfloat16): the forward and the
-   * input gradient read x, weights and dy rounded to bf16 (oneDNN reorders) and write float32;
-   * the weight gradient stays float32 (see bwdWeights). Set by `setConvBf16`.
+   * Convolutions in bfloat16 with float32 accumulation (mixed_bfloat16), on oneDNN's blocked
+   * layouts (see Bf16ConvPrims). Set by `setConvBf16`.
    */
   bf16 = false;
 
   private prims(g: DnnlGeom, bias: boolean): ConvPrims {
-    const key = JSON.stringify([g, bias, this.bf16]);
+    const key = JSON.stringify([g, bias]);
     let c = this.cache.get(key);
     if (!c) {
       c = new ConvPrims(
@@ -264,21 +265,40 @@ export class Dnnl {
         this.engine,
         (pd, ids, mds) => this.primitive(pd, ids, mds),
         (a, b) => this.reorder(a, b),
-        this.bf16,
       );
       this.cache.set(key, c);
     }
     return c;
   }
 
+  private bf16Prims(g: DnnlGeom, bias: boolean): Bf16ConvPrims {
+    const key = JSON.stringify([g, bias]);
+    let c = this.bf16Cache.get(key);
+    if (!c) {
+      c = new Bf16ConvPrims(
+        this.lib,
+        g,
+        bias,
+        this.engine,
+        (pd, ids, mds) => this.primitive(pd, ids, mds),
+        (a, b) => this.reorder(a, b),
+      );
+      this.bf16Cache.set(key, c);
+    }
+    return c;
+  }
+
   /** y = conv(x, w) (+ bias), NHWC/HWIO; returns the new output array. */
   forward(g: DnnlGeom, x: Float32Array, w: Float32Array, bias: Float32Array | null): Float32Array {
-    const c = this.prims(g, bias !== null);
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const run: Run = (p, a) => this.run(p, a);
+    if (this.bf16) {
+      this.bf16Prims(g, bias !== null).forward(run, x, w, bias, y);
+      return y;
+    }
+    const c = this.prims(g, bias !== null);
     const wk = c.fwdWeights(w, run);
-    const xs = c.srcIn(x, run);
-    this.run(c.fwd, bias ? [xs, wk, stable(bias, 1), y] : [xs, wk, y]);
+    this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
     return y;
   }
 
@@ -316,18 +336,26 @@ export class Dnnl {
 
   /** dx for dy, NHWC. */
   backwardData(g: DnnlGeom, dy: Float32Array, w: Float32Array): Float32Array {
-    const c = this.prims(g, false);
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
     const run: Run = (p, a) => this.run(p, a);
+    if (this.bf16) {
+      this.bf16Prims(g, false).backwardData(run, dy, w, dx);
+      return dx;
+    }
+    const c = this.prims(g, false);
     const wk = c.bwdDataWeights(w, run);
-    this.run(c.bwdData(), [dx, wk, c.dstIn(dy, run)]);
+    this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
     return dx;
   }
 
   /** dW (HWIO) for x and dy. */
   backwardWeights(g: DnnlGeom, x: Float32Array, dy: Float32Array): Float32Array {
-    const c = this.prims(g, false);
     const dw = alloc(g.fh * g.fw * g.inC * g.outC);
+    if (this.bf16) {
+      this.bf16Prims(g, false).backwardWeights((p, a) => this.run(p, a), x, dy, dw);
+      return dw;
+    }
+    const c = this.prims(g, false);
     const b = c.bwdWeights();
     const tmp = c.diffWeightsTmp();
     this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, 4)]);
@@ -351,12 +379,6 @@ type Run = (p: Prim, arrays: (Float32Array | null)[]) => void;
 class ConvPrims {
   private srcMd: Uint8Array;
   private dstMd: Uint8Array;
-  /** What the primitives read x and dy as: the user's float32 NHWC, or bf16 NHWC. */
-  private srcQ: Uint8Array;
-  private dstQ: Uint8Array;
-  private toSrcQ?: { prim: Prim; buf: Float32Array };
-  private toDstQ?: { prim: Prim; buf: Float32Array };
-  private anyWDims: number[];
   private userW: Uint8Array;
   private anyW: Uint8Array;
   private biasMd: Uint8Array | null;
@@ -376,33 +398,21 @@ class ConvPrims {
     private engine: Ptr,
     private make: MakePrim,
     private reorder: (a: Ptr, b: Ptr) => Prim,
-    private bf16 = false,
   ) {
-    const { batch: N, inH, inW, inC, outH, outW, outC, fh, fw } = g;
-    const srcDims = [N, inC, inH, inW], srcStrides = [inH * inW * inC, 1, inW * inC, inC];
-    const dstDims = [N, outC, outH, outW], dstStrides = [outH * outW * outC, 1, outW * outC, outC];
-    this.srcMd = md(lib, srcDims, srcStrides);
-    this.dstMd = md(lib, dstDims, dstStrides);
-    this.srcQ = bf16 ? md(lib, srcDims, srcStrides, BF16) : this.srcMd;
-    this.dstQ = bf16 ? md(lib, dstDims, dstStrides, BF16) : this.dstMd;
-    this.userW = md(lib, [outC, inC, fh, fw], [1, outC, fw * inC * outC, inC * outC]);
-    this.anyWDims = [outC, inC, fh, fw];
-    this.anyW = md(lib, this.anyWDims, null, bf16 ? BF16 : F32);
-    this.biasMd = bias ? md(lib, [outC], [1]) : null;
-    this.strides = dims(g.sh, g.sw);
-    this.padL = dims(g.padTop, g.padLeft);
-    // oneDNN wants the bottom/right padding that makes the output size come out exactly
-    this.padR = dims(
-      (outH - 1) * g.sh + fh - inH - g.padTop,
-      (outW - 1) * g.sw + fw - inW - g.padLeft,
-    );
+    const u = userMds(lib, g, bias);
+    this.srcMd = u.src;
+    this.dstMd = u.dst;
+    this.userW = u.w;
+    this.biasMd = u.bias;
+    this.anyW = md(lib, [g.outC, g.inC, g.fh, g.fw], null);
+    [this.strides, this.padL, this.padR] = convParams(g);
     const op = new Uint8Array(offHeap(OP_BYTES));
     check(
       lib.dnnl_convolution_forward_desc_init(
         op,
         FWD_TRAINING,
         CONV_DIRECT,
-        this.srcQ,
+        this.srcMd,
         this.anyW,
         this.biasMd ?? new Uint8Array(offHeap(MD_BYTES)),
         this.dstMd,
@@ -416,36 +426,14 @@ class ConvPrims {
     const wMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WEIGHTS, 0);
     const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
     const mds = bias
-      ? [this.p(this.srcQ), wMd, this.p(this.biasMd!), this.p(this.dstMd)]
-      : [this.p(this.srcQ), wMd, this.p(this.dstMd)];
+      ? [this.p(this.srcMd), wMd, this.p(this.biasMd!), this.p(this.dstMd)]
+      : [this.p(this.srcMd), wMd, this.p(this.dstMd)];
     this.fwd = make(this.fwdPd, ids, mds);
     this.fwdW = this.weightsIn(wMd);
   }
 
   private p(m: Uint8Array): Ptr {
     return Deno.UnsafePointer.of(m);
-  }
-
-  /** A float32 → bf16 reorder between two NHWC descriptors and its output buffer. */
-  private quantizer(from: Uint8Array, to: Uint8Array): { prim: Prim; buf: Float32Array } {
-    const bytes = Number(this.lib.dnnl_memory_desc_get_size(this.p(to)));
-    return { prim: this.reorder(this.p(from), this.p(to)), buf: f32(Math.ceil(bytes / 4)) };
-  }
-
-  /** x as the primitives read it (bf16: converted into a kept buffer). */
-  srcIn(x: Float32Array, run: Run): Float32Array {
-    if (!this.bf16) return stable(x);
-    this.toSrcQ ??= this.quantizer(this.srcMd, this.srcQ);
-    run(this.toSrcQ.prim, [stable(x), this.toSrcQ.buf]);
-    return this.toSrcQ.buf;
-  }
-
-  /** dy as the backward primitives read it. */
-  dstIn(dy: Float32Array, run: Run): Float32Array {
-    if (!this.bf16) return stable(dy, 4);
-    this.toDstQ ??= this.quantizer(this.dstMd, this.dstQ);
-    run(this.toDstQ.prim, [stable(dy, 4), this.toDstQ.buf]);
-    return this.toDstQ.buf;
   }
 
   private pd(op: Uint8Array, hint: Ptr): Ptr {
@@ -489,7 +477,7 @@ class ConvPrims {
           CONV_DIRECT,
           this.srcMd,
           this.anyW,
-          this.dstQ,
+          this.dstMd,
           this.strides,
           this.padL,
           this.padR,
@@ -505,7 +493,7 @@ class ConvPrims {
       const prim = this.make(pd, [ARG_DIFF_SRC, ARG_WEIGHTS, ARG_DIFF_DST], [
         this.p(this.srcMd),
         wMd,
-        this.p(this.dstQ),
+        this.p(this.dstMd),
       ]);
       this.bd = { prim, ...this.weightsIn(wMd) };
     }
@@ -527,10 +515,8 @@ class ConvPrims {
         this.lib.dnnl_convolution_backward_weights_desc_init(
           op,
           CONV_DIRECT,
-          // float32 even under mixed_bfloat16: oneDNN 2.6's bf16 weight gradient on NHWC
-          // (jit_bf16) measured 8× slower than its float32 one on a Zen 5 EPYC
           this.srcMd,
-          this.bf16 ? md(this.lib, this.anyWDims, null) : this.anyW,
+          this.anyW,
           new Uint8Array(offHeap(MD_BYTES)),
           this.dstMd,
           this.strides,
@@ -562,6 +548,210 @@ class ConvPrims {
 
   diffWeightsTmp(): Float32Array | null {
     return this.bwdWeights() && this.bw!.tmp;
+  }
+}
+
+/** The caller's float32 descriptors: NHWC x and y, HWIO weights, bias. */
+interface UserMds {
+  src: Uint8Array;
+  dst: Uint8Array;
+  w: Uint8Array;
+  bias: Uint8Array | null;
+}
+
+function userMds(lib: Lib, g: DnnlGeom, bias: boolean): UserMds {
+  const { batch: N, inH, inW, inC, outH, outW, outC, fh, fw } = g;
+  return {
+    src: md(lib, [N, inC, inH, inW], [inH * inW * inC, 1, inW * inC, inC]),
+    dst: md(lib, [N, outC, outH, outW], [outH * outW * outC, 1, outW * outC, outC]),
+    w: md(lib, [outC, inC, fh, fw], [1, outC, fw * inC * outC, inC * outC]),
+    bias: bias ? md(lib, [outC], [1]) : null,
+  };
+}
+
+/** Strides, top/left padding and bottom/right padding of one geometry. */
+function convParams(g: DnnlGeom): [BigInt64Array, BigInt64Array, BigInt64Array] {
+  return [
+    dims(g.sh, g.sw),
+    dims(g.padTop, g.padLeft),
+    // oneDNN wants the bottom/right padding that makes the output size come out exactly
+    dims(
+      (g.outH - 1) * g.sh + g.fh - g.inH - g.padTop,
+      (g.outW - 1) * g.sw + g.fw - g.inW - g.padLeft,
+    ),
+  ];
+}
+
+/** A reorder between the caller's layout and a primitive's, with the primitive-side buffer. */
+interface Stage {
+  prim: Prim;
+  buf: Float32Array;
+}
+
+/**
+ * One convolution geometry under mixed_bfloat16, run as PyTorch's autocast runs it on the same
+ * oneDNN: x, weights and dy rounded to bf16 in the layouts oneDNN picks for them (blocked,
+ * e.g. nChw16c), float32 accumulation, y and dx written in bf16 and handed back as float32
+ * NHWC, the weight gradient written in float32. Reorders do the rounding and the relayout in
+ * one pass. On plain NHWC bf16 data oneDNN 2.6 picks slower kernels: its weight gradient
+ * measured 8× slower than float32's on a Zen 5 EPYC, hence the blocked layouts.
+ */
+class Bf16ConvPrims {
+  private u: UserMds;
+  private params: [BigInt64Array, BigInt64Array, BigInt64Array];
+  private fwdPd: Ptr;
+  private fwd: { prim: Prim; x: Stage; w: Stage; y: Stage };
+  private bd?: { prim: Prim; dy: Stage; w: Stage; dx: Stage };
+  private bw?: { prim: Prim; x: Stage; dy: Stage; dw: Stage };
+
+  constructor(
+    private lib: Lib,
+    private g: DnnlGeom,
+    bias: boolean,
+    private engine: Ptr,
+    private make: MakePrim,
+    private reorder: (a: Ptr, b: Ptr) => Prim,
+  ) {
+    this.u = userMds(lib, g, bias);
+    this.params = convParams(g);
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    check(
+      lib.dnnl_convolution_forward_desc_init(
+        op,
+        FWD_TRAINING,
+        CONV_DIRECT,
+        this.any(this.srcDims()),
+        this.any(this.wDims()),
+        this.u.bias ?? new Uint8Array(offHeap(MD_BYTES)),
+        this.any(this.dstDims()),
+        ...this.params,
+      ),
+      "bf16 conv fwd desc",
+    );
+    this.fwdPd = this.pd(op, null);
+    const q = (what: number) => lib.dnnl_primitive_desc_query_md(this.fwdPd, what, 0);
+    const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
+    const mds = [q(Q_SRC), q(Q_WEIGHTS), ...(bias ? [this.p(this.u.bias!)] : []), q(Q_DST)];
+    this.fwd = {
+      prim: make(this.fwdPd, ids, mds),
+      x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
+      w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
+      y: this.stage(q(Q_DST), this.p(this.u.dst), q(Q_DST)),
+    };
+  }
+
+  private srcDims() {
+    return [this.g.batch, this.g.inC, this.g.inH, this.g.inW];
+  }
+  private dstDims() {
+    return [this.g.batch, this.g.outC, this.g.outH, this.g.outW];
+  }
+  private wDims() {
+    return [this.g.outC, this.g.inC, this.g.fh, this.g.fw];
+  }
+  private any(d: number[], type = BF16): Uint8Array {
+    return md(this.lib, d, null, type);
+  }
+  private p(m: Uint8Array): Ptr {
+    return Deno.UnsafePointer.of(m);
+  }
+
+  private pd(op: Uint8Array, hint: Ptr): Ptr {
+    const out = ptrOut();
+    check(
+      this.lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, null, this.engine, hint),
+      "bf16 conv pd",
+    );
+    return ptrOf(out);
+  }
+
+  /** A reorder from → to, and a buffer the size of `bufMd` (the primitive's side). */
+  private stage(from: Ptr, to: Ptr, bufMd: Ptr): Stage {
+    const bytes = Number(this.lib.dnnl_memory_desc_get_size(bufMd));
+    return { prim: this.reorder(from, to), buf: f32(Math.ceil(bytes / 4)) };
+  }
+
+  /** The caller's array `a` in the primitive's layout (the stage's buffer). */
+  private static into(s: Stage, a: Float32Array, run: Run, slot: number): Float32Array {
+    run(s.prim, [stable(a, slot), s.buf]);
+    return s.buf;
+  }
+
+  forward(run: Run, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array) {
+    const f = this.fwd;
+    const xs = Bf16ConvPrims.into(f.x, x, run, 0);
+    const ws = Bf16ConvPrims.into(f.w, w, run, 3);
+    run(f.prim, bias ? [xs, ws, stable(bias, 1), f.y.buf] : [xs, ws, f.y.buf]);
+    run(f.y.prim, [f.y.buf, y]);
+  }
+
+  backwardData(run: Run, dy: Float32Array, w: Float32Array, dx: Float32Array) {
+    if (!this.bd) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      check(
+        this.lib.dnnl_convolution_backward_data_desc_init(
+          op,
+          CONV_DIRECT,
+          this.any(this.srcDims()),
+          this.any(this.wDims()),
+          this.any(this.dstDims()),
+          ...this.params,
+        ),
+        "bf16 conv bwd data desc",
+      );
+      const pd = this.pd(op, this.fwdPd);
+      const q = (what: number) => this.lib.dnnl_primitive_desc_query_md(pd, what, 0);
+      this.bd = {
+        prim: this.make(pd, [ARG_DIFF_SRC, ARG_WEIGHTS, ARG_DIFF_DST], [
+          q(Q_DIFF_SRC),
+          q(Q_WEIGHTS),
+          q(Q_DIFF_DST),
+        ]),
+        dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
+        w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
+        dx: this.stage(q(Q_DIFF_SRC), this.p(this.u.src), q(Q_DIFF_SRC)),
+      };
+    }
+    const b = this.bd;
+    const dys = Bf16ConvPrims.into(b.dy, dy, run, 4);
+    const ws = Bf16ConvPrims.into(b.w, w, run, 3);
+    run(b.prim, [b.dx.buf, ws, dys]);
+    run(b.dx.prim, [b.dx.buf, dx]);
+  }
+
+  backwardWeights(run: Run, x: Float32Array, dy: Float32Array, dw: Float32Array) {
+    if (!this.bw) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      check(
+        this.lib.dnnl_convolution_backward_weights_desc_init(
+          op,
+          CONV_DIRECT,
+          this.any(this.srcDims()),
+          this.any(this.wDims()),
+          new Uint8Array(offHeap(MD_BYTES)),
+          this.any(this.dstDims()),
+          ...this.params,
+        ),
+        "bf16 conv bwd weights desc",
+      );
+      const pd = this.pd(op, this.fwdPd);
+      const q = (what: number) => this.lib.dnnl_primitive_desc_query_md(pd, what, 0);
+      this.bw = {
+        prim: this.make(pd, [ARG_SRC, ARG_DIFF_WEIGHTS, ARG_DIFF_DST], [
+          q(Q_SRC),
+          q(Q_DIFF_WEIGHTS),
+          q(Q_DIFF_DST),
+        ]),
+        x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
+        dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
+        dw: this.stage(q(Q_DIFF_WEIGHTS), this.p(this.u.w), q(Q_DIFF_WEIGHTS)),
+      };
+    }
+    const b = this.bw;
+    const xs = Bf16ConvPrims.into(b.x, x, run, 0);
+    const dys = Bf16ConvPrims.into(b.dy, dy, run, 4);
+    run(b.prim, [xs, b.dw.buf, dys]);
+    run(b.dw.prim, [b.dw.buf, dw]);
   }
 }
 
