@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { REPO_ROOT } from "./env.ts";
+import { inferenceGraph } from "./inference.ts";
 
 /** Input preprocessing: Keras's "caffe" (VGG16), "tf" (ResNetV2), or "study" (none: x in [0, 1]). */
 export type PreprocessMode = "caffe" | "tf" | "study";
@@ -251,23 +252,29 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
 
   const per = shape.slice(1).reduce((a, b) => a * b, 1);
   const features = new Float32Array(count * per);
-  for (let start = 0; start < count; start += batchSize) {
-    const end = Math.min(count, start + batchSize);
-    const x = await opts.makeBatch(start, end);
-    try {
-      if (x.shape[0] !== end - start) {
-        throw new Error(`makeBatch(${start}, ${end}) returned ${x.shape[0]} samples`);
-      }
-      const y = base.predict(x, { batchSize: end - start }) as tf.Tensor;
+  // the base's inference pass with BatchNorm, ReLU and padding folded (lib/inference.ts)
+  const graph = inferenceGraph(base);
+  try {
+    for (let start = 0; start < count; start += batchSize) {
+      const end = Math.min(count, start + batchSize);
+      const x = await opts.makeBatch(start, end);
       try {
-        features.set(await y.data() as Float32Array, start * per);
+        if (x.shape[0] !== end - start) {
+          throw new Error(`makeBatch(${start}, ${end}) returned ${x.shape[0]} samples`);
+        }
+        const y = graph.run(x);
+        try {
+          features.set(await y.data() as Float32Array, start * per);
+        } finally {
+          y.dispose();
+        }
       } finally {
-        y.dispose();
+        x.dispose();
       }
-    } finally {
-      x.dispose();
+      opts.onBatch?.(end, count);
     }
-    opts.onBatch?.(end, count);
+  } finally {
+    graph.dispose();
   }
   await writeCache(
     path,

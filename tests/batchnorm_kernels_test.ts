@@ -256,3 +256,30 @@ Deno.test("a small ResNetV2 base (BN, padding, 1×1 and small-map convolutions) 
   const err = maxRelDiff(got, ref);
   assert.ok(err < 1e-4, `max relative error ${err}`);
 });
+
+Deno.test("FusedDepthwiseConv2D 1×1 (a folded inference BatchNorm) matches cpu; other depthwise convolutions run tfjs's kernel", async () => {
+  clearFallbacks();
+  const x = rand(2 * 3 * 4 * 5, 80, -2, 2);
+  x[8] = -0;
+  const inputs = (fh: number, bias: boolean) => ({
+    x: { shape: [2, 3, 4, 5], values: x },
+    filter: { shape: [fh, fh, 5, 1], values: rand(fh * fh * 5, 81, -1.5, 1.5) },
+    ...(bias ? { bias: { shape: [5], values: rand(5, 82) } } : {}),
+  });
+  const attrs = (activation: string) => ({
+    strides: [1, 1],
+    pad: "same",
+    dataFormat: "NHWC",
+    dilations: [1, 1],
+    activation,
+    leakyreluAlpha: 0.1,
+  });
+  for (const act of ["relu", "linear", "leakyrelu"]) {
+    for (const bias of [true, false]) {
+      await check("FusedDepthwiseConv2D", inputs(1, bias), attrs(act), 1e-6);
+    }
+  }
+  assert.deepEqual(fallbackCounts, {});
+  await check("FusedDepthwiseConv2D", inputs(3, true), attrs("relu"), 1e-5);
+  assert.deepEqual(fallbackCounts, { FusedDepthwiseConv2D: 1 });
+});

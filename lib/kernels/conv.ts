@@ -8,6 +8,7 @@ import { biasActivation, epilogueSupported, type FusedActivation } from "./activ
 import { getGemm } from "./gemm.ts";
 import { alloc } from "./pool_alloc.ts";
 import { type Dnnl, dnnlFailure, type DnnlGeom, loadDnnl } from "./dnnl.ts";
+import { smallMapConv, smallMapForward } from "./conv_small.ts";
 import {
   allF32,
   f32,
@@ -216,6 +217,7 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
  */
 function forwardDnnl(g: Geom): Dnnl | null {
   const d = convDnnl();
+  if (d !== null && !d.bf16 && smallMapConv(g)) return null;
   if (d === null || d.bf16 || !gemmHasAvx512()) return d;
   return isPointwise(g) || g.outH * g.outW <= 4 ? null : d;
 }
@@ -237,6 +239,7 @@ function convForward(
   if (d) return d.forward(g, x, w, bias);
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
+  if (smallMapConv(g)) return smallMapForward(x, w, g, gemm);
   const y = alloc(g.batch * rows * F); // every element is written by the GEMMs
   if (isPointwise(g)) {
     gemm(false, false, g.batch * rows, F, K, 1, x, K, w, F, 0, y, F);
