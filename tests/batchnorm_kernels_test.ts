@@ -76,6 +76,11 @@ Deno.test("Mean and Sum over contiguous axes match cpu; other axes run tfjs's ke
       for (const keepDims of [false, true]) await check(name, { x }, { axis, keepDims }, 1e-5);
     }
   }
+  // a bias gradient's size (≥ 65,536 elements, outer = 1): the native BLAS's column sums
+  const big = { shape: [20, 16, 16, 24], values: rand(20 * 16 * 16 * 24, 2, -1, 1.5) };
+  for (const name of ["Mean", "Sum"]) {
+    await check(name, { x: big }, { axis: [0, 1, 2], keepDims: false }, 1e-5);
+  }
   assert.deepEqual(fallbackCounts, {});
   await check("Mean", { x }, { axis: [0, 2], keepDims: false }, 1e-5);
   assert.equal(fallbackCounts.Mean, 1);

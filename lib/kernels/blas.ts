@@ -1,5 +1,6 @@
 /**
- * The one binding to a native BLAS: OpenBLAS's `cblas_sgemm` through Deno FFI.
+ * The one binding to a native BLAS: OpenBLAS's `cblas_sgemm` (and `cblas_sgemv` for column
+ * sums) through Deno FFI.
  *
  * Loaded lazily and at most once. Everything else in lib/kernels asks `loadBlas()` and falls
  * back to pure JS when it returns `null` (no library, no `--allow-ffi`, not Deno).
@@ -41,6 +42,24 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  cblas_sgemv: {
+    // order, trans, M, N, alpha, A, lda, x, incx, beta, y, incy
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
   openblas_get_config: { parameters: [], result: "pointer" },
   openblas_get_corename: { parameters: [], result: "pointer" },
   openblas_get_num_threads: { parameters: [], result: "i32" },
@@ -68,6 +87,12 @@ export interface Blas {
     c: Float32Array,
     ldc: number,
   ): void;
+  /**
+   * out[j] = Σ_i a[i·cols + j] for a row-major rows×cols `a` (a bias gradient: dy summed over
+   * N·H·W), as one multi-threaded sgemv against a vector of ones; absent where the library
+   * has none (oneDNN).
+   */
+  columnSums?(a: Float32Array, rows: number, cols: number, out: Float32Array): void;
   /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64, core SkylakeX, 2 threads". */
   describe: string;
   /** Library path that was opened. */
@@ -76,6 +101,8 @@ export interface Blas {
 
 let cached: Blas | null | undefined;
 let failure = "";
+/** The vector of ones `columnSums` multiplies by (grown, never shrunk). */
+let ones = new Float32Array(0);
 
 /** Why `loadBlas()` returned null (empty when it did not). */
 export function blasFailure(): string {
@@ -151,6 +178,11 @@ export function loadBlas(): Blas | null {
           c,
           ldc,
         );
+      },
+      columnSums(a, rows, cols, out) {
+        if (ones.length < rows) ones = new Float32Array(rows).fill(1);
+        // 101 = CblasRowMajor, 112 = Trans: out = aᵀ·1
+        s.cblas_sgemv(101, 112, rows, cols, 1, a, cols, ones, 1, 0, out, 1);
       },
     };
     return cached;
