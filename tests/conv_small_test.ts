@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { smallMapConv } from "../lib/kernels/conv_small.ts";
+import { geom } from "../lib/kernels/conv.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { randomFloats } from "./fixtures/keras_h5.ts";
 
@@ -54,21 +55,7 @@ Deno.test("convolutions on maps smaller than the kernel match tfjs cpu", async (
   for (const [x, filter, stride, pad] of cases) {
     // each case is one the cpu-fast kernel sends down the unrolled-kernel path
     const info = tf.backend_util.computeConv2DInfo(x, filter, stride, 1, pad);
-    const g = {
-      batch: info.batchSize,
-      inH: info.inHeight,
-      inW: info.inWidth,
-      inC: info.inChannels,
-      outH: info.outHeight,
-      outW: info.outWidth,
-      outC: info.outChannels,
-      fh: info.filterHeight,
-      fw: info.filterWidth,
-      sh: info.strideHeight,
-      sw: info.strideWidth,
-      padTop: info.padInfo.top,
-      padLeft: info.padInfo.left,
-    };
+    const g = geom(info)!;
     assert.equal(smallMapConv(g), true, `${x} ${filter}`);
     const ref = await conv("cpu", x, filter, stride, pad);
     const got = await conv(FAST_CPU, x, filter, stride, pad);

@@ -83,7 +83,8 @@ export function setConvChunkFloats(n: number): void {
   chunkFloats = Math.max(1, n | 0);
 }
 
-function geom(info: tf.backend_util.Conv2DInfo): Geom | null {
+/** The geometry oneDNN and the GEMM paths take, or null for NCHW or dilated convolutions. */
+export function geom(info: tf.backend_util.Conv2DInfo): Geom | null {
   if (info.dataFormat !== "channelsLast" || info.dilationHeight !== 1 || info.dilationWidth !== 1) {
     return null;
   }
