@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { inferenceGraph } from "../lib/inference.ts";
 import { buildResNetV2Base } from "../lib/models/resnet152v2.ts";
+import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { randomFloats } from "./fixtures/keras_h5.ts";
 
@@ -98,4 +99,17 @@ Deno.test("inferenceGraph: BatchNorm after a convolution's own ReLU is not folde
   const ref = await (model.predict(x) as tf.Tensor).data();
   const got = await graph.run(x).data();
   assert.ok(maxRelDiff(got, ref) < 1e-6);
+});
+
+Deno.test("inferenceGraph on cpu-fast: the VGG16 base (ReLU convolutions, nothing to fold) equals model.predict", async () => {
+  await tf.setBackend(FAST_CPU);
+  const model = buildVgg16Base({ seed: 4 });
+  const graph = inferenceGraph(model);
+  assert.deepEqual(graph.folds, { batchNorms: 0, relus: 0, paddings: 0, affines: 0 });
+  const x = tf.tensor4d(randomFloats(3 * 32 * 32 * 3, 8, 100), [3, 32, 32, 3]);
+  const ref = await (model.predict(x) as tf.Tensor).data();
+  const got = await graph.run(x).data();
+  assert.ok(ref.some((v) => v > 0), "some features are non-zero");
+  assert.ok(maxRelDiff(got, ref) < 1e-5);
+  model.dispose();
 });
