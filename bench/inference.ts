@@ -46,7 +46,7 @@ tf.enableProdMode();
 await initBackend({ force: values.backend as BackendName });
 const batch = Number(values.batch), rounds = Number(values.rounds);
 const model = build(); // random weights: the timing does not depend on them
-const graph = inferenceGraph(model);
+const graph = await inferenceGraph(model);
 const f = graph.folds;
 console.log(
   `${values.model}, batch ${batch}: folded ${f.batchNorms} BatchNorms and ${f.relus} ReLUs, ` +

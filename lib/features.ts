@@ -253,7 +253,7 @@ export async function extractFeatures(opts: ExtractOptions): Promise<FeatureSet>
   const per = shape.slice(1).reduce((a, b) => a * b, 1);
   const features = new Float32Array(count * per);
   // the base's inference pass with BatchNorm, ReLU and padding folded (lib/inference.ts)
-  const graph = inferenceGraph(base);
+  const graph = await inferenceGraph(base);
   try {
     for (let start = 0; start < count; start += batchSize) {
       const end = Math.min(count, start + batchSize);

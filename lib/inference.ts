@@ -104,7 +104,7 @@ function isChannelBatchNorm(l: Layer | undefined): boolean {
  * The inference pass of `model` with the folds above. Models whose layers are used more than
  * once (shared layers) or have several inputs or outputs are run by `model.predict` unchanged.
  */
-export function inferenceGraph(model: tf.LayersModel): InferenceGraph {
+export async function inferenceGraph(model: tf.LayersModel): Promise<InferenceGraph> {
   const folds: InferenceFolds = { batchNorms: 0, relus: 0, paddings: 0, affines: 0 };
   const shared = model.layers.some((l) => l.inboundNodes.length > 1);
   if (shared || model.inputs.length !== 1 || model.outputs.length !== 1) {
@@ -138,14 +138,14 @@ export function inferenceGraph(model: tf.LayersModel): InferenceGraph {
       }
     }
     if (isChannelBatchNorm(l)) {
-      steps.push(affineStep(l, inputs[0], absorbed, onlyConsumer, folds));
+      steps.push(await affineStep(l, inputs[0], absorbed, onlyConsumer, folds));
       continue;
     }
     if (!foldableConv(l)) {
       steps.push({ kind: "layer", name: l.name, inputs, layer: l });
       continue;
     }
-    steps.push(foldConv(l, inputs[0], byName, absorbed, onlyConsumer, folds));
+    steps.push(await foldConv(l, inputs[0], byName, absorbed, onlyConsumer, folds));
   }
 
   // how many steps still read each output, so intermediates are freed after their last use
@@ -211,14 +211,14 @@ export function inferenceGraph(model: tf.LayersModel): InferenceGraph {
 }
 
 /** One convolution with its absorbed padding before it and BatchNormalization/ReLU after it. */
-function foldConv(
+async function foldConv(
   conv: Layer,
   input: string,
   byName: Map<string, Layer>,
   absorbed: Set<string>,
   onlyConsumer: (name: string) => Layer | undefined,
   folds: InferenceFolds,
-): FoldedConv {
+): Promise<FoldedConv> {
   const c = conv.getConfig() as Config;
   const strides = [c.strides].flat() as number[];
   let pad: FoldedConv["pad"] = c.padding;
@@ -236,7 +236,7 @@ function foldConv(
 
   const bn = activation === "linear" ? onlyConsumer(name) : undefined;
   if (isChannelBatchNorm(bn)) {
-    [kernel, bias] = foldBatchNorm(kernel, bias, bn!);
+    [kernel, bias] = await foldBatchNorm(kernel, bias, bn!);
     absorbed.add(bn!.name);
     folds.batchNorms++;
     name = bn!.name;
@@ -261,9 +261,10 @@ function foldConv(
 }
 
 /** An inference BatchNormalization as y = x·k + shift per channel, in float64. */
-function bnAffine(bn: Layer): { k: Float64Array; shift: Float64Array } {
+async function bnAffine(bn: Layer): Promise<{ k: Float64Array; shift: Float64Array }> {
   const cfg = bn.getConfig() as Config;
-  const ws = bn.getWeights().map((t) => t.dataSync() as Float32Array);
+  // read asynchronously: synchronous reads fail on WebGPU in Deno
+  const ws = await Promise.all(bn.getWeights().map(async (t) => (await t.data()) as Float32Array));
   // tfjs-layers' weight order: gamma (scale), beta (center), moving mean, moving variance
   let i = 0;
   const gamma = cfg.scale === false ? null : ws[i++];
@@ -282,17 +283,17 @@ function bnAffine(bn: Layer): { k: Float64Array; shift: Float64Array } {
  * y = γ·(conv(x, W) + b − μ)/√(σ² + ε) + β as one convolution: W·k and b·k + β − μ·k with
  * k = γ/√(σ² + ε) per output channel, computed in float64 and rounded once.
  */
-function foldBatchNorm(
+async function foldBatchNorm(
   kernel: tf.Tensor4D,
   bias: tf.Tensor1D | null,
   bn: Layer,
-): [tf.Tensor4D, tf.Tensor1D] {
-  const { k, shift } = bnAffine(bn);
+): Promise<[tf.Tensor4D, tf.Tensor1D]> {
+  const { k, shift } = await bnAffine(bn);
   const outC = kernel.shape[3];
-  const b0 = bias?.dataSync() ?? new Float32Array(outC);
+  const b0 = bias ? await bias.data() : new Float32Array(outC);
   const b = new Float32Array(outC);
   for (let o = 0; o < outC; o++) b[o] = b0[o] * k[o] + shift[o];
-  const w = kernel.dataSync() as Float32Array;
+  const w = (await kernel.data()) as Float32Array;
   const scaled = new Float32Array(w.length);
   for (let j = 0; j < w.length; j++) scaled[j] = w[j] * k[j % outC];
   const shape = kernel.shape;
@@ -301,14 +302,14 @@ function foldBatchNorm(
 }
 
 /** A BatchNormalization not after a convolution, with the ReLU after it when it is its only consumer. */
-function affineStep(
+async function affineStep(
   bn: Layer,
   input: string,
   absorbed: Set<string>,
   onlyConsumer: (name: string) => Layer | undefined,
   folds: InferenceFolds,
-): Affine {
-  const { k, shift } = bnAffine(bn);
+): Promise<Affine> {
+  const { k, shift } = await bnAffine(bn);
   folds.affines++;
   let name = bn.name, activation: Affine["activation"] = "linear";
   const act = onlyConsumer(name);

@@ -10,6 +10,7 @@ import { inferenceGraph } from "../lib/inference.ts";
 import { buildResNetV2Base } from "../lib/models/resnet152v2.ts";
 import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { probeGpu } from "../lib/backend.ts";
 import { randomFloats } from "./fixtures/keras_h5.ts";
 
 await registerFastCpuBackend();
@@ -55,14 +56,23 @@ function smallResNet() {
   return model;
 }
 
-for (const backend of ["cpu", FAST_CPU]) {
+for (const backend of ["cpu", FAST_CPU, "webgpu"]) {
   Deno.test(`inferenceGraph on ${backend}: a small ResNet-v2 folded equals model.predict on cpu`, async () => {
+    if (backend === "webgpu") {
+      // explicit padding and the 1×1 depthwise pass on tfjs's WebGPU kernels (a software
+      // adapter here: correctness only); CI has one (mesa-vulkan-drivers)
+      await import("@tensorflow/tfjs-backend-webgpu");
+      if (!(await probeGpu())) {
+        assert.ok(!Deno.env.get("CI"), "CI must have a WebGPU adapter");
+        return;
+      }
+    }
     await tf.setBackend("cpu");
     const model = smallResNet();
     const x = tf.tensor4d(randomFloats(5 * 32 * 32 * 3, 3, 1), [5, 32, 32, 3]);
     const ref = (await (model.predict(x) as tf.Tensor).data()) as Float32Array;
     await tf.setBackend(backend);
-    const graph = inferenceGraph(model);
+    const graph = await inferenceGraph(model);
     // 7 blocks: each folds BN+ReLU after its 1×1 and its 3×3 convolution and the 3×3's padding,
     // and runs its pre-activation BN+ReLU as one affine pass (as does post_bn+post_relu); the
     // stem's 7×7 takes its padding (the pool's stays: a max-pool follows it)
@@ -93,7 +103,7 @@ Deno.test("inferenceGraph: BatchNorm after a convolution's own ReLU is not folde
     tf.tensor1d([0.2, 0.1, -0.1]),
     tf.tensor1d([2, 0.5, 1]),
   ]);
-  const graph = inferenceGraph(model);
+  const graph = await inferenceGraph(model);
   assert.deepEqual(graph.folds, { batchNorms: 0, relus: 0, paddings: 0, affines: 1 });
   const x = tf.tensor4d(randomFloats(2 * 6 * 6 * 2, 9, 1), [2, 6, 6, 2]);
   const ref = await (model.predict(x) as tf.Tensor).data();
@@ -104,7 +114,7 @@ Deno.test("inferenceGraph: BatchNorm after a convolution's own ReLU is not folde
 Deno.test("inferenceGraph on cpu-fast: the VGG16 base (ReLU convolutions, nothing to fold) equals model.predict", async () => {
   await tf.setBackend(FAST_CPU);
   const model = buildVgg16Base({ seed: 4 });
-  const graph = inferenceGraph(model);
+  const graph = await inferenceGraph(model);
   assert.deepEqual(graph.folds, { batchNorms: 0, relus: 0, paddings: 0, affines: 0 });
   const x = tf.tensor4d(randomFloats(3 * 32 * 32 * 3, 8, 100), [3, 32, 32, 3]);
   const ref = await (model.predict(x) as tf.Tensor).data();
