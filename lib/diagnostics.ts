@@ -423,6 +423,41 @@ export function runStory(title: string, r: StoryRecord): string {
 }
 
 /**
+ * Whether a BatchNorm run's moving averages settled, from its record: BatchNormalization
+ * trains on each batch's own statistics and is evaluated with moving averages (momentum 0.99:
+ * ~100 steps to forget a start), so a run whose test accuracy (inference mode, every epoch's
+ * validation) is far below its training accuracy is being judged with averages that have not
+ * caught up. Settled here means test within `tolerance` of the last epoch's train accuracy.
+ */
+export function batchNormStory(title: string, r: StoryRecord, tolerance = 0.02): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const train = r.history.getColumn("accuracy").toArray() as number[];
+  const val = r.history.columns.includes("val_accuracy")
+    ? r.history.getColumn("val_accuracy").toArray() as number[]
+    : [];
+  const steps = r.probe?.batchLosses.length;
+  const last = train.length - 1;
+  const gap = train[last] - r.evaluation.accuracy;
+  const settledAt = val.findIndex((v, i) => train[i] - v <= tolerance);
+  const when = settledAt < 0
+    ? "in no epoch did the validation accuracy (inference mode) come within " +
+      `${(100 * tolerance).toFixed(0)} points of the training accuracy`
+    : `the validation accuracy (inference mode) was within ${
+      (100 * tolerance).toFixed(0)
+    } points of the training accuracy from epoch ${settledAt + 1} on`;
+  const verdict = gap <= tolerance
+    ? "the moving averages had settled: the explanation holds (a chance-level score after a " +
+      "few hundred steps is the averages lagging, not a broken model)"
+    : "the moving averages had not caught up even here: the explanation does not hold by " +
+      "itself";
+  return `**${title}**: after ${
+    steps === undefined ? `${r.metrics.epochsRun} epochs` : `${steps} steps`
+  }, ` +
+    `test accuracy ${pct(r.evaluation.accuracy)} against ${pct(train[last])} training ` +
+    `accuracy in its last epoch; ${when}. So ${verdict}.`;
+}
+
+/**
  * The seed sweep in words, from its records: how many seeds trained in their first steps, where
  * the divergence guard saw each break, and — when one was picked — that seed's full run.
  */

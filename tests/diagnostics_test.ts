@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import {
+  batchNormStory,
   collapseReport,
   deadFraction,
   dominantPrediction,
@@ -218,4 +219,27 @@ Deno.test("seedStory counts the seeds that trained and names where each broke", 
     /saw 2 of them break: seed 1 in epoch 1, batch 19; seed 2 in epoch 1, batch 19\./,
   );
   assert.match(text, /\*\*Seed 1 with the study's full settings\*\*: 1 epochs/);
+});
+
+Deno.test("batchNormStory says whether the moving averages settled, from the record", () => {
+  const rec = (val: number[], test: number) => ({
+    history: historyFrame(val.map((v, i) => ({
+      epoch: i + 1,
+      loss: 1,
+      accuracy: 0.9 + 0.03 * i,
+      val_loss: 1,
+      val_accuracy: v,
+      seconds: 1,
+    }))),
+    evaluation: { accuracy: test, predicted: new Uint8Array(10), labels: new Uint8Array(10) },
+    metrics: { epochsRun: val.length, divergence: null },
+    probe: PROBE,
+  });
+  const settled = batchNormStory("BN", rec([0.1, 0.92, 0.955], 0.955));
+  assert.match(settled, /after 6 steps, test accuracy 95\.50% against 96\.00% training/);
+  assert.match(settled, /within 2 points of the training accuracy from epoch 2 on/);
+  assert.match(settled, /had settled: the explanation holds/);
+  const lagging = batchNormStory("BN", rec([0.1, 0.1, 0.11], 0.11));
+  assert.match(lagging, /in no epoch did the validation accuracy/);
+  assert.match(lagging, /does not hold by itself/);
 });
