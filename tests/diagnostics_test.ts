@@ -233,13 +233,18 @@ Deno.test("batchNormStory says whether the moving averages settled, from the rec
     }))),
     evaluation: { accuracy: test, predicted: new Uint8Array(10), labels: new Uint8Array(10) },
     metrics: { epochsRun: val.length, divergence: null },
-    probe: PROBE,
+    probe: {
+      ...PROBE,
+      batchLosses: Array.from({ length: 600 }, (_, i) => ({ step: i + 1, epoch: 1, loss: 1 })),
+    },
   });
   const settled = batchNormStory("BN", rec([0.1, 0.92, 0.955], 0.955));
-  assert.match(settled, /after 6 steps, test accuracy 95\.50% against 96\.00% training/);
+  assert.match(settled, /after 600 steps, test accuracy 95\.50% against 96\.00% training/);
   assert.match(settled, /within 2 points of the training accuracy from epoch 2 on/);
   assert.match(settled, /had settled: the explanation holds/);
   const lagging = batchNormStory("BN", rec([0.1, 0.1, 0.11], 0.11));
   assert.match(lagging, /in no epoch did the validation accuracy/);
   assert.match(lagging, /does not hold by itself/);
+  const short = batchNormStory("BN", { ...rec([0.1], 0.1), probe: PROBE });
+  assert.match(short, /too short to tell/);
 });
