@@ -6,42 +6,9 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { fallbackCounts, FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { type Inputs, maxRelDiff, rand, runOn } from "./fixtures/kernels.ts";
 
 await registerFastCpuBackend();
-
-/** Deterministic uniform [lo, hi) values (mulberry32). */
-function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    a[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
-  }
-  return a;
-}
-
-type Inputs = Record<string, { shape: number[]; values: Float32Array }>;
-
-async function runOn(backend: string, name: string, inputs: Inputs, attrs: object) {
-  await tf.setBackend(backend);
-  const ts: Record<string, tf.Tensor> = {};
-  for (const [k, v] of Object.entries(inputs)) ts[k] = tf.tensor(v.values, v.shape);
-  const y = tf.engine().runKernel(name, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
-  const r = { shape: y.shape, values: (await y.data()) as Float32Array };
-  tf.dispose([y, ...Object.values(ts)]);
-  return r;
-}
-
-function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
-  }
-  return m;
-}
 
 async function check(name: string, inputs: Inputs, attrs: object, tol: number) {
   const ref = await runOn("cpu", name, inputs, attrs);

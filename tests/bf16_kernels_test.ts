@@ -7,22 +7,10 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { convDnnl, nativeBf16, setConvBf16 } from "../lib/kernels/conv.ts";
+import { rand } from "./fixtures/kernels.ts";
 
 await registerFastCpuBackend();
 const ignore = !nativeBf16() || convDnnl() === null;
-
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return a;
-}
 
 /** max |a − b| / max |b|: bf16 keeps 8 significant bits, so ~4e-3 per rounding. */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {

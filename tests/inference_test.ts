@@ -12,16 +12,9 @@ import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { probeGpu } from "../lib/backend.ts";
 import { randomFloats } from "./fixtures/keras_h5.ts";
+import { maxRelDiff } from "./fixtures/kernels.ts";
 
 await registerFastCpuBackend();
-
-function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
-  }
-  return m;
-}
 
 /** A small ResNet-v2 (maps 8 → 4 → 2 → 1) with BatchNorm statistics away from 0 and 1. */
 function smallResNet() {

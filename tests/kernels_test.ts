@@ -14,39 +14,7 @@ import {
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
 import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
 import { loadDnnl, openDnnl } from "../lib/kernels/dnnl.ts";
-
-/** Deterministic uniform [-1, 1) values (mulberry32). */
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return a;
-}
-
-type Inputs = Record<string, { shape: number[]; values: Float32Array }>;
-
-/** Runs kernel `name` on `backend` with the given inputs/attrs; returns shape and values. */
-async function runOn(
-  backend: string,
-  name: string,
-  inputs: Inputs,
-  attrs: Record<string, unknown>,
-): Promise<{ shape: number[]; values: Float32Array }> {
-  await tf.setBackend(backend);
-  const ts: Record<string, tf.Tensor> = {};
-  for (const [k, v] of Object.entries(inputs)) ts[k] = tf.tensor(v.values, v.shape);
-  const y = tf.engine().runKernel(name, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
-  const values = (await y.data()) as Float32Array;
-  const shape = y.shape;
-  tf.dispose([y, ...Object.values(ts)]);
-  return { shape, values };
-}
+import { type Inputs, rand, runOn } from "./fixtures/kernels.ts";
 
 /** Max |a - b| over two equal-length arrays. */
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
