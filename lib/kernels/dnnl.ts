@@ -685,28 +685,32 @@ class Bf16ConvPrims {
     run(f.y.prim, [f.y.buf, y]);
   }
 
+  /** A backward primitive from its op descriptor, with oneDNN's layouts for its arguments. */
+  private backward(init: (op: Uint8Array) => number, what: string, args: [number, number][]) {
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    check(init(op), what);
+    const pd = this.pd(op, this.fwdPd);
+    const q = (query: number) => this.lib.dnnl_primitive_desc_query_md(pd, query, 0);
+    return { prim: this.make(pd, args.map(([id]) => id), args.map(([, query]) => q(query))), q };
+  }
+
   backwardData(run: Run, dy: Float32Array, w: Float32Array, dx: Float32Array) {
     if (!this.bd) {
-      const op = new Uint8Array(offHeap(OP_BYTES));
-      check(
-        this.lib.dnnl_convolution_backward_data_desc_init(
-          op,
-          CONV_DIRECT,
-          this.any(this.srcDims()),
-          this.any(this.wDims()),
-          this.any(this.dstDims()),
-          ...this.params,
-        ),
+      const { prim, q } = this.backward(
+        (op) =>
+          this.lib.dnnl_convolution_backward_data_desc_init(
+            op,
+            CONV_DIRECT,
+            this.any(this.srcDims()),
+            this.any(this.wDims()),
+            this.any(this.dstDims()),
+            ...this.params,
+          ),
         "bf16 conv bwd data desc",
+        [[ARG_DIFF_SRC, Q_DIFF_SRC], [ARG_WEIGHTS, Q_WEIGHTS], [ARG_DIFF_DST, Q_DIFF_DST]],
       );
-      const pd = this.pd(op, this.fwdPd);
-      const q = (what: number) => this.lib.dnnl_primitive_desc_query_md(pd, what, 0);
       this.bd = {
-        prim: this.make(pd, [ARG_DIFF_SRC, ARG_WEIGHTS, ARG_DIFF_DST], [
-          q(Q_DIFF_SRC),
-          q(Q_WEIGHTS),
-          q(Q_DIFF_DST),
-        ]),
+        prim,
         dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
         w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
         dx: this.stage(q(Q_DIFF_SRC), this.p(this.u.src), q(Q_DIFF_SRC)),
@@ -721,27 +725,22 @@ class Bf16ConvPrims {
 
   backwardWeights(run: Run, x: Float32Array, dy: Float32Array, dw: Float32Array) {
     if (!this.bw) {
-      const op = new Uint8Array(offHeap(OP_BYTES));
-      check(
-        this.lib.dnnl_convolution_backward_weights_desc_init(
-          op,
-          CONV_DIRECT,
-          this.any(this.srcDims()),
-          this.any(this.wDims()),
-          new Uint8Array(offHeap(MD_BYTES)),
-          this.any(this.dstDims()),
-          ...this.params,
-        ),
+      const { prim, q } = this.backward(
+        (op) =>
+          this.lib.dnnl_convolution_backward_weights_desc_init(
+            op,
+            CONV_DIRECT,
+            this.any(this.srcDims()),
+            this.any(this.wDims()),
+            new Uint8Array(offHeap(MD_BYTES)),
+            this.any(this.dstDims()),
+            ...this.params,
+          ),
         "bf16 conv bwd weights desc",
+        [[ARG_SRC, Q_SRC], [ARG_DIFF_WEIGHTS, Q_DIFF_WEIGHTS], [ARG_DIFF_DST, Q_DIFF_DST]],
       );
-      const pd = this.pd(op, this.fwdPd);
-      const q = (what: number) => this.lib.dnnl_primitive_desc_query_md(pd, what, 0);
       this.bw = {
-        prim: this.make(pd, [ARG_SRC, ARG_DIFF_WEIGHTS, ARG_DIFF_DST], [
-          q(Q_SRC),
-          q(Q_DIFF_WEIGHTS),
-          q(Q_DIFF_DST),
-        ]),
+        prim,
         x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
         dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
         dw: this.stage(q(Q_DIFF_WEIGHTS), this.p(this.u.w), q(Q_DIFF_WEIGHTS)),
