@@ -80,3 +80,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "bf16 FusedConv2D with bias and ReLU (a oneDNN post-op) matches float32 cpu's forward",
+  ignore,
+  fn: async () => {
+    const forward = async (backend: string) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor4d(rand(3 * 8 * 8 * 16, 5), [3, 8, 8, 16]);
+      const filter = tf.tensor4d(rand(3 * 3 * 16 * 24, 6), [3, 3, 16, 24]);
+      const bias = tf.tensor1d(rand(24, 7));
+      const y = tf.fused.conv2d({ x, filter, strides: 1, pad: "same", bias, activation: "relu" });
+      const v = (await y.data()) as Float32Array;
+      tf.dispose([x, filter, bias, y]);
+      return v;
+    };
+    const ref = await forward("cpu");
+    assert.equal(setConvBf16(true), true);
+    try {
+      const got = await forward(FAST_CPU);
+      assert.ok(relErr(got, ref) < 1.5e-2, `relative error ${relErr(got, ref)}`);
+      assert.ok(got.every((v) => v >= 0) && got.some((v) => v === 0), "the ReLU was applied");
+    } finally {
+      setConvBf16(false);
+    }
+  },
+});

@@ -142,6 +142,8 @@ for (const [engine, chunk] of ENGINES) {
             leakyreluAlpha: 0.1,
           }, k);
         }
+        // without a bias: oneDNN applies the ReLU as a post-op on its own
+        await check("FusedConv2D", { x, filter }, { ...attrs, activation: "relu" }, k);
         const prelu = { shape: [f], values: rand(f, seed++) };
         await check("FusedConv2D", { x, filter, bias, preluActivationWeights: prelu }, {
           ...attrs,

@@ -235,9 +235,11 @@ function convForward(
   w: Float32Array,
   g: Geom,
   bias: Float32Array | null = null,
+  relu = false,
 ): Float32Array {
   const d = forwardDnnl(g);
-  if (d) return d.forward(g, x, w, bias);
+  if (d) return d.forward(g, x, w, bias, relu);
+  if (relu) throw new Error("convForward: a ReLU is fused on the oneDNN path only");
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   if (smallMapConv(g)) return smallMapForward(x, w, g, gemm);
@@ -293,11 +295,14 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   const act = (attrs.activation ?? "linear") as FusedActivation;
   if (!epilogueSupported(act, g.outC, lastAxisSize(bias), lastAxisSize(prelu))) return null;
   let b = bias ? f32(backend, bias) : null;
-  // oneDNN adds a per-channel bias inside the convolution; a scalar one goes to the epilogue
-  const inConv = forwardDnnl(g) !== null && b !== null && b.length === g.outC;
-  const y = convForward(f32(backend, x), f32(backend, filter), g, inConv ? b : null);
+  // oneDNN adds a per-channel bias inside the convolution, and a ReLU after it as a post-op;
+  // a scalar bias and other activations go to the epilogue
+  const dnnl = forwardDnnl(g) !== null;
+  const inConv = dnnl && b !== null && b.length === g.outC;
+  const reluInConv = dnnl && act === "relu" && (b === null || inConv);
+  const y = convForward(f32(backend, x), f32(backend, filter), g, inConv ? b : null, reluInConv);
   if (inConv) b = null;
-  if (b === null && act === "linear") return out(backend, info.outShape, y);
+  if (b === null && (act === "linear" || reluInConv)) return out(backend, info.outShape, y);
   biasActivation(
     y,
     y.length / g.outC,

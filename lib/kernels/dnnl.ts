@@ -14,7 +14,7 @@ const F32 = 3, BF16 = 2, FORMAT_ANY = 1, CPU = 1;
 const FWD_TRAINING = 64, CONV_DIRECT = 1;
 const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_DST = 133;
 const Q_DIFF_DST = 134, Q_WORKSPACE = 135;
-const POOL_MAX = 511, ARG_WORKSPACE = 64;
+const POOL_MAX = 511, ARG_WORKSPACE = 64, ELTWISE_RELU = 0x1f;
 const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
 const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
 /** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
@@ -83,6 +83,13 @@ const SYMBOLS = {
     parameters: ["buffer", "i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
+  dnnl_post_ops_create: { parameters: ["buffer"], result: "i32" },
+  dnnl_post_ops_append_eltwise: {
+    parameters: ["pointer", "f32", "i32", "f32", "f32"],
+    result: "i32",
+  },
+  dnnl_primitive_attr_create: { parameters: ["buffer"], result: "i32" },
+  dnnl_primitive_attr_set_post_ops: { parameters: ["pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_create: {
     parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"],
     result: "i32",
@@ -166,6 +173,36 @@ function md(lib: Lib, d: number[], strides: number[] | null, type = F32): Uint8A
       "md any",
     );}
   return m;
+}
+
+/** A primitive descriptor for an initialised op descriptor (attr: post-ops, or null). */
+function primitiveDesc(lib: Lib, engine: Ptr, op: Uint8Array, hint: Ptr, attr: Ptr = null): Ptr {
+  const out = ptrOut();
+  check(lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, attr, engine, hint), "pd");
+  return ptrOf(out);
+}
+
+const reluAttrs = new WeakMap<Lib, Ptr>();
+
+/**
+ * Primitive attributes with a ReLU post-op: the convolution applies max(y, 0) to its float32
+ * accumulator before writing y, instead of a second pass over y (a ~0.9 ns/element JS loop:
+ * ~23 ms of a VGG16 step). NaN stays NaN, as in tfjs's ReLU.
+ */
+function reluAttr(lib: Lib): Ptr {
+  let attr = reluAttrs.get(lib);
+  if (attr === undefined) {
+    const ops = ptrOut();
+    check(lib.dnnl_post_ops_create(new Uint8Array(ops.buffer)), "post-ops");
+    // 2.x: (post_ops, scale, alg, alpha, beta); alpha 0 = plain ReLU
+    check(lib.dnnl_post_ops_append_eltwise(ptrOf(ops), 1, ELTWISE_RELU, 0, 0), "relu post-op");
+    const a = ptrOut();
+    check(lib.dnnl_primitive_attr_create(new Uint8Array(a.buffer)), "attr");
+    check(lib.dnnl_primitive_attr_set_post_ops(ptrOf(a), ptrOf(ops)), "attr post-ops");
+    attr = ptrOf(a);
+    reluAttrs.set(lib, attr);
+  }
+  return attr;
 }
 
 /** A primitive and the memories it executes on (handles set per call). */
@@ -254,8 +291,8 @@ export class Dnnl {
    */
   bf16 = false;
 
-  private prims(g: DnnlGeom, bias: boolean): ConvPrims {
-    const key = JSON.stringify([g, bias]);
+  private prims(g: DnnlGeom, bias: boolean, relu = false): ConvPrims {
+    const key = JSON.stringify([g, bias, relu]);
     let c = this.cache.get(key);
     if (!c) {
       c = new ConvPrims(
@@ -265,14 +302,15 @@ export class Dnnl {
         this.engine,
         (pd, ids, mds) => this.primitive(pd, ids, mds),
         (a, b) => this.reorder(a, b),
+        relu,
       );
       this.cache.set(key, c);
     }
     return c;
   }
 
-  private bf16Prims(g: DnnlGeom, bias: boolean): Bf16ConvPrims {
-    const key = JSON.stringify([g, bias]);
+  private bf16Prims(g: DnnlGeom, bias: boolean, relu = false): Bf16ConvPrims {
+    const key = JSON.stringify([g, bias, relu]);
     let c = this.bf16Cache.get(key);
     if (!c) {
       c = new Bf16ConvPrims(
@@ -282,21 +320,28 @@ export class Dnnl {
         this.engine,
         (pd, ids, mds) => this.primitive(pd, ids, mds),
         (a, b) => this.reorder(a, b),
+        relu,
       );
       this.bf16Cache.set(key, c);
     }
     return c;
   }
 
-  /** y = conv(x, w) (+ bias), NHWC/HWIO; returns the new output array. */
-  forward(g: DnnlGeom, x: Float32Array, w: Float32Array, bias: Float32Array | null): Float32Array {
+  /** y = conv(x, w) (+ bias) (then ReLU), NHWC/HWIO; returns the new output array. */
+  forward(
+    g: DnnlGeom,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array | null,
+    relu = false,
+  ): Float32Array {
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.bf16Prims(g, bias !== null).forward(run, x, w, bias, y);
+      this.bf16Prims(g, bias !== null, relu).forward(run, x, w, bias, y);
       return y;
     }
-    const c = this.prims(g, bias !== null);
+    const c = this.prims(g, bias !== null, relu);
     const wk = c.fwdWeights(w, run);
     this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
     return y;
@@ -398,6 +443,8 @@ class ConvPrims {
     private engine: Ptr,
     private make: MakePrim,
     private reorder: (a: Ptr, b: Ptr) => Prim,
+    /** A ReLU post-op on the forward's output (see reluAttr). */
+    relu = false,
   ) {
     const u = userMds(lib, g, bias);
     this.srcMd = u.src;
@@ -422,7 +469,7 @@ class ConvPrims {
       ),
       "conv fwd desc",
     );
-    this.fwdPd = this.pd(op, null);
+    this.fwdPd = primitiveDesc(lib, engine, op, null, relu ? reluAttr(lib) : null);
     const wMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WEIGHTS, 0);
     const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
     const mds = bias
@@ -434,15 +481,6 @@ class ConvPrims {
 
   private p(m: Uint8Array): Ptr {
     return Deno.UnsafePointer.of(m);
-  }
-
-  private pd(op: Uint8Array, hint: Ptr): Ptr {
-    const out = ptrOut();
-    check(
-      this.lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, null, this.engine, hint),
-      "pd",
-    );
-    return Deno.UnsafePointer.create(out[0]);
   }
 
   /** A reorder from the user's HWIO weights into `want`, unless they already match. */
@@ -484,7 +522,7 @@ class ConvPrims {
         ),
         "conv bwd data desc",
       );
-      const pd = this.pd(op, this.fwdPd);
+      const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
       const wMd = this.lib.dnnl_primitive_desc_query_md(pd, Q_WEIGHTS, 0);
       const diffSrc = this.lib.dnnl_primitive_desc_query_md(pd, Q_DIFF_SRC, 0);
       if (this.lib.dnnl_memory_desc_equal(diffSrc, this.p(this.srcMd)) !== 1) {
@@ -525,7 +563,7 @@ class ConvPrims {
         ),
         "conv bwd weights desc",
       );
-      const pd = this.pd(op, this.fwdPd);
+      const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
       const dwMd = this.lib.dnnl_primitive_desc_query_md(pd, Q_DIFF_WEIGHTS, 0);
       const src = this.lib.dnnl_primitive_desc_query_md(pd, Q_SRC, 0);
       if (this.lib.dnnl_memory_desc_equal(src, this.p(this.srcMd)) !== 1) {
@@ -611,6 +649,8 @@ class Bf16ConvPrims {
     private engine: Ptr,
     private make: MakePrim,
     private reorder: (a: Ptr, b: Ptr) => Prim,
+    /** A ReLU post-op on the forward's output (see reluAttr). */
+    relu = false,
   ) {
     this.u = userMds(lib, g, bias);
     this.params = convParams(g);
@@ -628,7 +668,7 @@ class Bf16ConvPrims {
       ),
       "bf16 conv fwd desc",
     );
-    this.fwdPd = this.pd(op, null);
+    this.fwdPd = primitiveDesc(lib, engine, op, null, relu ? reluAttr(lib) : null);
     const q = (what: number) => lib.dnnl_primitive_desc_query_md(this.fwdPd, what, 0);
     const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
     const mds = [q(Q_SRC), q(Q_WEIGHTS), ...(bias ? [this.p(this.u.bias!)] : []), q(Q_DST)];
@@ -656,15 +696,6 @@ class Bf16ConvPrims {
     return Deno.UnsafePointer.of(m);
   }
 
-  private pd(op: Uint8Array, hint: Ptr): Ptr {
-    const out = ptrOut();
-    check(
-      this.lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, null, this.engine, hint),
-      "bf16 conv pd",
-    );
-    return ptrOf(out);
-  }
-
   /** A reorder from → to, and a buffer the size of `bufMd` (the primitive's side). */
   private stage(from: Ptr, to: Ptr, bufMd: Ptr): Stage {
     const bytes = Number(this.lib.dnnl_memory_desc_get_size(bufMd));
@@ -689,7 +720,7 @@ class Bf16ConvPrims {
   private backward(init: (op: Uint8Array) => number, what: string, args: [number, number][]) {
     const op = new Uint8Array(offHeap(OP_BYTES));
     check(init(op), what);
-    const pd = this.pd(op, this.fwdPd);
+    const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
     const q = (query: number) => this.lib.dnnl_primitive_desc_query_md(pd, query, 0);
     return { prim: this.make(pd, args.map(([id]) => id), args.map(([, query]) => q(query))), q };
   }
@@ -808,7 +839,7 @@ class PoolPrims {
       ),
       "pool fwd desc",
     );
-    this.fwdPd = this.pd(op, null);
+    this.fwdPd = primitiveDesc(lib, engine, op, null);
     this.wsMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WORKSPACE, 0);
     this.ws = f32(Math.ceil(Number(lib.dnnl_memory_desc_get_size(this.wsMd)) / 4));
     this.yTmp = f32(N * outH * outW * c);
@@ -817,15 +848,6 @@ class PoolPrims {
       Deno.UnsafePointer.of(this.dstMd),
       this.wsMd,
     ]);
-  }
-
-  private pd(op: Uint8Array, hint: Ptr): Ptr {
-    const out = ptrOut();
-    check(
-      this.lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, null, this.engine, hint),
-      "pool pd",
-    );
-    return ptrOf(out);
   }
 
   bwd(): Prim {
@@ -845,7 +867,7 @@ class PoolPrims {
         ),
         "pool bwd desc",
       );
-      const pd = this.pd(op, this.fwdPd);
+      const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
       this.bwdPrim = this.make(pd, [ARG_DIFF_DST, ARG_WORKSPACE, ARG_DIFF_SRC], [
         Deno.UnsafePointer.of(this.dstMd),
         this.wsMd,
