@@ -134,6 +134,21 @@ const stepLoop = new Function(
   }`,
 ) as (x: Int32Array, r: Float32Array, t: Float64Array) => void;
 
+/**
+ * Step with alpha 0 (what ReLU's gradient uses) straight to float32 bits: 1.0f is 0x3f800000,
+ * so the mask times it is the answer; no table load, no double-to-float store (the table form
+ * measured ~5 ns per element, 138 ms of a ReLU-conv VGG16 step).
+ */
+const stepZeroLoop = new Function(
+  "X",
+  "R",
+  `"use strict"; const n = R.length;
+  for (let i = 0; i < n; i++) {
+    const v = X[i];
+    R[i] = ${IS_NAN} ? 0x7fc00000 : (-(((-v) >> 31) & ~(v >> 31) & 1)) & 0x3f800000;
+  }`,
+) as (x: Int32Array, r: Int32Array) => void;
+
 function bitsKernel(run: (x: Float32Array, r: Float32Array, alpha: number) => void): FastKernel {
   return ({ inputs, backend, attrs }) => {
     const { x } = inputs;
@@ -148,9 +163,11 @@ function bitsKernel(run: (x: Float32Array, r: Float32Array, alpha: number) => vo
 /** The unary kernels replaced, by tfjs kernel name, with tfjs-cpu's exact semantics (NaN kept). */
 export const UNARY_KERNELS: Record<string, FastKernel> = {
   Relu: bitsKernel((x, r) => reluBits(x, r)),
-  Step: bitsKernel((x, r, alpha) =>
-    stepLoop(new Int32Array(x.buffer, x.byteOffset, x.length), r, Float64Array.of(alpha, 1))
-  ),
+  Step: bitsKernel((x, r, alpha) => {
+    const X = new Int32Array(x.buffer, x.byteOffset, x.length);
+    if (alpha === 0) stepZeroLoop(X, new Int32Array(r.buffer, r.byteOffset, r.length));
+    else stepLoop(X, r, Float64Array.of(alpha, 1));
+  }),
   Floor: unary("Math.floor($x)"),
   // BatchNorm's moments and its gradient (tfjs-cpu: a closure call per element)
   Square: unary("$x * $x"),
