@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { loadRun, loadRuns, type RunRecord, STUDY_RECORDS } from "./runs.ts";
+import { bestOfStudy } from "./compare.ts";
 
 /** The README's generated block sits between these two lines. */
 export const RESULTS_START =
@@ -100,10 +101,13 @@ export function resultsTable(records: RunRecord[]): string {
   ].join("\n");
 }
 
-/** The README block for the committed records (`records/`, or `root`). */
+/**
+ * The README block for the committed records (`records/`, or `root`): the table, then the
+ * study's best model next to Keras's mnist_convnet figure (the sentence notebook 07 shows).
+ */
 export async function resultsBlock(root = STUDY_RECORDS): Promise<string> {
   const records = (await loadRuns(root)).filter((r) => r.config.profile.name === "full");
-  return `${RESULTS_START}\n${resultsTable(records)}\n${RESULTS_END}`;
+  return `${RESULTS_START}\n${resultsTable(records)}\n\n${bestOfStudy(records)}\n${RESULTS_END}`;
 }
 
 /** `readme` with its results block replaced by `block`; an error if the markers are missing. */

@@ -22,6 +22,11 @@ Deno.test("README's results table is generated from the committed records", asyn
     normalizeMarkdown(await resultsBlock()),
     "README.md's results differ from records/: run `deno task results`",
   );
+  // the study's best model, next to Keras's published figure (the same sentence as notebook 07)
+  assert.match(
+    currentResults(readme),
+    /The study's best model: .+\*\*\d+\.\d\d%\*\* test accuracy.+Keras's own MNIST convnet example reports 99\.20%/s,
+  );
 });
 
 Deno.test("every committed record is complete, readable and of the full profile", async () => {
