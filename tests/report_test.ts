@@ -18,7 +18,7 @@ import {
   runsIndexTable,
   selfContained,
 } from "../scripts/report.ts";
-import { loadRuns } from "../lib/runs.ts";
+import { loadRuns, STUDY_RECORDS } from "../lib/runs.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
@@ -491,7 +491,8 @@ function existsSync(path: string): boolean {
 }
 
 Deno.test({
-  name: "report: notebook 07 on the fixture run records — table, charts, browser check",
+  name:
+    "report: notebook 07 and the index on the fixture and the committed run records — table, charts, browser check",
   ignore: Boolean(missing) && !IN_CI,
   async fn() {
     if (missing) throw new Error(`required in CI: ${missing}`);
@@ -521,6 +522,12 @@ Deno.test({
         index.includes("resnet152v2_head") && index.includes("<table"),
         "the index has the runs table",
       );
+      // the committed full-profile records (records/) are read beside RUNS_DIR, by both
+      for (const r of await loadRuns(STUDY_RECORDS)) {
+        assert.ok(page.includes(r.id), `07 shows committed record ${r.id}`);
+        assert.ok(index.includes(r.id), `the index shows committed record ${r.id}`);
+      }
+      assert.match(page, /Keras's own MNIST convnet example reports 99\.20%/);
       await assertPageRenders(join(out, "07_comparison.html"), 6);
       const indexPage = await assertPageRenders(join(out, "index.html"), 0, { fits: true });
       assert.equal(indexPage.layout.tables.length, 2, "full- and quick-profile tables");
