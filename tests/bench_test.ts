@@ -200,7 +200,14 @@ for (
 }
 
 Deno.test("bench.ts --peer without PyTorch says so in one line with the install command", async () => {
-  const r = await cli("bench.ts", ["--peer"], { PEER_PYTHON: "/nonexistent/python3" });
+  // a peer-bench folder of its own, so the check does not depend on ../shared being there
+  const peer = await Deno.makeTempDir({ prefix: "peer_bench_" });
+  await Deno.writeTextFile(`${peer}/bench_torch.py`, "");
+  const r = await cli("bench.ts", ["--peer"], {
+    PEER_PYTHON: "/nonexistent/python3",
+    PEER_BENCH: peer,
+  });
+  await Deno.remove(peer, { recursive: true });
   assert.equal(r.code, 1);
   assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   assert.match(r.stderr, /PyTorch is not installed .* apt-get install -y python3-torch/);
