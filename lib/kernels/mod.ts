@@ -3,13 +3,14 @@
  * training-heavy kernels replaced, all through Deno FFI to libraries found at run time:
  * convolutions and max-pooling on oneDNN (libdnnl 2.x, what PyTorch's CPU convolutions use)
  * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (else a pure-JS GEMM); element-wise
- * ops, bias sums and the Adam update (`fusedAdam`) as tight JS loops.
+ * ops and the Adam update (`fusedAdam`) as tight JS loops, large bias sums as sgemv.
  *
  * Files, one job each: blas.ts (OpenBLAS binding), gemm.ts (GEMM choice + JS fallback),
- * dnnl.ts (oneDNN binding), conv.ts, pool.ts, matmul.ts, elementwise.ts, batchnorm.ts
- * (BatchNorm and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN
- * as one fused forward and backward), pad.ts, activation.ts (fused epilogues), adam.ts,
- * util.ts.
+ * dnnl.ts (oneDNN binding: fp32 NHWC and bf16 blocked convolutions, pooling), conv.ts,
+ * conv_small.ts (convolutions over maps smaller than the kernel), pool.ts, matmul.ts,
+ * elementwise.ts, batchnorm.ts (BatchNorm, its 1×1-depthwise inference form, and the
+ * reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one fused forward
+ * and backward), pad.ts, activation.ts (fused epilogues), adam.ts, util.ts.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
