@@ -241,13 +241,8 @@ async function foldConv(
     folds.batchNorms++;
     name = bn!.name;
   }
-  const act = activation === "linear" ? onlyConsumer(name) : undefined;
-  if (isRelu(act)) {
-    activation = "relu";
-    absorbed.add(act!.name);
-    folds.relus++;
-    name = act!.name;
-  }
+  const relu = activation === "linear" ? absorbRelu(name, absorbed, onlyConsumer, folds) : null;
+  if (relu) [activation, name] = ["relu", relu];
   return {
     kind: "conv",
     name,
@@ -258,6 +253,20 @@ async function foldConv(
     pad,
     activation,
   };
+}
+
+/** Takes the ReLU that is `name`'s only consumer into the step before it; its name, or null. */
+function absorbRelu(
+  name: string,
+  absorbed: Set<string>,
+  onlyConsumer: (name: string) => Layer | undefined,
+  folds: InferenceFolds,
+): string | null {
+  const act = onlyConsumer(name);
+  if (!isRelu(act)) return null;
+  absorbed.add(act!.name);
+  folds.relus++;
+  return act!.name;
 }
 
 /** An inference BatchNormalization as y = x·k + shift per channel, in float64. */
@@ -311,20 +320,13 @@ async function affineStep(
 ): Promise<Affine> {
   const { k, shift } = await bnAffine(bn);
   folds.affines++;
-  let name = bn.name, activation: Affine["activation"] = "linear";
-  const act = onlyConsumer(name);
-  if (isRelu(act)) {
-    activation = "relu";
-    absorbed.add(act!.name);
-    folds.relus++;
-    name = act!.name;
-  }
+  const relu = absorbRelu(bn.name, absorbed, onlyConsumer, folds);
   return {
     kind: "affine",
-    name,
+    name: relu ?? bn.name,
     input,
     scale: tf.tensor4d(Float32Array.from(k), [1, 1, k.length, 1]),
     shift: tf.tensor1d(Float32Array.from(shift)),
-    activation,
+    activation: relu ? "relu" : "linear",
   };
 }

@@ -291,11 +291,18 @@ export class Dnnl {
    */
   bf16 = false;
 
-  private prims(g: DnnlGeom, bias: boolean, relu = false): ConvPrims {
+  /** The primitives of one geometry (fp32 NHWC or bf16 blocked), made once and kept. */
+  private prims<T>(
+    cache: Map<string, T>,
+    Kind: new (...a: ConstructorParameters<typeof ConvPrims>) => T,
+    g: DnnlGeom,
+    bias: boolean,
+    relu = false,
+  ): T {
     const key = JSON.stringify([g, bias, relu]);
-    let c = this.cache.get(key);
+    let c = cache.get(key);
     if (!c) {
-      c = new ConvPrims(
+      c = new Kind(
         this.lib,
         g,
         bias,
@@ -304,25 +311,7 @@ export class Dnnl {
         (a, b) => this.reorder(a, b),
         relu,
       );
-      this.cache.set(key, c);
-    }
-    return c;
-  }
-
-  private bf16Prims(g: DnnlGeom, bias: boolean, relu = false): Bf16ConvPrims {
-    const key = JSON.stringify([g, bias, relu]);
-    let c = this.bf16Cache.get(key);
-    if (!c) {
-      c = new Bf16ConvPrims(
-        this.lib,
-        g,
-        bias,
-        this.engine,
-        (pd, ids, mds) => this.primitive(pd, ids, mds),
-        (a, b) => this.reorder(a, b),
-        relu,
-      );
-      this.bf16Cache.set(key, c);
+      cache.set(key, c);
     }
     return c;
   }
@@ -338,10 +327,10 @@ export class Dnnl {
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.bf16Prims(g, bias !== null, relu).forward(run, x, w, bias, y);
+      this.prims(this.bf16Cache, Bf16ConvPrims, g, bias !== null, relu).forward(run, x, w, bias, y);
       return y;
     }
-    const c = this.prims(g, bias !== null, relu);
+    const c = this.prims(this.cache, ConvPrims, g, bias !== null, relu);
     const wk = c.fwdWeights(w, run);
     this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
     return y;
@@ -384,10 +373,10 @@ export class Dnnl {
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.bf16Prims(g, false).backwardData(run, dy, w, dx);
+      this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardData(run, dy, w, dx);
       return dx;
     }
-    const c = this.prims(g, false);
+    const c = this.prims(this.cache, ConvPrims, g, false);
     const wk = c.bwdDataWeights(w, run);
     this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
     return dx;
@@ -397,10 +386,15 @@ export class Dnnl {
   backwardWeights(g: DnnlGeom, x: Float32Array, dy: Float32Array): Float32Array {
     const dw = alloc(g.fh * g.fw * g.inC * g.outC);
     if (this.bf16) {
-      this.bf16Prims(g, false).backwardWeights((p, a) => this.run(p, a), x, dy, dw);
+      this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardWeights(
+        (p, a) => this.run(p, a),
+        x,
+        dy,
+        dw,
+      );
       return dw;
     }
-    const c = this.prims(g, false);
+    const c = this.prims(this.cache, ConvPrims, g, false);
     const b = c.bwdWeights();
     const tmp = c.diffWeightsTmp();
     this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, 4)]);
