@@ -21,6 +21,8 @@ import { fullProfileWarning, planLines, planStudy } from "../lib/plan.ts";
 import { currentProfile } from "../lib/profile.ts";
 
 const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
+/** nbconvert configuration that keeps cell outputs arriving after the cell's "idle" message. */
+const LATE_OUTPUTS_CONFIG = join(REPO_ROOT, "scripts", "nbconvert_late_outputs.py");
 
 /** Raised for anything the user must fix; its message is the whole explanation (no stack). */
 export class ReportError extends Error {
@@ -204,6 +206,8 @@ export async function executeNotebook(
     "--execute",
     "--ExecutePreprocessor.kernel_name=deno",
     `--ExecutePreprocessor.timeout=${timeoutS > 0 ? timeoutS : -1}`,
+    // keeps the outputs that Deno's kernel sends after a cell's "idle" (see the file)
+    `--config=${LATE_OUTPUTS_CONFIG}`,
     "--output-dir",
     executedDir,
     path,
