@@ -8,7 +8,12 @@ import { biasActivation, epilogueSupported, type FusedActivation } from "./activ
 import { getGemm } from "./gemm.ts";
 import { alloc } from "./pool_alloc.ts";
 import { type Dnnl, dnnlFailure, type DnnlGeom, loadDnnl } from "./dnnl.ts";
-import { smallMapConv, smallMapForward } from "./conv_small.ts";
+import {
+  smallMapBackwardData,
+  smallMapBackwardFilter,
+  smallMapConv,
+  smallMapForward,
+} from "./conv_small.ts";
 import {
   allF32,
   f32,
@@ -315,6 +320,15 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   return out(backend, info.outShape, y);
 };
 
+/**
+ * Whether a gradient goes down conv_small.ts's per-tap GEMMs: float32 maps smaller than the
+ * kernel (VGG16's block 5 at 32×32 input), as the forward does; under mixed_bfloat16 oneDNN's
+ * bf16 kernels keep them, as they keep the forward.
+ */
+function smallMapGradients(d: Dnnl | null, g: Geom): boolean {
+  return !d?.bf16 && smallMapConv(g);
+}
+
 /** Conv2DBackpropInput: dx = col2im(dy·Wᵀ); inputs {dy, filter}, attrs.inputShape. */
 export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   const { dy, filter } = inputs;
@@ -324,8 +338,11 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   if (!g) return null;
   const dyv = f32(backend, dy), w = f32(backend, filter);
   const d = convDnnl();
-  if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w));
   const { gemm } = getGemm();
+  if (smallMapGradients(d, g)) {
+    return out(backend, attrs.inputShape, smallMapBackwardData(dyv, w, g, gemm));
+  }
+  if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dx = alloc(g.batch * g.inH * g.inW * g.inC, true);
   if (isPointwise(g)) {
@@ -351,8 +368,11 @@ export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => 
   if (!g) return null;
   const xv = f32(backend, x), dyv = f32(backend, dy);
   const d = convDnnl();
-  if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv));
   const { gemm } = getGemm();
+  if (smallMapGradients(d, g)) {
+    return out(backend, attrs.filterShape, smallMapBackwardFilter(xv, dyv, g, gemm));
+  }
+  if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dw = alloc(K * F);
   if (isPointwise(g)) {
