@@ -12,6 +12,7 @@ import {
   registerFastCpuBackend,
 } from "../lib/kernels/mod.ts";
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
+import { loadOpenBlas, preferDnnlGemm } from "../lib/kernels/blas.ts";
 import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
 import { loadDnnl, openDnnl } from "../lib/kernels/dnnl.ts";
 import { type Inputs, rand, runOn } from "./fixtures/kernels.ts";
@@ -81,6 +82,16 @@ function refGemm(
 const GEMMS: [string, typeof jsGemm][] = [["chosen", getGemm().gemm], ["js", jsGemm]];
 const dnnlLib = openDnnl();
 if (dnnlLib) GEMMS.push([`oneDNN ${dnnlLib.version}`, dnnlLib.sgemm]);
+const openblas = loadOpenBlas();
+if (openblas) GEMMS.push(["OpenBLAS", openblas.sgemm]);
+
+Deno.test("oneDNN's sgemm takes the GEMMs only from an OpenBLAS without AVX-512 on an AVX-512 CPU", () => {
+  assert.equal(preferDnnlGemm("", false, true), true); // e.g. OPENBLAS_CORETYPE=Haswell on Zen 5
+  assert.equal(preferDnnlGemm("", true, true), false); // OpenBLAS's own AVX-512 kernels
+  assert.equal(preferDnnlGemm("", false, false), false); // an AVX2 CPU: OpenBLAS fits it
+  assert.equal(preferDnnlGemm("openblas", false, true), false);
+  assert.equal(preferDnnlGemm("dnnl", true, false), true);
+});
 
 Deno.test("every sgemm matches a float64 reference: offsets, transposes, alpha, beta", () => {
   for (const [name, gemm] of GEMMS) {

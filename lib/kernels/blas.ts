@@ -7,6 +7,7 @@
  */
 import { openDnnl } from "./dnnl.ts";
 import { envVar } from "../env.ts";
+import { cpuHasFlag } from "./util.ts";
 
 /** Where Debian/Ubuntu and common distributions put OpenBLAS; the pthread build first. */
 const CANDIDATES = [
@@ -95,6 +96,8 @@ export interface Blas {
   columnSums?(a: Float32Array, rows: number, cols: number, out: Float32Array): void;
   /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64, core SkylakeX, 2 threads". */
   describe: string;
+  /** Its sgemm runs AVX-512 kernels. */
+  avx512: boolean;
   /** Library path that was opened. */
   path: string;
 }
@@ -113,34 +116,47 @@ function cString(ptr: Deno.PointerValue): string {
   return ptr === null ? "" : new Deno.UnsafePointerView(ptr).getCString();
 }
 
-/**
- * OpenBLAS picks its kernels from the CPU at load time; OPENBLAS_CORETYPE (read only then)
- * overrides it. We leave the choice to OpenBLAS: 0.3.21 detects this study's AVX-512 EPYC
- * as Cooperlake (its AVX-512 kernels), and forcing SkylakeX measured no faster. A user who
- * meets a mis-detection sets OPENBLAS_CORETYPE before starting Deno; `describe` shows the core.
- */
 /** oneDNN's row-major sgemm (any version dnnl.ts's `openDnnl` finds) as a Blas. */
 function dnnlBlas(): Blas | null {
   const found = openDnnl();
-  return found &&
-    { path: found.path, describe: `oneDNN ${found.version} sgemm`, sgemm: found.sgemm };
+  return found && {
+    path: found.path,
+    describe: `oneDNN ${found.version} sgemm`,
+    sgemm: found.sgemm,
+    // oneDNN dispatches on the CPU it runs on
+    avx512: cpuHasFlag("avx512f"),
+  };
 }
 
+const AVX512_CORES = /^(SkylakeX|Cooperlake|SapphireRapids)$/;
+
 /**
- * Opens the native GEMM once; returns null (and records why) when it cannot.
- * CPU_FAST_BLAS=dnnl picks oneDNN's sgemm instead of OpenBLAS (an experiment).
+ * Whether oneDNN's sgemm should take the GEMMs from OpenBLAS. OpenBLAS picks its kernels from
+ * the CPU at load time; OPENBLAS_CORETYPE (read only then) overrides it, and some images set it
+ * to an AVX2 core (Haswell) on AVX-512 CPUs because older OpenBLAS builds misbehave there. On
+ * such a CPU oneDNN's sgemm (its own JIT, AVX-512) ran the study's dense layers and convolution
+ * GEMMs 1.2–2.6× faster than OpenBLAS and no shape slower (Zen 5 EPYC, OPENBLAS_CORETYPE=
+ * Haswell; VGG16 training +6–13%). With AVX-512 kernels OpenBLAS stays: there oneDNN's A·Bᵀ
+ * measured 1.7× slower than OpenBLAS's. CPU_FAST_BLAS=dnnl or =openblas forces the choice.
  */
-export function loadBlas(): Blas | null {
-  if (cached !== undefined) return cached;
-  cached = null;
+export function preferDnnlGemm(
+  want: string,
+  openblasAvx512: boolean,
+  cpuAvx512: boolean,
+): boolean {
+  if (want === "dnnl" || want === "openblas") return want === "dnnl";
+  return !openblasAvx512 && cpuAvx512;
+}
+
+let openblasCached: Blas | null | undefined;
+
+/** OpenBLAS as found (once), or null with the reason in `blasFailure()`. */
+export function loadOpenBlas(): Blas | null {
+  if (openblasCached !== undefined) return openblasCached;
+  openblasCached = null;
   if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
     failure = "not running in Deno";
     return null;
-  }
-  const want = envVar("CPU_FAST_BLAS") ?? "";
-  if (want === "dnnl") {
-    cached = dnnlBlas();
-    if (cached) return cached;
   }
   const errors: string[] = [];
   for (const path of CANDIDATES) {
@@ -156,9 +172,10 @@ export function loadBlas(): Blas | null {
     const config = cString(s.openblas_get_config());
     const core = cString(s.openblas_get_corename());
     const threads = s.openblas_get_num_threads();
-    cached = {
+    openblasCached = {
       path,
       describe: `${config.trim()}, core ${core}, ${threads} thread${threads === 1 ? "" : "s"}`,
+      avx512: AVX512_CORES.test(core),
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
         if (m === 0 || n === 0) return;
         // 101 = CblasRowMajor, 111 = NoTrans, 112 = Trans
@@ -185,8 +202,34 @@ export function loadBlas(): Blas | null {
         s.cblas_sgemv(101, 112, rows, cols, 1, a, cols, ones, 1, 0, out, 1);
       },
     };
-    return cached;
+    return openblasCached;
   }
   failure = errors.length ? errors.join("; ") : "no OpenBLAS found";
   return null;
+}
+
+/**
+ * The native GEMM the kernels use (once): OpenBLAS, or oneDNN's sgemm where `preferDnnlGemm`
+ * says so (OpenBLAS then keeps the column sums: oneDNN has no sgemv); null when neither loads.
+ */
+export function loadBlas(): Blas | null {
+  if (cached !== undefined) return cached;
+  const openblas = loadOpenBlas();
+  const want = envVar("CPU_FAST_BLAS") ?? "";
+  const dnnl = preferDnnlGemm(want, openblas?.avx512 ?? false, cpuHasFlag("avx512f"))
+    ? dnnlBlas()
+    : null;
+  cached = openblas;
+  if (dnnl && openblas) {
+    const name = openblas.describe.split(" ").slice(0, 2).join(" ");
+    const core = openblas.describe.match(/core (\S+),/)?.[1] ?? "?";
+    cached = {
+      ...dnnl,
+      describe: want === "dnnl"
+        ? `${dnnl.describe} (CPU_FAST_BLAS=dnnl)`
+        : `${dnnl.describe} (${name}'s core ${core} has no AVX-512 kernels)`,
+      columnSums: openblas.columnSums,
+    };
+  } else if (dnnl) cached = dnnl;
+  return cached;
 }

@@ -16,6 +16,7 @@ import {
 } from "./conv_small.ts";
 import {
   allF32,
+  cpuHasFlag,
   f32,
   type FastKernel,
   type KernelArgs,
@@ -47,12 +48,7 @@ export function convDnnl(): Dnnl | null {
  * elsewhere, slower than float32, so mixed_bfloat16 is only offered where this holds.
  */
 export function nativeBf16(): boolean {
-  try {
-    const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
-    return /\b(avx512_bf16|amx_bf16)\b/.test(flags);
-  } catch {
-    return false;
-  }
+  return cpuHasFlag("avx512_bf16") || cpuHasFlag("amx_bf16");
 }
 
 /**
@@ -229,8 +225,7 @@ function forwardDnnl(g: Geom): Dnnl | null {
 }
 
 function gemmHasAvx512(): boolean {
-  const { native, describe } = getGemm();
-  return native && !smallOnDnnl && /core (SkylakeX|Cooperlake|SapphireRapids)/.test(describe);
+  return getGemm().avx512 && !smallOnDnnl;
 }
 
 const smallOnDnnl = envVar("CPU_FAST_CONV_SMALL") === "dnnl";

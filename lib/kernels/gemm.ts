@@ -8,25 +8,40 @@ import { envVar } from "../env.ts";
 /** Row-major C = alpha·op(A)·op(B) + beta·C; op(A) is m×k, op(B) is k×n. */
 export type Gemm = Blas["sgemm"];
 
-let chosen: { gemm: Gemm; describe: string; native: boolean } | undefined;
+/** The GEMM the kernels use, with a line naming it. */
+export interface ChosenGemm {
+  gemm: Gemm;
+  describe: string;
+  /** A native library (not the JS loop). */
+  native: boolean;
+  /** It runs AVX-512 kernels (conv.ts then prefers it to oneDNN for tiny convolutions). */
+  avx512: boolean;
+}
+
+let chosen: ChosenGemm | undefined;
 
 /** The GEMM in use; set `CPU_FAST_GEMM=js` to force the pure-JS one (tests use it). */
-export function getGemm(): { gemm: Gemm; describe: string; native: boolean } {
+export function getGemm(): ChosenGemm {
   if (chosen) return chosen;
   const force = envVar("CPU_FAST_GEMM") ?? "";
   const blas = force === "js" ? null : loadBlas();
-  chosen = blas ? { gemm: blas.sgemm, describe: `${blas.describe} via FFI`, native: true } : {
-    gemm: jsGemm,
-    describe: `pure-JS GEMM (${force === "js" ? "CPU_FAST_GEMM=js" : blasFailure()})`,
-    native: false,
-  };
+  chosen = blas
+    ? { gemm: blas.sgemm, describe: `${blas.describe} via FFI`, native: true, avx512: blas.avx512 }
+    : {
+      gemm: jsGemm,
+      describe: `pure-JS GEMM (${force === "js" ? "CPU_FAST_GEMM=js" : blasFailure()})`,
+      native: false,
+      avx512: false,
+    };
   return chosen;
 }
 
 /** Test hook: use the pure-JS GEMM (true) or the native one if it loads (false). */
 export function useJsGemm(js: boolean): void {
   chosen = undefined;
-  if (js) chosen = { gemm: jsGemm, describe: "pure-JS GEMM (forced)", native: false };
+  if (js) {
+    chosen = { gemm: jsGemm, describe: "pure-JS GEMM (forced)", native: false, avx512: false };
+  }
 }
 
 /** Copies the transpose of row-major `rows`×`cols` matrix `a` (leading dim `ld`). */

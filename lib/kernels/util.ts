@@ -55,3 +55,16 @@ export function scratch(n: number): Float32Array {
   }
   return scratchBuf;
 }
+
+let flags: string | undefined;
+/** Whether /proc/cpuinfo lists `flag` (e.g. "avx512f"); false where there is no such file. */
+export function cpuHasFlag(flag: string): boolean {
+  if (flags === undefined) {
+    try {
+      flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
+    } catch {
+      flags = "";
+    }
+  }
+  return flags.split(/\s+/).includes(flag);
+}
