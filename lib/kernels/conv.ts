@@ -214,8 +214,9 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
  * has 36 3×3 convolutions with a 2×2 output (oneDNN 11.3 ms each, 107 GFLOPS; im2col + OpenBLAS
  * ~2× faster) and ~100 1×1 ones on 2×2 and 1×1 maps, which are plain GEMMs. Measured over the
  * whole net: 1.02 s → 0.73 s of convolutions (Zen 5 EPYC, OpenBLAS core Cooperlake). Only
- * with OpenBLAS's AVX-512 kernels: with its AVX2 ones (e.g. OPENBLAS_CORETYPE=Haswell) the
- * GEMM runs at half speed and oneDNN wins (1.13 s). CPU_FAST_CONV_SMALL=dnnl keeps oneDNN.
+ * with an AVX-512 GEMM: OpenBLAS's AVX2 kernels run at half speed and oneDNN wins (1.13 s) —
+ * though where OpenBLAS is held to AVX2 on an AVX-512 CPU, oneDNN's sgemm takes the GEMMs
+ * (blas.ts), and the GEMM route wins again. CPU_FAST_CONV_SMALL=dnnl keeps oneDNN.
  */
 function forwardDnnl(g: Geom): Dnnl | null {
   const d = convDnnl();
