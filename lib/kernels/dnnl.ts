@@ -9,6 +9,7 @@
  * from the recycling allocator.
  */
 import { alloc } from "./pool_alloc.ts";
+import { AdamPrims } from "./adam_dnnl.ts";
 
 const F32 = 3, BF16 = 2, FORMAT_ANY = 1, CPU = 1;
 const FWD_TRAINING = 64, CONV_DIRECT = 1;
@@ -83,6 +84,12 @@ const SYMBOLS = {
     parameters: ["buffer", "i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
+  dnnl_binary_desc_init: {
+    parameters: ["buffer", "i32", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  dnnl_post_ops_append_binary: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
+  dnnl_post_ops_append_sum: { parameters: ["pointer", "f32"], result: "i32" },
   dnnl_post_ops_create: { parameters: ["buffer"], result: "i32" },
   dnnl_post_ops_append_eltwise: {
     parameters: ["pointer", "f32", "i32", "f32", "f32"],
@@ -109,7 +116,8 @@ const SYMBOLS = {
   dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
 } as const;
 
-type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The bound symbols (adam_dnnl.ts builds its primitives on them too). */
+export type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 type Ptr = Deno.PointerValue;
 
 /** Geometry of one NHWC convolution with an HWIO filter. */
@@ -129,7 +137,7 @@ export interface DnnlGeom {
   padLeft: number;
 }
 
-function check(status: number, what: string): void {
+export function check(status: number, what: string): void {
   if (status !== 0) throw new Error(`oneDNN ${what} failed (status ${status})`);
 }
 
@@ -137,7 +145,7 @@ function check(status: number, what: string): void {
  * Everything FFI reads or writes lives in an explicit ArrayBuffer: V8 keeps typed arrays of
  * 64 bytes or less inside its moving heap, but an ArrayBuffer's store never moves.
  */
-function offHeap(bytes: number): ArrayBuffer {
+export function offHeap(bytes: number): ArrayBuffer {
   return new ArrayBuffer(Math.max(bytes, 8));
 }
 
@@ -147,7 +155,7 @@ function dims(...v: number[]): BigInt64Array {
   return d;
 }
 
-function ptrOut(): BigUint64Array {
+export function ptrOut(): BigUint64Array {
   return new BigUint64Array(offHeap(8));
 }
 
@@ -156,12 +164,12 @@ function f32(n: number): Float32Array {
   return new Float32Array(offHeap(4 * n), 0, n);
 }
 
-function ptrOf(out: BigUint64Array): Ptr {
+export function ptrOf(out: BigUint64Array): Ptr {
   return Deno.UnsafePointer.create(out[0]);
 }
 
 /** A memory descriptor over caller-owned bytes (kept alive with the primitive). */
-function md(lib: Lib, d: number[], strides: number[] | null, type = F32): Uint8Array {
+export function md(lib: Lib, d: number[], strides: number[] | null, type = F32): Uint8Array {
   const m = new Uint8Array(offHeap(MD_BYTES));
   if (strides) {
     check(
@@ -176,7 +184,13 @@ function md(lib: Lib, d: number[], strides: number[] | null, type = F32): Uint8A
 }
 
 /** A primitive descriptor for an initialised op descriptor (attr: post-ops, or null). */
-function primitiveDesc(lib: Lib, engine: Ptr, op: Uint8Array, hint: Ptr, attr: Ptr = null): Ptr {
+export function primitiveDesc(
+  lib: Lib,
+  engine: Ptr,
+  op: Uint8Array,
+  hint: Ptr,
+  attr: Ptr = null,
+): Ptr {
   const out = ptrOut();
   check(lib.dnnl_primitive_desc_create(new Uint8Array(out.buffer), op, attr, engine, hint), "pd");
   return ptrOf(out);
@@ -206,7 +220,7 @@ function reluAttr(lib: Lib): Ptr {
 }
 
 /** A primitive and the memories it executes on (handles set per call). */
-interface Prim {
+export interface Prim {
   prim: Ptr;
   args: Uint8Array;
   mems: Ptr[];
@@ -336,6 +350,38 @@ export class Dnnl {
     return y;
   }
 
+  private adams = new Map<string, AdamPrims>();
+
+  /**
+   * One Adam step over a weight in place (see adam_dnnl.ts): m, v and w updated by three
+   * multi-threaded passes; `alpha` and `epsilon` are this step's (bias corrections folded in).
+   */
+  adam(
+    w: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    b1: number,
+    b2: number,
+    alpha: number,
+    epsilon: number,
+  ): void {
+    const key = `${g.length} ${b1} ${b2}`;
+    let a = this.adams.get(key);
+    if (!a) {
+      a = new AdamPrims(
+        this.lib,
+        this.engine,
+        (pd, ids, mds) => this.primitive(pd, ids, mds),
+        g.length,
+        b1,
+        b2,
+      );
+      this.adams.set(key, a);
+    }
+    a.update((p, arrays) => this.run(p, arrays), w, m, v, g, alpha, epsilon);
+  }
+
   private pools = new Map<string, PoolPrims>();
 
   private pool(g: PoolGeom): PoolPrims {
@@ -411,8 +457,8 @@ function stable(a: Float32Array, slot = 0): Float32Array {
   return s;
 }
 
-type MakePrim = (pd: Ptr, ids: number[], mds: Ptr[]) => Prim;
-type Run = (p: Prim, arrays: (Float32Array | null)[]) => void;
+export type MakePrim = (pd: Ptr, ids: number[], mds: Ptr[]) => Prim;
+export type Run = (p: Prim, arrays: (Float32Array | null)[]) => void;
 
 /** The primitives of one convolution geometry, created lazily and kept. */
 class ConvPrims {
