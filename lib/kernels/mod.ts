@@ -2,15 +2,17 @@
  * The CPU fast path: a tfjs backend "cpu-fast" that is tfjs's own cpu backend with the
  * training-heavy kernels replaced, all through Deno FFI to libraries found at run time:
  * convolutions and max-pooling on oneDNN (libdnnl 2.x, what PyTorch's CPU convolutions use)
- * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (else a pure-JS GEMM); element-wise
- * ops and the Adam update (`fusedAdam`) as tight JS loops, large bias sums as sgemv.
+ * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (oneDNN's where OpenBLAS runs without
+ * AVX-512 on an AVX-512 CPU; else a pure-JS GEMM); element-wise ops as tight JS loops, large
+ * bias sums as sgemv; the Adam update (`fusedAdam`) in place, on oneDNN for large weights.
  *
- * Files, one job each: blas.ts (OpenBLAS binding), gemm.ts (GEMM choice + JS fallback),
+ * Files, one job each: blas.ts (BLAS binding and choice), gemm.ts (GEMM + JS fallback),
  * dnnl.ts (oneDNN binding: fp32 NHWC and bf16 blocked convolutions, pooling), conv.ts,
  * conv_small.ts (convolutions over maps smaller than the kernel), pool.ts, matmul.ts,
  * elementwise.ts, batchnorm.ts (BatchNorm, its 1×1-depthwise inference form, and the
  * reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one fused forward
- * and backward), pad.ts, activation.ts (fused epilogues), adam.ts, util.ts.
+ * and backward), pad.ts, activation.ts (fused epilogues), adam.ts, adam_dnnl.ts (Adam as
+ * oneDNN passes), util.ts.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
