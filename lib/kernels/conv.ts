@@ -237,9 +237,10 @@ function convForward(
   g: Geom,
   bias: Float32Array | null = null,
   relu = false,
+  xId: object | null = null,
 ): Float32Array {
   const d = forwardDnnl(g);
-  if (d) return d.forward(g, x, w, bias, relu);
+  if (d) return d.forward(g, x, w, bias, relu, xId);
   if (relu) throw new Error("convForward: a ReLU is fused on the oneDNN path only");
   const { gemm } = getGemm();
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
@@ -283,7 +284,8 @@ export const conv2D: FastKernel = ({ inputs, backend, attrs }) => {
   const info = convInfo(x.shape, filter.shape, attrs);
   const g = geom(info);
   if (!g) return null;
-  return out(backend, info.outShape, convForward(f32(backend, x), f32(backend, filter), g));
+  const y = convForward(f32(backend, x), f32(backend, filter), g, null, false, x.dataId);
+  return out(backend, info.outShape, y);
 };
 
 /** FusedConv2D: conv + bias + activation, the epilogue done in place on the output. */
@@ -301,7 +303,14 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   const dnnl = forwardDnnl(g) !== null;
   const inConv = dnnl && b !== null && b.length === g.outC;
   const reluInConv = dnnl && act === "relu" && (b === null || inConv);
-  const y = convForward(f32(backend, x), f32(backend, filter), g, inConv ? b : null, reluInConv);
+  const y = convForward(
+    f32(backend, x),
+    f32(backend, filter),
+    g,
+    inConv ? b : null,
+    reluInConv,
+    x.dataId,
+  );
   if (inConv) b = null;
   if (b === null && (act === "linear" || reluInConv)) return out(backend, info.outShape, y);
   biasActivation(
@@ -338,7 +347,7 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   if (smallMapGradients(d, g)) {
     return out(backend, attrs.inputShape, smallMapBackwardData(dyv, w, g, gemm));
   }
-  if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w));
+  if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w, dy.dataId));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dx = alloc(g.batch * g.inH * g.inW * g.inC, true);
   if (isPointwise(g)) {
@@ -368,7 +377,7 @@ export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => 
   if (smallMapGradients(d, g)) {
     return out(backend, attrs.filterShape, smallMapBackwardFilter(xv, dyv, g, gemm));
   }
-  if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv));
+  if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv, x.dataId, dy.dataId));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dw = alloc(K * F);
   if (isPointwise(g)) {

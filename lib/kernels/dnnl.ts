@@ -330,18 +330,23 @@ export class Dnnl {
     return c;
   }
 
-  /** y = conv(x, w) (+ bias) (then ReLU), NHWC/HWIO; returns the new output array. */
+  /**
+   * y = conv(x, w) (+ bias) (then ReLU), NHWC/HWIO; returns the new output array. `xId` (the
+   * tensor's dataId) lets the weight gradient reuse the bf16 copy of x (see Bf16ConvPrims).
+   */
   forward(
     g: DnnlGeom,
     x: Float32Array,
     w: Float32Array,
     bias: Float32Array | null,
     relu = false,
+    xId: object | null = null,
   ): Float32Array {
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.prims(this.bf16Cache, Bf16ConvPrims, g, bias !== null, relu).forward(run, x, w, bias, y);
+      this.prims(this.bf16Cache, Bf16ConvPrims, g, bias !== null, relu)
+        .forward(run, x, w, bias, y, xId);
       return y;
     }
     const c = this.prims(this.cache, ConvPrims, g, bias !== null, relu);
@@ -382,6 +387,19 @@ export class Dnnl {
     a.update((p, arrays) => this.run(p, arrays), w, m, v, g, alpha, epsilon);
   }
 
+  /** The bf16 copy of tensor `xId` a forward primitive of this geometry still holds, if any. */
+  private heldX(g: DnnlGeom, xId: object | null): { buf: Float32Array; md: Ptr } | null {
+    if (xId === null) return null;
+    for (const bias of [true, false]) {
+      for (const relu of [false, true]) {
+        const p = this.bf16Cache.get(JSON.stringify([g, bias, relu]));
+        const buf = p?.heldX(xId);
+        if (p && buf) return { buf, md: p.srcMd() };
+      }
+    }
+    return null;
+  }
+
   private pools = new Map<string, PoolPrims>();
 
   private pool(g: PoolGeom): PoolPrims {
@@ -414,12 +432,17 @@ export class Dnnl {
     return dx;
   }
 
-  /** dx for dy, NHWC. */
-  backwardData(g: DnnlGeom, dy: Float32Array, w: Float32Array): Float32Array {
+  /** dx for dy, NHWC (`dyId`: dy's dataId, for the weight gradient's reuse of its bf16 copy). */
+  backwardData(
+    g: DnnlGeom,
+    dy: Float32Array,
+    w: Float32Array,
+    dyId: object | null = null,
+  ): Float32Array {
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardData(run, dy, w, dx);
+      this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardData(run, dy, w, dx, dyId);
       return dx;
     }
     const c = this.prims(this.cache, ConvPrims, g, false);
@@ -428,8 +451,14 @@ export class Dnnl {
     return dx;
   }
 
-  /** dW (HWIO) for x and dy. */
-  backwardWeights(g: DnnlGeom, x: Float32Array, dy: Float32Array): Float32Array {
+  /** dW (HWIO) for x and dy (`xId`, `dyId`: their dataIds, to reuse bf16 copies). */
+  backwardWeights(
+    g: DnnlGeom,
+    x: Float32Array,
+    dy: Float32Array,
+    xId: object | null = null,
+    dyId: object | null = null,
+  ): Float32Array {
     const dw = alloc(g.fh * g.fw * g.inC * g.outC);
     if (this.bf16) {
       this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardWeights(
@@ -437,6 +466,8 @@ export class Dnnl {
         x,
         dy,
         dw,
+        dyId,
+        this.heldX(g, xId),
       );
       return dw;
     }
@@ -679,8 +710,23 @@ class Bf16ConvPrims {
   private params: [BigInt64Array, BigInt64Array, BigInt64Array];
   private fwdPd: Ptr;
   private fwd: { prim: Prim; x: Stage; w: Stage; y: Stage };
-  private bd?: { prim: Prim; dy: Stage; w: Stage; dx: Stage };
-  private bw?: { prim: Prim; x: Stage; dy: Stage; dw: Stage };
+  private bd?: { prim: Prim; dy: Stage; w: Stage; dx: Stage; dyMd: Ptr };
+  private bw?: {
+    prim: Prim;
+    x: Stage;
+    dy: Stage;
+    dw: Stage;
+    /** The layouts this primitive reads x and dy in (a held copy is used only in the same). */
+    xMd: Ptr;
+    dyMd: Ptr;
+  };
+  /**
+   * The tensors (tfjs dataIds: one per tensor, never reused, its data immutable) whose bf16
+   * copies the forward's x stage and the input gradient's dy stage hold now. The weight
+   * gradient that follows uses those copies instead of converting the same data again.
+   */
+  private xHeld: object | null = null;
+  private dyHeld: object | null = null;
 
   constructor(
     private lib: Lib,
@@ -748,9 +794,17 @@ class Bf16ConvPrims {
     return s.buf;
   }
 
-  forward(run: Run, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array) {
+  forward(
+    run: Run,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array | null,
+    y: Float32Array,
+    xId: object | null = null,
+  ) {
     const f = this.fwd;
     const xs = Bf16ConvPrims.into(f.x, x, run, 0);
+    this.xHeld = xId;
     const ws = Bf16ConvPrims.into(f.w, w, run, 3);
     run(f.prim, bias ? [xs, ws, stable(bias, 1), f.y.buf] : [xs, ws, f.y.buf]);
     run(f.y.prim, [f.y.buf, y]);
@@ -765,7 +819,13 @@ class Bf16ConvPrims {
     return { prim: this.make(pd, args.map(([id]) => id), args.map(([, query]) => q(query))), q };
   }
 
-  backwardData(run: Run, dy: Float32Array, w: Float32Array, dx: Float32Array) {
+  backwardData(
+    run: Run,
+    dy: Float32Array,
+    w: Float32Array,
+    dx: Float32Array,
+    dyId: object | null = null,
+  ) {
     if (!this.bd) {
       const { prim, q } = this.backward(
         (op) =>
@@ -785,16 +845,39 @@ class Bf16ConvPrims {
         dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
         w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
         dx: this.stage(q(Q_DIFF_SRC), this.p(this.u.src), q(Q_DIFF_SRC)),
+        dyMd: q(Q_DIFF_DST),
       };
     }
     const b = this.bd;
     const dys = Bf16ConvPrims.into(b.dy, dy, run, 4);
+    this.dyHeld = dyId;
     const ws = Bf16ConvPrims.into(b.w, w, run, 3);
     run(b.prim, [b.dx.buf, ws, dys]);
     run(b.dx.prim, [b.dx.buf, dx]);
   }
 
-  backwardWeights(run: Run, x: Float32Array, dy: Float32Array, dw: Float32Array) {
+  /** The bf16 copy of x the forward holds, when it holds tensor `xId` (see `xHeld`). */
+  heldX(xId: object | null): Float32Array | null {
+    return xId !== null && this.xHeld === xId ? this.fwd.x.buf : null;
+  }
+
+  /** The forward's x layout (to check that a held copy fits another primitive). */
+  srcMd(): Ptr {
+    return this.lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_SRC, 0);
+  }
+
+  /**
+   * dW for x and dy; `heldX` is the forward's bf16 copy of this x when it still holds it (from
+   * the forward primitive of this geometry, with or without bias), with its layout.
+   */
+  backwardWeights(
+    run: Run,
+    x: Float32Array,
+    dy: Float32Array,
+    dw: Float32Array,
+    dyId: object | null = null,
+    heldX: { buf: Float32Array; md: Ptr } | null = null,
+  ) {
     if (!this.bw) {
       const { prim, q } = this.backward(
         (op) =>
@@ -815,11 +898,17 @@ class Bf16ConvPrims {
         x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
         dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
         dw: this.stage(q(Q_DIFF_WEIGHTS), this.p(this.u.w), q(Q_DIFF_WEIGHTS)),
+        xMd: q(Q_SRC),
+        dyMd: q(Q_DIFF_DST),
       };
     }
     const b = this.bw;
-    const xs = Bf16ConvPrims.into(b.x, x, run, 0);
-    const dys = Bf16ConvPrims.into(b.dy, dy, run, 4);
+    const same = (a: Ptr, c: Ptr) => this.lib.dnnl_memory_desc_equal(a, c) === 1;
+    const xs = heldX && same(heldX.md, b.xMd) ? heldX.buf : Bf16ConvPrims.into(b.x, x, run, 0);
+    const dys = dyId !== null && this.dyHeld === dyId && this.bd && same(this.bd.dyMd, b.dyMd)
+      ? this.bd.dy.buf
+      : Bf16ConvPrims.into(b.dy, dy, run, 4);
+    this.dyHeld = null;
     run(b.prim, [xs, b.dw.buf, dys]);
     run(b.dw.prim, [b.dw.buf, dw]);
   }
