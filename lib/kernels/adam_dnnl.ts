@@ -13,6 +13,7 @@
  */
 import {
   check,
+  f32,
   type Lib,
   type MakePrim,
   md,
@@ -22,7 +23,7 @@ import {
   ptrOf,
   ptrOut,
   type Run,
-} from "./dnnl.ts";
+} from "./dnnl_ffi.ts";
 
 const BINARY_ADD = 0x1fff0, BINARY_MUL = 0x1fff1;
 const ELTWISE_SQRT = 0x6f, ELTWISE_LINEAR = 0x7f, ELTWISE_POW = 0x20;
@@ -36,9 +37,9 @@ type PostOp = ["eltwise", number, number, number] | ["binary", number, Uint8Arra
   number,
 ];
 
-/** A float32 array in an ArrayBuffer of its own (V8 never moves it; FFI may keep its address). */
+/** A one-element float32 tensor off V8's heap (FFI keeps its address). */
 function scalar(x: number): Float32Array {
-  const a = new Float32Array(offHeap(4), 0, 1);
+  const a = f32(1);
   a[0] = x;
   return a;
 }

@@ -7,7 +7,8 @@
  * bias sums as sgemv; the Adam update (`fusedAdam`) in place, on oneDNN for large weights.
  *
  * Files, one job each: blas.ts (BLAS binding and choice), gemm.ts (GEMM + JS fallback),
- * dnnl.ts (oneDNN binding: fp32 NHWC and bf16 blocked convolutions, pooling), conv.ts,
+ * dnnl.ts (oneDNN engine, caches, pooling, loader), dnnl_ffi.ts (its C API and FFI helpers),
+ * dnnl_conv.ts (fp32 NHWC and bf16 blocked convolution primitives), conv.ts,
  * conv_small.ts (convolutions over maps smaller than the kernel), pool.ts, matmul.ts,
  * elementwise.ts, batchnorm.ts (BatchNorm, its 1×1-depthwise inference form, and the
  * reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one fused forward

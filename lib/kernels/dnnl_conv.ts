@@ -1,0 +1,477 @@
+/**
+ * The primitives of one convolution geometry on oneDNN: float32 on NHWC data (ConvPrims) and
+ * mixed_bfloat16 on oneDNN's blocked layouts (Bf16ConvPrims). dnnl.ts makes them once per
+ * geometry and runs them.
+ */
+import {
+  ARG_BIAS,
+  ARG_DIFF_DST,
+  ARG_DIFF_SRC,
+  ARG_DIFF_WEIGHTS,
+  ARG_DST,
+  ARG_SRC,
+  ARG_WEIGHTS,
+  BF16,
+  check,
+  CONV_DIRECT,
+  dims,
+  f32,
+  FWD_TRAINING,
+  type Lib,
+  type MakePrim,
+  md,
+  MD_BYTES,
+  offHeap,
+  OP_BYTES,
+  type Prim,
+  primitiveDesc,
+  type Ptr,
+  Q_DIFF_DST,
+  Q_DIFF_SRC,
+  Q_DIFF_WEIGHTS,
+  Q_DST,
+  Q_SRC,
+  Q_WEIGHTS,
+  reluAttr,
+  type Run,
+  stable,
+} from "./dnnl_ffi.ts";
+/** Geometry of one NHWC convolution with an HWIO filter. */
+export interface DnnlGeom {
+  batch: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  outH: number;
+  outW: number;
+  outC: number;
+  fh: number;
+  fw: number;
+  sh: number;
+  sw: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/** The primitives of one convolution geometry, created lazily and kept. */
+export class ConvPrims {
+  private srcMd: Uint8Array;
+  private dstMd: Uint8Array;
+  private userW: Uint8Array;
+  private anyW: Uint8Array;
+  private biasMd: Uint8Array | null;
+  private fwdPd: Ptr;
+  fwd: Prim;
+  private fwdW: { reorder: Prim | null; buf: Float32Array | null };
+  private bd?: { prim: Prim; reorder: Prim | null; buf: Float32Array | null };
+  private bw?: { prim: Prim; back: Prim | null; tmp: Float32Array | null };
+  private strides: BigInt64Array;
+  private padL: BigInt64Array;
+  private padR: BigInt64Array;
+
+  constructor(
+    private lib: Lib,
+    private g: DnnlGeom,
+    bias: boolean,
+    private engine: Ptr,
+    private make: MakePrim,
+    private reorder: (a: Ptr, b: Ptr) => Prim,
+    /** A ReLU post-op on the forward's output (see reluAttr). */
+    relu = false,
+  ) {
+    const u = userMds(lib, g, bias);
+    this.srcMd = u.src;
+    this.dstMd = u.dst;
+    this.userW = u.w;
+    this.biasMd = u.bias;
+    this.anyW = md(lib, [g.outC, g.inC, g.fh, g.fw], null);
+    [this.strides, this.padL, this.padR] = convParams(g);
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    check(
+      lib.dnnl_convolution_forward_desc_init(
+        op,
+        FWD_TRAINING,
+        CONV_DIRECT,
+        this.srcMd,
+        this.anyW,
+        this.biasMd ?? new Uint8Array(offHeap(MD_BYTES)),
+        this.dstMd,
+        this.strides,
+        this.padL,
+        this.padR,
+      ),
+      "conv fwd desc",
+    );
+    this.fwdPd = primitiveDesc(lib, engine, op, null, relu ? reluAttr(lib) : null);
+    const wMd = lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_WEIGHTS, 0);
+    const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
+    const mds = bias
+      ? [this.p(this.srcMd), wMd, this.p(this.biasMd!), this.p(this.dstMd)]
+      : [this.p(this.srcMd), wMd, this.p(this.dstMd)];
+    this.fwd = make(this.fwdPd, ids, mds);
+    this.fwdW = this.weightsIn(wMd);
+  }
+
+  private p(m: Uint8Array): Ptr {
+    return Deno.UnsafePointer.of(m);
+  }
+
+  /** A reorder from the user's HWIO weights into `want`, unless they already match. */
+  private weightsIn(want: Ptr): { reorder: Prim | null; buf: Float32Array | null } {
+    if (this.lib.dnnl_memory_desc_equal(want, this.p(this.userW)) === 1) {
+      return { reorder: null, buf: null };
+    }
+    const bytes = Number(this.lib.dnnl_memory_desc_get_size(want));
+    return { reorder: this.reorder(this.p(this.userW), want), buf: f32(Math.ceil(bytes / 4)) };
+  }
+
+  private convert(
+    w: Float32Array,
+    how: { reorder: Prim | null; buf: Float32Array | null },
+    run: Run,
+  ): Float32Array {
+    if (!how.reorder) return stable(w, 3);
+    run(how.reorder, [stable(w, 3), how.buf]);
+    return how.buf!;
+  }
+
+  fwdWeights(w: Float32Array, run: Run): Float32Array {
+    return this.convert(w, this.fwdW, run);
+  }
+
+  private bwdDataPrims() {
+    if (!this.bd) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      check(
+        this.lib.dnnl_convolution_backward_data_desc_init(
+          op,
+          CONV_DIRECT,
+          this.srcMd,
+          this.anyW,
+          this.dstMd,
+          this.strides,
+          this.padL,
+          this.padR,
+        ),
+        "conv bwd data desc",
+      );
+      const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
+      const wMd = this.lib.dnnl_primitive_desc_query_md(pd, Q_WEIGHTS, 0);
+      const diffSrc = this.lib.dnnl_primitive_desc_query_md(pd, Q_DIFF_SRC, 0);
+      if (this.lib.dnnl_memory_desc_equal(diffSrc, this.p(this.srcMd)) !== 1) {
+        throw new Error("oneDNN chose another diff_src layout");
+      }
+      const prim = this.make(pd, [ARG_DIFF_SRC, ARG_WEIGHTS, ARG_DIFF_DST], [
+        this.p(this.srcMd),
+        wMd,
+        this.p(this.dstMd),
+      ]);
+      this.bd = { prim, ...this.weightsIn(wMd) };
+    }
+    return this.bd;
+  }
+
+  bwdData(): Prim {
+    return this.bwdDataPrims().prim;
+  }
+
+  bwdDataWeights(w: Float32Array, run: Run): Float32Array {
+    return this.convert(w, this.bwdDataPrims(), run);
+  }
+
+  bwdWeights(): { prim: Prim; back: Prim | null } {
+    if (!this.bw) {
+      const op = new Uint8Array(offHeap(OP_BYTES));
+      check(
+        this.lib.dnnl_convolution_backward_weights_desc_init(
+          op,
+          CONV_DIRECT,
+          this.srcMd,
+          this.anyW,
+          new Uint8Array(offHeap(MD_BYTES)),
+          this.dstMd,
+          this.strides,
+          this.padL,
+          this.padR,
+        ),
+        "conv bwd weights desc",
+      );
+      const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
+      const dwMd = this.lib.dnnl_primitive_desc_query_md(pd, Q_DIFF_WEIGHTS, 0);
+      const src = this.lib.dnnl_primitive_desc_query_md(pd, Q_SRC, 0);
+      if (this.lib.dnnl_memory_desc_equal(src, this.p(this.srcMd)) !== 1) {
+        throw new Error("oneDNN chose another src layout");
+      }
+      const prim = this.make(pd, [ARG_SRC, ARG_DIFF_WEIGHTS, ARG_DIFF_DST], [
+        this.p(this.srcMd),
+        dwMd,
+        this.p(this.dstMd),
+      ]);
+      const same = this.lib.dnnl_memory_desc_equal(dwMd, this.p(this.userW)) === 1;
+      this.bw = same ? { prim, back: null, tmp: null } : {
+        prim,
+        back: this.reorder(dwMd, this.p(this.userW)),
+        tmp: f32(Math.ceil(Number(this.lib.dnnl_memory_desc_get_size(dwMd)) / 4)),
+      };
+    }
+    return this.bw;
+  }
+
+  diffWeightsTmp(): Float32Array | null {
+    return this.bwdWeights() && this.bw!.tmp;
+  }
+}
+
+/** The caller's float32 descriptors: NHWC x and y, HWIO weights, bias. */
+interface UserMds {
+  src: Uint8Array;
+  dst: Uint8Array;
+  w: Uint8Array;
+  bias: Uint8Array | null;
+}
+
+function userMds(lib: Lib, g: DnnlGeom, bias: boolean): UserMds {
+  const { batch: N, inH, inW, inC, outH, outW, outC, fh, fw } = g;
+  return {
+    src: md(lib, [N, inC, inH, inW], [inH * inW * inC, 1, inW * inC, inC]),
+    dst: md(lib, [N, outC, outH, outW], [outH * outW * outC, 1, outW * outC, outC]),
+    w: md(lib, [outC, inC, fh, fw], [1, outC, fw * inC * outC, inC * outC]),
+    bias: bias ? md(lib, [outC], [1]) : null,
+  };
+}
+
+/** Strides, top/left padding and bottom/right padding of one geometry. */
+function convParams(g: DnnlGeom): [BigInt64Array, BigInt64Array, BigInt64Array] {
+  return [
+    dims(g.sh, g.sw),
+    dims(g.padTop, g.padLeft),
+    // oneDNN wants the bottom/right padding that makes the output size come out exactly
+    dims(
+      (g.outH - 1) * g.sh + g.fh - g.inH - g.padTop,
+      (g.outW - 1) * g.sw + g.fw - g.inW - g.padLeft,
+    ),
+  ];
+}
+
+/** A reorder between the caller's layout and a primitive's, with the primitive-side buffer. */
+interface Stage {
+  prim: Prim;
+  buf: Float32Array;
+}
+
+/**
+ * One convolution geometry under mixed_bfloat16, run as PyTorch's autocast runs it on the same
+ * oneDNN: x, weights and dy rounded to bf16 in the layouts oneDNN picks for them (blocked,
+ * e.g. nChw16c), float32 accumulation, y and dx written in bf16 and handed back as float32
+ * NHWC, the weight gradient written in float32. Reorders do the rounding and the relayout in
+ * one pass. On plain NHWC bf16 data oneDNN 2.6 picks slower kernels: its weight gradient
+ * measured 8× slower than float32's on a Zen 5 EPYC, hence the blocked layouts.
+ */
+export class Bf16ConvPrims {
+  private u: UserMds;
+  private params: [BigInt64Array, BigInt64Array, BigInt64Array];
+  private fwdPd: Ptr;
+  private fwd: { prim: Prim; x: Stage; w: Stage; y: Stage };
+  private bd?: { prim: Prim; dy: Stage; w: Stage; dx: Stage; dyMd: Ptr };
+  private bw?: {
+    prim: Prim;
+    x: Stage;
+    dy: Stage;
+    dw: Stage;
+    /** The layouts this primitive reads x and dy in (a held copy is used only in the same). */
+    xMd: Ptr;
+    dyMd: Ptr;
+  };
+  /**
+   * The tensors (tfjs dataIds: one per tensor, never reused, its data immutable) whose bf16
+   * copies the forward's x stage and the input gradient's dy stage hold now. The weight
+   * gradient that follows uses those copies instead of converting the same data again.
+   */
+  private xHeld: object | null = null;
+  private dyHeld: object | null = null;
+
+  constructor(
+    private lib: Lib,
+    private g: DnnlGeom,
+    bias: boolean,
+    private engine: Ptr,
+    private make: MakePrim,
+    private reorder: (a: Ptr, b: Ptr) => Prim,
+    /** A ReLU post-op on the forward's output (see reluAttr). */
+    relu = false,
+  ) {
+    this.u = userMds(lib, g, bias);
+    this.params = convParams(g);
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    check(
+      lib.dnnl_convolution_forward_desc_init(
+        op,
+        FWD_TRAINING,
+        CONV_DIRECT,
+        this.any(this.srcDims()),
+        this.any(this.wDims()),
+        this.u.bias ?? new Uint8Array(offHeap(MD_BYTES)),
+        this.any(this.dstDims()),
+        ...this.params,
+      ),
+      "bf16 conv fwd desc",
+    );
+    this.fwdPd = primitiveDesc(lib, engine, op, null, relu ? reluAttr(lib) : null);
+    const q = (what: number) => lib.dnnl_primitive_desc_query_md(this.fwdPd, what, 0);
+    const ids = bias ? [ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST] : [ARG_SRC, ARG_WEIGHTS, ARG_DST];
+    const mds = [q(Q_SRC), q(Q_WEIGHTS), ...(bias ? [this.p(this.u.bias!)] : []), q(Q_DST)];
+    this.fwd = {
+      prim: make(this.fwdPd, ids, mds),
+      x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
+      w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
+      y: this.stage(q(Q_DST), this.p(this.u.dst), q(Q_DST)),
+    };
+  }
+
+  private srcDims() {
+    return [this.g.batch, this.g.inC, this.g.inH, this.g.inW];
+  }
+  private dstDims() {
+    return [this.g.batch, this.g.outC, this.g.outH, this.g.outW];
+  }
+  private wDims() {
+    return [this.g.outC, this.g.inC, this.g.fh, this.g.fw];
+  }
+  private any(d: number[], type = BF16): Uint8Array {
+    return md(this.lib, d, null, type);
+  }
+  private p(m: Uint8Array): Ptr {
+    return Deno.UnsafePointer.of(m);
+  }
+
+  /** A reorder from → to, and a buffer the size of `bufMd` (the primitive's side). */
+  private stage(from: Ptr, to: Ptr, bufMd: Ptr): Stage {
+    const bytes = Number(this.lib.dnnl_memory_desc_get_size(bufMd));
+    return { prim: this.reorder(from, to), buf: f32(Math.ceil(bytes / 4)) };
+  }
+
+  /** The caller's array `a` in the primitive's layout (the stage's buffer). */
+  private static into(s: Stage, a: Float32Array, run: Run, slot: number): Float32Array {
+    run(s.prim, [stable(a, slot), s.buf]);
+    return s.buf;
+  }
+
+  forward(
+    run: Run,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array | null,
+    y: Float32Array,
+    xId: object | null = null,
+  ) {
+    const f = this.fwd;
+    const xs = Bf16ConvPrims.into(f.x, x, run, 0);
+    this.xHeld = xId;
+    const ws = Bf16ConvPrims.into(f.w, w, run, 3);
+    run(f.prim, bias ? [xs, ws, stable(bias, 1), f.y.buf] : [xs, ws, f.y.buf]);
+    run(f.y.prim, [f.y.buf, y]);
+  }
+
+  /** A backward primitive from its op descriptor, with oneDNN's layouts for its arguments. */
+  private backward(init: (op: Uint8Array) => number, what: string, args: [number, number][]) {
+    const op = new Uint8Array(offHeap(OP_BYTES));
+    check(init(op), what);
+    const pd = primitiveDesc(this.lib, this.engine, op, this.fwdPd);
+    const q = (query: number) => this.lib.dnnl_primitive_desc_query_md(pd, query, 0);
+    return { prim: this.make(pd, args.map(([id]) => id), args.map(([, query]) => q(query))), q };
+  }
+
+  backwardData(
+    run: Run,
+    dy: Float32Array,
+    w: Float32Array,
+    dx: Float32Array,
+    dyId: object | null = null,
+  ) {
+    if (!this.bd) {
+      const { prim, q } = this.backward(
+        (op) =>
+          this.lib.dnnl_convolution_backward_data_desc_init(
+            op,
+            CONV_DIRECT,
+            this.any(this.srcDims()),
+            this.any(this.wDims()),
+            this.any(this.dstDims()),
+            ...this.params,
+          ),
+        "bf16 conv bwd data desc",
+        [[ARG_DIFF_SRC, Q_DIFF_SRC], [ARG_WEIGHTS, Q_WEIGHTS], [ARG_DIFF_DST, Q_DIFF_DST]],
+      );
+      this.bd = {
+        prim,
+        dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
+        w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
+        dx: this.stage(q(Q_DIFF_SRC), this.p(this.u.src), q(Q_DIFF_SRC)),
+        dyMd: q(Q_DIFF_DST),
+      };
+    }
+    const b = this.bd;
+    const dys = Bf16ConvPrims.into(b.dy, dy, run, 4);
+    this.dyHeld = dyId;
+    const ws = Bf16ConvPrims.into(b.w, w, run, 3);
+    run(b.prim, [b.dx.buf, ws, dys]);
+    run(b.dx.prim, [b.dx.buf, dx]);
+  }
+
+  /** The bf16 copy of x the forward holds, when it holds tensor `xId` (see `xHeld`). */
+  heldX(xId: object | null): Float32Array | null {
+    return xId !== null && this.xHeld === xId ? this.fwd.x.buf : null;
+  }
+
+  /** The forward's x layout (to check that a held copy fits another primitive). */
+  srcMd(): Ptr {
+    return this.lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_SRC, 0);
+  }
+
+  /**
+   * dW for x and dy; `heldX` is the forward's bf16 copy of this x when it still holds it (from
+   * the forward primitive of this geometry, with or without bias), with its layout.
+   */
+  backwardWeights(
+    run: Run,
+    x: Float32Array,
+    dy: Float32Array,
+    dw: Float32Array,
+    dyId: object | null = null,
+    heldX: { buf: Float32Array; md: Ptr } | null = null,
+  ) {
+    if (!this.bw) {
+      const { prim, q } = this.backward(
+        (op) =>
+          this.lib.dnnl_convolution_backward_weights_desc_init(
+            op,
+            CONV_DIRECT,
+            this.any(this.srcDims()),
+            this.any(this.wDims()),
+            new Uint8Array(offHeap(MD_BYTES)),
+            this.any(this.dstDims()),
+            ...this.params,
+          ),
+        "bf16 conv bwd weights desc",
+        [[ARG_SRC, Q_SRC], [ARG_DIFF_WEIGHTS, Q_DIFF_WEIGHTS], [ARG_DIFF_DST, Q_DIFF_DST]],
+      );
+      this.bw = {
+        prim,
+        x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
+        dy: this.stage(this.p(this.u.dst), q(Q_DIFF_DST), q(Q_DIFF_DST)),
+        dw: this.stage(q(Q_DIFF_WEIGHTS), this.p(this.u.w), q(Q_DIFF_WEIGHTS)),
+        xMd: q(Q_SRC),
+        dyMd: q(Q_DIFF_DST),
+      };
+    }
+    const b = this.bw;
+    const same = (a: Ptr, c: Ptr) => this.lib.dnnl_memory_desc_equal(a, c) === 1;
+    const xs = heldX && same(heldX.md, b.xMd) ? heldX.buf : Bf16ConvPrims.into(b.x, x, run, 0);
+    const dys = dyId !== null && this.dyHeld === dyId && this.bd && same(this.bd.dyMd, b.dyMd)
+      ? this.bd.dy.buf
+      : Bf16ConvPrims.into(b.dy, dy, run, 4);
+    this.dyHeld = null;
+    run(b.prim, [xs, b.dw.buf, dys]);
+    run(b.dw.prim, [b.dw.buf, dw]);
+  }
+}
