@@ -64,6 +64,21 @@ async function readNotebook(path: string): Promise<NotebookJson> {
   return JSON.parse(await Deno.readTextFile(path));
 }
 
+/** A code cell, not yet run. */
+function codeCell(source: string) {
+  return { cell_type: "code", execution_count: null, metadata: {}, outputs: [], source };
+}
+
+/** A notebook for the Deno kernel holding `cells`. */
+function denoNotebook(cells: object[]) {
+  return {
+    cells,
+    metadata: { kernelspec: { name: "deno", display_name: "Deno", language: "typescript" } },
+    nbformat: 4,
+    nbformat_minor: 5,
+  };
+}
+
 /** Number of SVG chart outputs a notebook holds (each must become one inline `<svg>` in the page). */
 function svgOutputs(nb: NotebookJson): number {
   return nb.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data && "image/svg+xml" in o.data)
@@ -584,23 +599,11 @@ Deno.test({
     if (missing) throw new Error(`required in CI: ${missing}`);
     const dir = await Deno.makeTempDir({ prefix: "report_test_failing_" });
     try {
-      const cell = (source: string) => ({
-        cell_type: "code",
-        execution_count: null,
-        metadata: {},
-        outputs: [],
-        source,
-      });
-      const nb = {
-        cells: [
-          { cell_type: "markdown", metadata: {}, source: "# Broken" },
-          cell("const a = 1;\na"),
-          cell("throw new Error('boom in cell 3')"),
-        ],
-        metadata: { kernelspec: { name: "deno", display_name: "Deno", language: "typescript" } },
-        nbformat: 4,
-        nbformat_minor: 5,
-      };
+      const nb = denoNotebook([
+        { cell_type: "markdown", metadata: {}, source: "# Broken" },
+        codeCell("const a = 1;\na"),
+        codeCell("throw new Error('boom in cell 3')"),
+      ]);
       await Deno.mkdir(join(dir, "nb"));
       await Deno.writeTextFile(join(dir, "nb", "01_broken.ipynb"), JSON.stringify(nb));
       await assert.rejects(
@@ -632,19 +635,7 @@ Deno.test({
     // without scripts/nbconvert_late_outputs.py all 40 values arrive in only ~2% of runs.
     const dir = await Deno.makeTempDir({ prefix: "report_test_late_" });
     try {
-      const cells = Array.from({ length: 40 }, (_, i) => ({
-        cell_type: "code",
-        execution_count: null,
-        metadata: {},
-        outputs: [],
-        source: `${i} * 2`,
-      }));
-      const nb = {
-        cells,
-        metadata: { kernelspec: { name: "deno", display_name: "Deno", language: "typescript" } },
-        nbformat: 4,
-        nbformat_minor: 5,
-      };
+      const nb = denoNotebook(Array.from({ length: 40 }, (_, i) => codeCell(`${i} * 2`)));
       const path = join(dir, "01_values.ipynb");
       await Deno.writeTextFile(path, JSON.stringify(nb));
       const page = await executeNotebook(path, join(dir, "html"), 120);
