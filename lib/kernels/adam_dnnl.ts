@@ -12,12 +12,14 @@
  * size and β1/β2. Every operation is float32, as tfjs's own Adam computes.
  */
 import {
+  ARG_DST,
   check,
   f32,
   type Lib,
   type MakePrim,
   md,
   offHeap,
+  OP_BYTES,
   type Prim,
   primitiveDesc,
   ptrOf,
@@ -27,8 +29,7 @@ import {
 
 const BINARY_ADD = 0x1fff0, BINARY_MUL = 0x1fff1;
 const ELTWISE_SQRT = 0x6f, ELTWISE_LINEAR = 0x7f, ELTWISE_POW = 0x20;
-const ARG_SRC_0 = 1, ARG_SRC_1 = 2, ARG_DST = 17;
-const OP_BYTES = 32768;
+const ARG_SRC_0 = 1, ARG_SRC_1 = 2;
 /** The execution argument of post-op `i`'s second operand (DNNL_ARG_ATTR_MULTIPLE_POST_OP). */
 const postOpArg = (i: number) => (16384 * (i + 1)) | ARG_SRC_1;
 
@@ -44,6 +45,7 @@ function scalar(x: number): Float32Array {
   return a;
 }
 
+/** The three primitives for weights of one size (and β1, β2), made once; `update` runs a step. */
 export class AdamPrims {
   private m: Prim;
   private v: Prim;
