@@ -84,9 +84,9 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
       const v = writable(backend, vVar);
       const w = writable(backend, value);
       const g = backend.data.get(grad.dataId).values as Float32Array;
-      if (dnnl && g.length >= DNNL_MIN && grad.dtype === "float32") {
+      const onDnnl = dnnl !== null && g.length >= DNNL_MIN && grad.dtype === "float32" &&
         dnnl.adam(w.values, m.values, v.values, g, b1, b2, alpha, epsPrime);
-      } else adamUpdate(w.values, m.values, v.values, g, b1, b2, step, invC2, eps);
+      if (!onDnnl) adamUpdate(w.values, m.values, v.values, g, b1, b2, step, invC2, eps);
       m.commit();
       v.commit();
       w.commit();

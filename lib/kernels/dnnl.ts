@@ -167,11 +167,14 @@ export class Dnnl {
     return y;
   }
 
-  private adams = new Map<string, AdamPrims>();
+  /** Adam's primitives per weight size and β1/β2; null where oneDNN could not make them. */
+  private adams = new Map<string, AdamPrims | null>();
 
   /**
    * One Adam step over a weight in place (see adam_dnnl.ts): m, v and w updated by three
    * multi-threaded passes; `alpha` and `epsilon` are this step's (bias corrections folded in).
+   * Returns false, having changed nothing, where this oneDNN cannot build those primitives:
+   * the caller then runs its own loop.
    */
   adam(
     w: Float32Array,
@@ -182,21 +185,27 @@ export class Dnnl {
     b2: number,
     alpha: number,
     epsilon: number,
-  ): void {
+  ): boolean {
     const key = `${g.length} ${b1} ${b2}`;
     let a = this.adams.get(key);
-    if (!a) {
-      a = new AdamPrims(
-        this.lib,
-        this.engine,
-        (pd, ids, mds) => this.primitive(pd, ids, mds),
-        g.length,
-        b1,
-        b2,
-      );
+    if (a === undefined) {
+      try {
+        a = new AdamPrims(
+          this.lib,
+          this.engine,
+          (pd, ids, mds) => this.primitive(pd, ids, mds),
+          g.length,
+          b1,
+          b2,
+        );
+      } catch {
+        a = null; // e.g. a build without these post-ops: adam.ts's JS loop does the step
+      }
       this.adams.set(key, a);
     }
+    if (a === null) return false;
     a.update((p, arrays) => this.run(p, arrays), w, m, v, g, alpha, epsilon);
+    return true;
   }
 
   /** The bf16 copy of tensor `xId` a forward primitive of this geometry still holds, if any. */
