@@ -98,6 +98,8 @@ export interface Blas {
   describe: string;
   /** Its sgemm runs AVX-512 kernels. */
   avx512: boolean;
+  /** OpenBLAS only: its name and version ("OpenBLAS 0.3.21") and the kernel core it chose. */
+  openblas?: { name: string; core: string };
   /** Library path that was opened. */
   path: string;
 }
@@ -176,6 +178,7 @@ export function loadOpenBlas(): Blas | null {
       path,
       describe: `${config.trim()}, core ${core}, ${threads} thread${threads === 1 ? "" : "s"}`,
       avx512: AVX512_CORES.test(core),
+      openblas: { name: config.trim().split(" ").slice(0, 2).join(" "), core },
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
         if (m === 0 || n === 0) return;
         // 101 = CblasRowMajor, 111 = NoTrans, 112 = Trans
@@ -220,9 +223,8 @@ export function loadBlas(): Blas | null {
     ? dnnlBlas()
     : null;
   cached = openblas;
-  if (dnnl && openblas) {
-    const name = openblas.describe.split(" ").slice(0, 2).join(" ");
-    const core = openblas.describe.match(/core (\S+),/)?.[1] ?? "?";
+  if (dnnl && openblas?.openblas) {
+    const { name, core } = openblas.openblas;
     cached = {
       ...dnnl,
       describe: want === "dnnl"

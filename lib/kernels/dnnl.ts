@@ -44,6 +44,11 @@ import { Bf16ConvPrims, ConvPrims, type DnnlGeom } from "./dnnl_conv.ts";
 
 export type { DnnlGeom };
 
+/** The key of one geometry's convolution primitives in the caches. */
+function primsKey(g: DnnlGeom, bias: boolean, relu: boolean): string {
+  return JSON.stringify([g, bias, relu]);
+}
+
 /** The oneDNN engine, stream and per-geometry primitives. */
 export class Dnnl {
   readonly version: string;
@@ -125,7 +130,7 @@ export class Dnnl {
     bias: boolean,
     relu = false,
   ): T {
-    const key = JSON.stringify([g, bias, relu]);
+    const key = primsKey(g, bias, relu);
     let c = cache.get(key);
     if (!c) {
       c = new Kind(
@@ -213,7 +218,7 @@ export class Dnnl {
     if (xId === null) return null;
     for (const bias of [true, false]) {
       for (const relu of [false, true]) {
-        const p = this.bf16Cache.get(JSON.stringify([g, bias, relu]));
+        const p = this.bf16Cache.get(primsKey(g, bias, relu));
         const buf = p?.heldX(xId);
         if (p && buf) return { buf, md: p.srcMd() };
       }
