@@ -150,3 +150,64 @@ Deno.test({
     }
   },
 });
+
+/**
+ * A chain of four convolutions with biases: a (16 → 32 channels), b and c (32 → 32, one
+ * geometry, so one set of primitives), then d after a multiplication, which breaks the chain:
+ * y and every gradient.
+ */
+function chainGrads(): Promise<Float32Array[]> {
+  const x = tf.tensor4d(rand(2 * 8 * 8 * 16, 21), [2, 8, 8, 16]);
+  const shapes: [number, number, number, number][] = [
+    [3, 3, 16, 32],
+    [3, 3, 32, 32],
+    [3, 3, 32, 32],
+    [3, 3, 32, 32],
+  ];
+  const ws = shapes.map((s, i) =>
+    tf.tensor4d(rand(tf.util.sizeFromShape(s), 22 + i, -0.2, 0.2), s)
+  );
+  const bs = shapes.map((s, i) => tf.tensor1d(rand(s[3], 30 + i)));
+  const up = tf.tensor4d(rand(2 * 8 * 8 * 32, 40), [2, 8, 8, 32]);
+  const conv = (a: tf.Tensor, i: number, w: tf.Tensor) =>
+    tf.fused.conv2d({
+      x: a as tf.Tensor4D,
+      filter: w as tf.Tensor4D,
+      strides: 1,
+      pad: "same",
+      bias: bs[i],
+    });
+  const f = (a: tf.Tensor, ...w: tf.Tensor[]) =>
+    conv(tf.mul(conv(conv(conv(a, 0, w[0]), 1, w[1]), 2, w[2]), 0.5), 3, w[3]);
+  const y = f(x, ...ws);
+  const grads = tf.grads((a: tf.Tensor, p: tf.Tensor, q: tf.Tensor, r: tf.Tensor, s: tf.Tensor) =>
+    tf.sum(tf.mul(f(a, p, q, r, s), up))
+  )([x, ...ws]);
+  return Promise.all([y, ...grads].map(async (t) => (await t.data()) as Float32Array));
+}
+
+Deno.test({
+  name: "bf16 convolutions take the previous one's bf16 result only for its own tensor: same bits",
+  ignore,
+  fn: async () => {
+    await tf.setBackend(FAST_CPU);
+    const d = convDnnl()!;
+    assert.equal(setConvBf16(true), true);
+    try {
+      d.chainBf16 = false;
+      const apart = await chainGrads();
+      d.chainBf16 = true;
+      const before = d.chained;
+      const chained = await chainGrads();
+      // a → b → c in both forwards (y and the gradient's) and, backwards, c's dy → b → a: the
+      // multiplication gives d a new tensor, and d's input gradient a new dy for c
+      assert.equal(d.chained - before, 6, "bf16 copies taken");
+      ["y", "dx", "dW a", "dW b", "dW c", "dW d"].forEach((name, i) => {
+        assert.deepEqual(chained[i], apart[i], `${name}: differs from the unchained run`);
+      });
+    } finally {
+      d.chainBf16 = true;
+      setConvBf16(false);
+    }
+  },
+});

@@ -285,8 +285,19 @@ export const conv2D: FastKernel = ({ inputs, backend, attrs }) => {
   const g = geom(info);
   if (!g) return null;
   const y = convForward(f32(backend, x), f32(backend, filter), g, null, false, x.dataId);
-  return out(backend, info.outShape, y);
+  return outTagged(backend, info.outShape, y);
 };
+
+/**
+ * The output tensor of a convolution kernel, telling oneDNN which tensor its last bf16 result
+ * became, so that a convolution reading it next can take the bf16 copy (Dnnl.tagOutput). Only
+ * for arrays handed on as the convolution wrote them.
+ */
+function outTagged(backend: KernelArgs["backend"], shape: number[], values: Float32Array) {
+  const t = out(backend, shape, values);
+  convDnnl()?.tagOutput(values, t.dataId);
+  return t;
+}
 
 /** FusedConv2D: conv + bias + activation, the epilogue done in place on the output. */
 export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
@@ -312,7 +323,7 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
     x.dataId,
   );
   if (inConv) b = null;
-  if (b === null && (act === "linear" || reluInConv)) return out(backend, info.outShape, y);
+  if (b === null && (act === "linear" || reluInConv)) return outTagged(backend, info.outShape, y);
   biasActivation(
     y,
     y.length / g.outC,
@@ -347,7 +358,7 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   if (smallMapGradients(d, g)) {
     return out(backend, attrs.inputShape, smallMapBackwardData(dyv, w, g, gemm));
   }
-  if (d) return out(backend, attrs.inputShape, d.backwardData(g, dyv, w, dy.dataId));
+  if (d) return outTagged(backend, attrs.inputShape, d.backwardData(g, dyv, w, dy.dataId));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dx = alloc(g.batch * g.inH * g.inW * g.inC, true);
   if (isPointwise(g)) {

@@ -40,7 +40,7 @@ import {
   stable,
   SYMBOLS,
 } from "./dnnl_ffi.ts";
-import { Bf16ConvPrims, ConvPrims, type DnnlGeom } from "./dnnl_conv.ts";
+import { Bf16ConvPrims, ConvPrims, type DnnlGeom, type HeldBf16 } from "./dnnl_conv.ts";
 
 export type { DnnlGeom };
 
@@ -122,6 +122,37 @@ export class Dnnl {
    */
   bf16 = false;
 
+  /**
+   * Under bf16, whether a convolution that reads the tensor the previous one has just written
+   * (VGG's conv → conv in a block: the next forward's x; backwards, the previous convolution's
+   * dy when no activation sits between) takes that one's bf16 copy instead of converting the
+   * float32 tensor again. The same bits either way (a bf16 value converts to float32 and back
+   * exactly); off only to test that.
+   */
+  chainBf16 = true;
+  /** How many bf16 inputs were taken that way (for tests and profiling). */
+  chained = 0;
+
+  /**
+   * The newest bf16 result: the float32 array handed back, the tfjs tensor (dataId) it became
+   * once the kernel says so (`tagOutput`), and the bf16 copy. Any later bf16 forward or input
+   * gradient replaces it, so the copy it names is never one that has since been overwritten;
+   * the dataId (one per tensor, its data immutable) makes sure it is taken only for that data.
+   */
+  private last: { values: Float32Array; id: object | null; held: HeldBf16 | null } | null = null;
+
+  /** Says which tensor the array the last bf16 convolution returned became (see `last`). */
+  tagOutput(values: Float32Array, id: object): void {
+    if (this.last?.values === values && this.last.id === null) this.last.id = id;
+  }
+
+  /** The held bf16 copy of tensor `id`, if the newest result is that tensor; clears `last`. */
+  private takeLast(id: object | null): HeldBf16 | null {
+    const l = this.last;
+    this.last = null;
+    return this.chainBf16 && id !== null && l?.id === id ? l.held : null;
+  }
+
   /** The primitives of one geometry (fp32 NHWC or bf16 blocked), made once and kept. */
   private prims<T>(
     cache: Map<string, T>,
@@ -162,8 +193,9 @@ export class Dnnl {
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.prims(this.bf16Cache, Bf16ConvPrims, g, bias !== null, relu)
-        .forward(run, x, w, bias, y, xId);
+      const p = this.prims(this.bf16Cache, Bf16ConvPrims, g, bias !== null, relu);
+      if (p.forward(run, x, w, bias, y, xId, this.takeLast(xId))) this.chained++;
+      this.last = { values: y, id: null, held: p.heldY() };
       return y;
     }
     const c = this.prims(this.cache, ConvPrims, g, bias !== null, relu);
@@ -268,7 +300,9 @@ export class Dnnl {
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
     const run: Run = (p, a) => this.run(p, a);
     if (this.bf16) {
-      this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardData(run, dy, w, dx, dyId);
+      const p = this.prims(this.bf16Cache, Bf16ConvPrims, g, false);
+      if (p.backwardData(run, dy, w, dx, dyId, this.takeLast(dyId))) this.chained++;
+      this.last = { values: dx, id: null, held: p.heldDx() };
       return dx;
     }
     const c = this.prims(this.cache, ConvPrims, g, false);

@@ -260,6 +260,16 @@ interface Stage {
 }
 
 /**
+ * The bf16 copy a primitive has just written of its result (a forward's y, an input gradient's
+ * dx) before handing it back as float32: `stage.buf` in layout `md`. A convolution that reads
+ * that same tensor next can take it instead of converting the float32 copy back (see `take`).
+ */
+export interface HeldBf16 {
+  stage: Stage;
+  md: Ptr;
+}
+
+/**
  * One convolution geometry under mixed_bfloat16, run as PyTorch's autocast runs it on the same
  * oneDNN: x, weights and dy rounded to bf16 in the layouts oneDNN picks for them (blocked,
  * e.g. nChw16c), float32 accumulation, y and dx written in bf16 and handed back as float32
@@ -271,8 +281,8 @@ export class Bf16ConvPrims {
   private u: UserMds;
   private params: [BigInt64Array, BigInt64Array, BigInt64Array];
   private fwdPd: Ptr;
-  private fwd: { prim: Prim; x: Stage; w: Stage; y: Stage };
-  private bd?: { prim: Prim; dy: Stage; w: Stage; dx: Stage; dyMd: Ptr };
+  private fwd: { prim: Prim; x: Stage; w: Stage; y: Stage; xMd: Ptr; yMd: Ptr };
+  private bd?: { prim: Prim; dy: Stage; w: Stage; dx: Stage; dyMd: Ptr; dxMd: Ptr };
   private bw?: {
     prim: Prim;
     x: Stage;
@@ -325,6 +335,8 @@ export class Bf16ConvPrims {
       x: this.stage(this.p(this.u.src), q(Q_SRC), q(Q_SRC)),
       w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
       y: this.stage(q(Q_DST), this.p(this.u.dst), q(Q_DST)),
+      xMd: q(Q_SRC),
+      yMd: q(Q_DST),
     };
   }
 
@@ -356,6 +368,28 @@ export class Bf16ConvPrims {
     return s.buf;
   }
 
+  /**
+   * Stage `s`'s input from `from`, a bf16 copy of the same tensor another primitive (or this
+   * one) has just written, when it is in the layout `md` this primitive reads: the two stages
+   * swap buffers (same layout, same size), so each buffer stays owned by one stage and the
+   * next write to either cannot clobber the other. False (nothing changed) otherwise.
+   */
+  private take(s: Stage, from: HeldBf16 | null, md: Ptr): boolean {
+    if (!from || this.lib.dnnl_memory_desc_equal(from.md, md) !== 1) return false;
+    [s.buf, from.stage.buf] = [from.stage.buf, s.buf];
+    return true;
+  }
+
+  /** The bf16 copy of the last forward's y (valid until this geometry's next forward). */
+  heldY(): HeldBf16 {
+    return { stage: this.fwd.y, md: this.fwd.yMd };
+  }
+
+  /** The bf16 copy of the last input gradient's dx (valid until its next input gradient). */
+  heldDx(): HeldBf16 | null {
+    return this.bd ? { stage: this.bd.dx, md: this.bd.dxMd } : null;
+  }
+
   forward(
     run: Run,
     x: Float32Array,
@@ -363,13 +397,17 @@ export class Bf16ConvPrims {
     bias: Float32Array | null,
     y: Float32Array,
     xId: object | null = null,
-  ) {
+    /** The bf16 copy of x a directly connected convolution has just written, if it has. */
+    from: HeldBf16 | null = null,
+  ): boolean {
     const f = this.fwd;
-    const xs = Bf16ConvPrims.into(f.x, x, run, 0);
+    const took = this.take(f.x, from, f.xMd);
+    const xs = took ? f.x.buf : Bf16ConvPrims.into(f.x, x, run, 0);
     this.xHeld = xId;
     const ws = Bf16ConvPrims.into(f.w, w, run, 3);
     run(f.prim, bias ? [xs, ws, stable(bias, 1), f.y.buf] : [xs, ws, f.y.buf]);
     run(f.y.prim, [f.y.buf, y]);
+    return took;
   }
 
   /** A backward primitive from its op descriptor, with oneDNN's layouts for its arguments. */
@@ -387,7 +425,9 @@ export class Bf16ConvPrims {
     w: Float32Array,
     dx: Float32Array,
     dyId: object | null = null,
-  ) {
+    /** The bf16 copy of dy the next convolution's input gradient has just written, if it has. */
+    from: HeldBf16 | null = null,
+  ): boolean {
     if (!this.bd) {
       const { prim, q } = this.backward(
         (op) =>
@@ -408,14 +448,17 @@ export class Bf16ConvPrims {
         w: this.stage(this.p(this.u.w), q(Q_WEIGHTS), q(Q_WEIGHTS)),
         dx: this.stage(q(Q_DIFF_SRC), this.p(this.u.src), q(Q_DIFF_SRC)),
         dyMd: q(Q_DIFF_DST),
+        dxMd: q(Q_DIFF_SRC),
       };
     }
     const b = this.bd;
-    const dys = Bf16ConvPrims.into(b.dy, dy, run, 4);
+    const took = this.take(b.dy, from, b.dyMd);
+    const dys = took ? b.dy.buf : Bf16ConvPrims.into(b.dy, dy, run, 4);
     this.dyHeld = dyId;
     const ws = Bf16ConvPrims.into(b.w, w, run, 3);
     run(b.prim, [b.dx.buf, ws, dys]);
     run(b.dx.prim, [b.dx.buf, dx]);
+    return took;
   }
 
   /** The bf16 copy of x the forward holds, when it holds tensor `xId` (see `xHeld`). */
@@ -425,7 +468,7 @@ export class Bf16ConvPrims {
 
   /** The forward's x layout (to check that a held copy fits another primitive). */
   srcMd(): Ptr {
-    return this.lib.dnnl_primitive_desc_query_md(this.fwdPd, Q_SRC, 0);
+    return this.fwd.xMd;
   }
 
   /**
