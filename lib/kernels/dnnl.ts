@@ -198,6 +198,7 @@ export class Dnnl {
       this.last = { values: y, id: null, held: p.heldY() };
       return y;
     }
+    this.last = null; // an output of this float32 path must never be taken for a bf16 copy
     const c = this.prims(this.cache, ConvPrims, g, bias !== null, relu);
     const wk = c.fwdWeights(w, run);
     this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
@@ -305,6 +306,7 @@ export class Dnnl {
       this.last = { values: dx, id: null, held: p.heldDx() };
       return dx;
     }
+    this.last = null;
     const c = this.prims(this.cache, ConvPrims, g, false);
     const wk = c.bwdDataWeights(w, run);
     this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
