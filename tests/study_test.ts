@@ -48,8 +48,9 @@ Deno.test("setupStudy: the profile's data for the section, the backend line, no 
 Deno.test("setupStudy on the full profile on a CPU says how long the notebook's runs will take", async () => {
   const runs = await Deno.makeTempDir();
   try {
+    // MNIST_RETRAIN: every run to train, as on a machine without the committed records
     const { result, lines } = await withEnv(
-      { MNIST_PROFILE: "full", RUNS_DIR: runs },
+      { MNIST_PROFILE: "full", RUNS_DIR: runs, MNIST_RETRAIN: "1" },
       () => setupStudy("vgg_small"),
     );
     if (result.backend.name === "webgpu") return; // a real GPU: no warning is due
@@ -57,6 +58,16 @@ Deno.test("setupStudy on the full profile on a CPU says how long the notebook's 
     assert.ok(warning, lines.join("\n"));
     assert.match(warning, /MNIST_PROFILE=reduced .* MNIST_PROFILE=quick/);
     assert.equal(result.train.count, 60_000);
+    // notebook 03's one run is in records/: nothing to train, so nothing to warn about
+    const recorded = await withEnv(
+      { MNIST_PROFILE: "full", RUNS_DIR: runs },
+      () => setupStudy("vgg_small"),
+    );
+    assert.equal(
+      recorded.lines.find((l) => l.startsWith("⚠ the full profile")),
+      undefined,
+      recorded.lines.join("\n"),
+    );
   } finally {
     await Deno.remove(runs, { recursive: true });
   }
