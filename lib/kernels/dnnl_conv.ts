@@ -274,8 +274,9 @@ export interface HeldBf16 {
  * oneDNN: x, weights and dy rounded to bf16 in the layouts oneDNN picks for them (blocked,
  * e.g. nChw16c), float32 accumulation, y, dx and the weight gradient written in bf16 (as
  * Keras's policy computes the gradient of its bf16 kernel copy) and handed back as float32
- * NHWC / HWIO. Reorders do the rounding and the relayout in one pass. On plain NHWC bf16 data oneDNN 2.6 picks slower kernels: its weight gradient
- * measured 8× slower than float32's on a Zen 5 EPYC, hence the blocked layouts.
+ * NHWC / HWIO. Reorders do the rounding and the relayout in one pass. On plain NHWC bf16 data
+ * oneDNN 2.6 picks slower kernels: its weight gradient measured 8× slower than float32's on a
+ * Zen 5 EPYC, hence the blocked layouts.
  */
 export class Bf16ConvPrims {
   private u: UserMds;
