@@ -6,12 +6,21 @@
  */
 import type { BackendName, Precision } from "./backend.ts";
 import type { LossKind } from "./loss.ts";
+import type { LrScheduleSpec } from "./lr_schedule.ts";
 
 /** How a run trains (the settings `fit` is given). */
 export interface TrainingSettings {
   epochs: number;
   batchSize: number;
-  optimizer: { name: "adam"; learningRate: number; beta1: number; beta2: number; epsilon: number };
+  optimizer: {
+    name: "adam";
+    learningRate: number;
+    beta1: number;
+    beta2: number;
+    epsilon: number;
+    /** How the rate changes during the run; absent for a constant rate (Keras's default). */
+    schedule?: LrScheduleSpec;
+  };
   loss: LossKind;
   earlyStopping: { monitor: "loss" | "val_loss"; patience: number; minDelta: number } | null;
   /** The split evaluated after each epoch ("test", as the study's VGG runs), or none. */

@@ -6,6 +6,7 @@
  */
 import { TrainingProbe } from "./diagnostics.ts";
 import type { LossKind } from "./loss.ts";
+import { type LrScheduleName, scheduleFn, scheduleSpec } from "./lr_schedule.ts";
 import type { MnistSplit } from "./mnist.ts";
 import type { VggOptions } from "./models/vgg_small.ts";
 import type { Profile } from "./profile.ts";
@@ -22,6 +23,8 @@ export interface Variant {
   convInit?: "glorot" | "he";
   batchNorm?: boolean;
   learningRate?: number;
+  /** "cosine": Keras's CosineDecay from the learning rate to 0 over the run's steps. */
+  lrSchedule?: LrScheduleName;
 }
 
 export interface StudyRunOptions extends CachedRunOptions {
@@ -50,6 +53,7 @@ export function runName(kerasName: string, v: Variant = {}, loss: LossKind = "lo
     v.convInit === "he" ? "He init" : "",
     v.batchNorm ? "BatchNorm" : "",
     v.learningRate !== undefined && v.learningRate !== 0.001 ? `lr ${v.learningRate}` : "",
+    v.lrSchedule === "cosine" ? "cosine lr" : "",
     loss === "clipped" ? "clipped loss" : "",
   ].filter(Boolean);
   return parts.length ? `${kerasName} (${parts.join(", ")})` : kerasName;
@@ -69,6 +73,9 @@ export function studyKeyParts(opts: KeyOptions): RunKeyParts {
   if (!vgg && (v.convActivation || v.convInit || v.batchNorm)) {
     throw new Error("conv activation, conv init and BatchNorm apply to the VGG models only");
   }
+  const epochs = opts.epochs ?? epochsFor(opts.profile, m.epochs);
+  const batchSize = opts.batchSize ?? m.batchSize;
+  const schedule = scheduleSpec(v.lrSchedule, epochs, Math.ceil(opts.train.count / batchSize));
   return {
     model: {
       builder: m.name,
@@ -82,9 +89,10 @@ export function studyKeyParts(opts: KeyOptions): RunKeyParts {
         : {},
     },
     training: {
-      epochs: opts.epochs ?? epochsFor(opts.profile, m.epochs),
-      batchSize: opts.batchSize ?? m.batchSize,
-      optimizer: kerasAdam(v.learningRate ?? 0.001),
+      epochs,
+      batchSize,
+      // A constant rate adds nothing, so runs trained before schedules existed keep their keys.
+      optimizer: { ...kerasAdam(v.learningRate ?? 0.001), ...(schedule ? { schedule } : {}) },
       loss: opts.loss ?? "logits",
       earlyStopping: m.earlyStopping,
       validation: m.validation,
@@ -137,6 +145,9 @@ export function studyRun(opts: StudyRunOptions): Promise<RunOutcome> {
         batchSize: t.batchSize,
         format: m.format,
         seed: opts.seed,
+        learningRate: t.optimizer.schedule
+          ? scheduleFn(t.optimizer.learningRate, t.optimizer.schedule)
+          : undefined,
         validation: t.validation === "test" ? opts.test : undefined,
         earlyStopping: t.earlyStopping ?? undefined,
         divergence: t.onDivergence,

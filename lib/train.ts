@@ -196,6 +196,11 @@ export interface FitOptions {
   progress?: boolean | ProgressReporter;
   onEpochEnd?: (logs: EpochLogs, model: tf.LayersModel) => void | Promise<void>;
   onBatchEnd?: (epoch: number, batch: number, loss: number) => void | Promise<void>;
+  /**
+   * The optimizer's learning rate for each step (counted from 0 over the whole run, as Keras's
+   * `optimizer.iterations`), e.g. a schedule from lib/lr_schedule.ts; default: the compiled rate.
+   */
+  learningRate?: (step: number) => number;
   /** Prefix of the progress line, e.g. "head (study)". */
   label?: string;
   /** Write a backup after every epoch and resume from it (Keras's BackupAndRestore). */
@@ -289,6 +294,21 @@ interface LoopSnapshot {
   stateful: unknown[];
 }
 
+/**
+ * Sets the rate of the model's Adam, which reads it at every update (tfjs's SGD, by contrast,
+ * keeps it in a tensor made once), so a schedule takes effect from the next step.
+ */
+function setLearningRate(model: tf.LayersModel, rate: number): void {
+  const opt = model.optimizer;
+  // By class name: tfjs's optimizers answer `instanceof` for any optimizer class.
+  if (opt?.getClassName() !== "Adam") {
+    throw new Error(
+      `a learning-rate schedule needs the model compiled with Adam, got ${opt?.getClassName()}`,
+    );
+  }
+  (opt as unknown as { learningRate: number }).learningRate = rate;
+}
+
 async function fitLoop(
   model: tf.LayersModel,
   train: BatchSource,
@@ -349,6 +369,7 @@ async function fitLoop(
     let lossSum = 0, accSum = 0, seen = 0;
     let batchDivergence: Divergence | null = null;
     for (let b = 0; b < order.length; b++) {
+      if (opts.learningRate) setLearningRate(model, opts.learningRate(epoch * order.length + b));
       const { x, y } = train.batch(order[b]);
       const [loss, acc] = await trainStep(model, x, y);
       tf.dispose([x, y]);

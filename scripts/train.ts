@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { BACKEND_NAMES, type BackendName, initBackend, type Precision } from "../lib/backend.ts";
 import { LOSS_KINDS, type LossKind } from "../lib/loss.ts";
 import { loadMnist, takeFirst } from "../lib/mnist.ts";
+import { LR_SCHEDULES, type LrScheduleName } from "../lib/lr_schedule.ts";
 import { currentProfile, describeProfile, profileSplits } from "../lib/profile.ts";
 import { terminalProgress } from "../lib/progress.ts";
 import { runsRoot } from "../lib/runs.ts";
@@ -47,6 +48,8 @@ Options:
 } (default: $MNIST_BACKEND, else the best available)
   --on-divergence A   stop (default) | warn | off: what to do when the loss explodes or becomes NaN
   --learning-rate X   Adam's learning rate (default 0.001, Keras's)
+  --lr-schedule S     constant (default) | cosine: Keras's CosineDecay from the learning rate to 0
+                      over the run's steps
   --loss L            logits (default: Keras 2.x's cross-entropy from the softmax's logits) |
                       clipped (tfjs's, from probabilities clipped to [1e-7, 1 − 1e-7])
   --precision P       float32 (default, the study's) | mixed_bfloat16: convolutions in bf16 with
@@ -75,6 +78,7 @@ export function parseTrainArgs(args: string[]) {
       backend: { type: "string" },
       "on-divergence": { type: "string" },
       "learning-rate": { type: "string" },
+      "lr-schedule": { type: "string" },
       loss: { type: "string" },
       precision: { type: "string" },
       retrain: { type: "boolean" },
@@ -122,6 +126,12 @@ export function parseTrainArgs(args: string[]) {
   if (learningRate !== undefined && !(learningRate > 0)) {
     throw new Error(`--learning-rate must be a positive number, got "${values["learning-rate"]}"`);
   }
+  const lrSchedule = values["lr-schedule"] as LrScheduleName | undefined;
+  if (lrSchedule !== undefined && !LR_SCHEDULES.includes(lrSchedule)) {
+    throw new Error(
+      `--lr-schedule must be ${LR_SCHEDULES.join(" or ")}, got "${values["lr-schedule"]}"`,
+    );
+  }
   const convActivation = values["conv-activation"];
   if (convActivation !== undefined && convActivation !== "linear" && convActivation !== "relu") {
     throw new Error(`--conv-activation must be linear or relu, got "${convActivation}"`);
@@ -135,6 +145,7 @@ export function parseTrainArgs(args: string[]) {
     convInit,
     batchNorm: values["batch-norm"] || undefined,
     learningRate,
+    lrSchedule: lrSchedule === "constant" ? undefined : lrSchedule,
   };
   if (
     model === "baseline" &&

@@ -31,7 +31,10 @@ Deno.test("canonical JSON ignores key order, so equal settings give one key", as
   // Defaults written out: asking for the study's settings explicitly is the same run.
   assert.equal(
     await runKey(
-      studyKeyParts({ ...base, variant: { convActivation: "linear", learningRate: 0.001 } }),
+      studyKeyParts({
+        ...base,
+        variant: { convActivation: "linear", learningRate: 0.001, lrSchedule: "constant" },
+      }),
     ),
     await runKey(parts),
   );
@@ -45,6 +48,7 @@ Deno.test("each key part changed alone is another run", async () => {
     ["epochs", { epochs: 2 }],
     ["batch size", { batchSize: 50 }],
     ["learning rate", { variant: { learningRate: 1e-4 } }],
+    ["learning-rate schedule", { variant: { lrSchedule: "cosine" } }],
     ["profile", { profile: PROFILES.reduced }],
     ["train samples", { train: fakeSplit(200, 1) }],
     ["backend", { backend: { ...CPU, name: "cpu-fast" } }],

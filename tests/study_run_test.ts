@@ -110,6 +110,25 @@ Deno.test("run names and key parts follow the study's table", () => {
     builder: "vgg_small",
     options: { convActivation: "linear", convInit: "glorot", batchNorm: false },
   });
+  // A cosine schedule decays over every step of the run: 10 epochs × 600 batches of 100.
+  const cosine = studyKeyParts({
+    model: "vgg16_scratch",
+    profile: PROFILES.full,
+    backend: { name: "cpu-fast", device: "d", why: "w", precision: "float32" },
+    train: { ...split, count: 60_000 },
+    test: { ...split, count: 10_000 },
+    seed: 42,
+    variant: { convActivation: "relu", batchNorm: true, lrSchedule: "cosine" },
+  });
+  assert.deepEqual(cosine.training.optimizer.schedule, {
+    name: "cosine_decay",
+    decaySteps: 6000,
+    alpha: 0,
+  });
+  assert.equal(
+    runName("vgg16_scratch", { convActivation: "relu", batchNorm: true, lrSchedule: "cosine" }),
+    "vgg16_scratch (relu convs, BatchNorm, cosine lr)",
+  );
 });
 
 Deno.test("pickTrainingSeed: the first seed past the bar; none while a run is missing", () => {

@@ -128,10 +128,16 @@ Deno.test("train CLI options: --help, unknown options and bad values are one cle
     () => parseTrainArgs(["baseline", "--precision", "fp16"]),
     /--precision must be float32 or mixed_bfloat16/,
   );
+  assert.throws(
+    () => parseTrainArgs(["vgg16_scratch", "--lr-schedule", "step"]),
+    /--lr-schedule must be constant or cosine, got "step"/,
+  );
   const o = parseTrainArgs([
     "vgg16_scratch",
     "--learning-rate",
     "1e-4",
+    "--lr-schedule",
+    "cosine",
     "--retrain",
     "--loss",
     "clipped",
@@ -139,6 +145,7 @@ Deno.test("train CLI options: --help, unknown options and bad values are one cle
   assert.ok(!o.help);
   if (!o.help) {
     assert.equal(o.variant.learningRate, 1e-4);
+    assert.equal(o.variant.lrSchedule, "cosine");
     assert.equal(o.loss, "clipped");
     assert.equal(o.retrain, true);
   }

@@ -99,6 +99,34 @@ Deno.test("a short training run on real digits lowers the loss, and repeats with
   assert.deepEqual(b.history.getColumn("loss").toArray(), losses, "same seed, same history");
 });
 
+Deno.test("a learning-rate schedule sets Adam's rate before every step, counted over the run", async () => {
+  const train = takeFirst((await loadMnist()).train, 96);
+  const weights = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
+  const opts = { epochs: 2, batchSize: 32, format: GRAY32, seed: 3, progress: false };
+  // Steps run on across epochs, as Keras's optimizer.iterations: 3 batches per epoch.
+  const steps: number[] = [];
+  const still = tinyCnn(4);
+  const before = weights(still);
+  await fit(still, train, { ...opts, learningRate: (step) => (steps.push(step), 0) });
+  assert.deepEqual(steps, [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(weights(still), before, "a rate of 0 at every step leaves every weight");
+  // The same run with the compiled rate (0.01) moves them: the schedule was what held them.
+  const moved = tinyCnn(4);
+  await fit(moved, train, opts);
+  assert.notDeepEqual(weights(moved), before);
+  // The rate the optimizer is left with is the schedule's last.
+  const decayed = tinyCnn(4);
+  await fit(decayed, train, { ...opts, learningRate: (step) => 0.01 / (1 + step) });
+  assert.equal((decayed.optimizer as unknown as { learningRate: number }).learningRate, 0.01 / 6);
+  // An optimizer that keeps its rate in a tensor would ignore the schedule: refused.
+  const sgd = tinyCnn(4);
+  sgd.compile({ optimizer: tf.train.sgd(0.1), loss: "sparseCategoricalCrossentropy" });
+  await assert.rejects(
+    fit(sgd, train, { ...opts, learningRate: () => 0 }),
+    /learning-rate schedule needs the model compiled with Adam, got SGD/,
+  );
+});
+
 Deno.test("fit stops early with Keras's EarlyStopping and reports validation metrics", async () => {
   const train = takeFirst((await loadMnist()).train, 64);
   const m = tinyCnn(2);
