@@ -24,7 +24,7 @@ Deno.test("the plan lists every run of every training notebook, each with its ow
   assert.equal(
     count("04_vgg16_scratch"),
     15,
-    "the study's run, its clipped-loss twin, six fixes, five sweep seeds, one picked",
+    "the study's run, its clipped-loss twin, seven fixes, five sweep seeds, one picked",
   );
   assert.equal(count("05_transfer_vgg16"), 2, "two preprocessings");
   assert.equal(count("06_transfer_resnet152v2"), 2);
