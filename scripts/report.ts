@@ -22,7 +22,7 @@ import { currentProfile } from "../lib/profile.ts";
 
 const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
 /** nbconvert configuration that keeps cell outputs arriving after the cell's "idle" message. */
-const LATE_OUTPUTS_CONFIG = join(REPO_ROOT, "scripts", "nbconvert_late_outputs.py");
+export const LATE_OUTPUTS_CONFIG = join(REPO_ROOT, "scripts", "nbconvert_late_outputs.py");
 
 /** Raised for anything the user must fix; its message is the whole explanation (no stack). */
 export class ReportError extends Error {

@@ -145,7 +145,7 @@ export function parseTrainArgs(args: string[]) {
     convInit,
     batchNorm: values["batch-norm"] || undefined,
     learningRate,
-    lrSchedule: lrSchedule === "constant" ? undefined : lrSchedule,
+    lrSchedule,
   };
   if (
     model === "baseline" &&

@@ -8,11 +8,9 @@ import { pickTrainingSeed, runName, studyKeyParts } from "../lib/study_run.ts";
 import { PROFILES } from "../lib/profile.ts";
 import { initBackend } from "../lib/backend.ts";
 import { planStudy } from "../lib/plan.ts";
+import { LATE_OUTPUTS_CONFIG } from "../scripts/report.ts";
 
 const NOTEBOOKS = new URL("../notebooks/", import.meta.url).pathname;
-
-/** Keeps the outputs Deno's kernel sends after a cell's "idle", as the report does (see it). */
-const LATE_OUTPUTS = new URL("../scripts/nbconvert_late_outputs.py", import.meta.url).pathname;
 
 /** Executes a notebook with nbconvert (Deno kernel) to HTML; returns the HTML. */
 async function executeToHtml(notebook: string, runsDir: string, out: string): Promise<string> {
@@ -22,7 +20,8 @@ async function executeToHtml(notebook: string, runsDir: string, out: string): Pr
       "--to",
       "html",
       "--execute",
-      `--config=${LATE_OUTPUTS}`,
+      // keeps the outputs Deno's kernel sends after a cell's "idle", as the report does
+      `--config=${LATE_OUTPUTS_CONFIG}`,
       "--output",
       out,
       notebook,
@@ -94,14 +93,14 @@ Deno.test("run names and key parts follow the study's table", () => {
     "vgg16_scratch (relu convs, lr 0.0001, clipped loss)",
   );
   const split = { images: new Uint8Array(0), labels: new Uint8Array(0), rows: 28, cols: 28 };
-  const parts = studyKeyParts({
-    model: "vgg_small",
+  const full = {
     profile: PROFILES.full,
     backend: { name: "cpu-fast", device: "d", why: "w", precision: "float32" },
     train: { ...split, count: 60_000 },
     test: { ...split, count: 10_000 },
     seed: 42,
-  });
+  };
+  const parts = studyKeyParts({ ...full, model: "vgg_small" });
   // The study's settings for section 03 (Keras's defaults written out).
   assert.deepEqual(parts.training, {
     epochs: 10,
@@ -124,12 +123,8 @@ Deno.test("run names and key parts follow the study's table", () => {
   });
   // A cosine schedule decays over every step of the run: 10 epochs × 600 batches of 100.
   const cosine = studyKeyParts({
+    ...full,
     model: "vgg16_scratch",
-    profile: PROFILES.full,
-    backend: { name: "cpu-fast", device: "d", why: "w", precision: "float32" },
-    train: { ...split, count: 60_000 },
-    test: { ...split, count: 10_000 },
-    seed: 42,
     variant: { convActivation: "relu", batchNorm: true, lrSchedule: "cosine" },
   });
   assert.deepEqual(cosine.training.optimizer.schedule, {
