@@ -12,7 +12,7 @@ import {
   registerFastCpuBackend,
 } from "../lib/kernels/mod.ts";
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
-import { loadOpenBlas, preferDnnlGemm } from "../lib/kernels/blas.ts";
+import { loadOpenBlas, OPENBLAS_THREAD_TIMEOUT, preferDnnlGemm } from "../lib/kernels/blas.ts";
 import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
 import { loadDnnl, openDnnl } from "../lib/kernels/dnnl.ts";
 import { type Inputs, rand, runOn } from "./fixtures/kernels.ts";
@@ -91,6 +91,28 @@ Deno.test("oneDNN's sgemm takes the GEMMs only from an OpenBLAS without AVX-512 
   assert.equal(preferDnnlGemm("", false, false), false); // an AVX2 CPU: OpenBLAS fits it
   assert.equal(preferDnnlGemm("openblas", false, true), false);
   assert.equal(preferDnnlGemm("dnnl", true, false), true);
+});
+
+Deno.test({
+  name: "loading OpenBLAS shortens its idle workers' spin to 2^4 cycles; a user's setting wins",
+  ignore: openblas?.openblas?.threadTimeout === undefined,
+  fn: async () => {
+    // a fresh process each: OpenBLAS reads the variable once, when it loads
+    const timeoutSeen = async (env: Record<string, string>) => {
+      const code = `import { loadOpenBlas } from "${new URL(
+        "../lib/kernels/blas.ts",
+        import.meta.url,
+      )}";
+        console.log(loadOpenBlas()?.openblas?.threadTimeout);`;
+      const { stdout } = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", code],
+        env: { ...Deno.env.toObject(), OPENBLAS_THREAD_TIMEOUT: "", ...env },
+      }).output();
+      return new TextDecoder().decode(stdout).trim();
+    };
+    assert.equal(await timeoutSeen({}), OPENBLAS_THREAD_TIMEOUT);
+    assert.equal(await timeoutSeen({ OPENBLAS_THREAD_TIMEOUT: "7" }), "7");
+  },
 });
 
 Deno.test("every sgemm matches a float64 reference: offsets, transposes, alpha, beta", () => {
