@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
+import { FAST_CPU, registerFastCpuBackend, setFastPrecision } from "../lib/kernels/mod.ts";
 import { convDnnl, nativeBf16, setConvBf16 } from "../lib/kernels/conv.ts";
 import { rand } from "./fixtures/kernels.ts";
 
@@ -209,5 +209,49 @@ Deno.test({
       d.chainBf16 = true;
       setConvBf16(false);
     }
+  },
+});
+
+/** A dense layer's output and its three gradients, plus a batched A·Bᵀ, on `backend`. */
+async function denseAndGrads(backend: string) {
+  await tf.setBackend(backend);
+  const x = tf.tensor2d(rand(12 * 70, 51), [12, 70]);
+  const w = tf.tensor2d(rand(70 * 33, 52, -0.3, 0.3), [70, 33]);
+  const b = tf.tensor1d(rand(33, 53));
+  const up = tf.tensor2d(rand(12 * 33, 54), [12, 33]);
+  // as layers call it: _FusedMatMul with a bias; its gradients are matmuls with a transpose
+  const dense = (a: tf.Tensor, k: tf.Tensor) =>
+    tf.fused.matMul({ a: a as tf.Tensor2D, b: k as tf.Tensor2D, bias: b });
+  const y = dense(x, w);
+  const [dx, dw] = tf.grads((a: tf.Tensor, k: tf.Tensor) => tf.sum(tf.mul(dense(a, k), up)))([
+    x,
+    w,
+  ]);
+  const p = tf.tensor3d(rand(3 * 5 * 40, 55), [3, 5, 40]);
+  const q = tf.tensor3d(rand(3 * 9 * 40, 56), [3, 9, 40]);
+  const batched = tf.matMul(p, q, false, true);
+  return Promise.all([y, dx, dw, batched].map(async (t) => (await t.data()) as Float32Array));
+}
+
+Deno.test({
+  name: "bf16 matmuls (dense forward, both gradients, batched A·Bᵀ) match float32 cpu",
+  ignore,
+  fn: async () => {
+    const ref = await denseAndGrads("cpu");
+    assert.equal(setFastPrecision("mixed_bfloat16").precision, "mixed_bfloat16");
+    let got: Float32Array[];
+    try {
+      got = await denseAndGrads(FAST_CPU);
+    } finally {
+      setFastPrecision("float32");
+    }
+    ["y", "dx", "dW", "batched"].forEach((name, i) => {
+      const e = relErr(got[i], ref[i]);
+      assert.ok(e < 1.5e-2, `${name}: relative error ${e}`);
+      assert.ok(e > 1e-4, `${name}: float32-exact, so bf16 did not run`);
+    });
+    // back in float32, the same matmuls are float32's again
+    const again = await denseAndGrads(FAST_CPU);
+    again.forEach((a, i) => assert.ok(relErr(a, ref[i]) < 1e-5, `float32 after bf16: ${i}`));
   },
 });

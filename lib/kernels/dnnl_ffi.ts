@@ -106,6 +106,25 @@ export const SYMBOLS = {
   dnnl_memory_desc_equal: { parameters: ["pointer", "pointer"], result: "i32" },
   dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
   dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
+  // row-major C = alpha·op(A)·op(B) + beta·C, A and B bf16, C float32 ('N' / 'T' as u8)
+  dnnl_gemm_bf16bf16f32: {
+    parameters: [
+      "u8",
+      "u8",
+      "i64",
+      "i64",
+      "i64",
+      "f32",
+      "buffer",
+      "i64",
+      "buffer",
+      "i64",
+      "f32",
+      "buffer",
+      "i64",
+    ],
+    result: "i32",
+  },
 } as const;
 
 /** The bound symbols. */

@@ -1,9 +1,17 @@
 /** BatchMatMul and _FusedMatMul (dense layers and their gradients) on the GEMM. */
 import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
-import { getGemm } from "./gemm.ts";
+import { type Gemm, getGemm } from "./gemm.ts";
 import { alloc } from "./pool_alloc.ts";
 import { allF32, f32, type KernelArgs, lastAxisSize, out } from "./util.ts";
+
+/** mixed_bfloat16's GEMM (bf16 inputs, float32 accumulation and output); null in float32. */
+let bf16Gemm: Gemm | null = null;
+
+/** Sets (or, with null, clears) the GEMM matmuls use under mixed_bfloat16 (see mod.ts). */
+export function setMatmulBf16(gemm: Gemm | null): void {
+  bf16Gemm = gemm;
+}
 
 /**
  * Runs op(a)·op(b) for every batch entry and returns [values, outShape, rows, cols], or null
@@ -32,7 +40,7 @@ function batchMatMul(
   if (nOut !== Math.max(nA, nB)) return null;
   const av = f32(backend, a), bv = f32(backend, b);
   const c = alloc(nOut * m * n); // beta = 0: the GEMM writes every element
-  const { gemm } = getGemm();
+  const gemm = (k > 0 && bf16Gemm) || getGemm().gemm;
   for (let i = 0; i < nOut; i++) {
     gemm(
       tA,

@@ -30,7 +30,7 @@ import {
 } from "./conv.ts";
 import { getGemm } from "./gemm.ts";
 import { convDnnl, nativeBf16, setConvBf16 } from "./conv.ts";
-import { batchMatMulKernel, fusedMatMulKernel } from "./matmul.ts";
+import { batchMatMulKernel, fusedMatMulKernel, setMatmulBf16 } from "./matmul.ts";
 import { maxPool, maxPoolGrad } from "./pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
 import { BINARY_KERNELS, UNARY_KERNELS } from "./elementwise.ts";
@@ -112,14 +112,15 @@ function withFallback(name: string, fast: FastKernel, reference: tf.KernelFunc):
 /**
  * Switches cpu-fast between float32 and mixed_bfloat16 (Keras's policy: bf16 compute, float32
  * weights, optimizer state and loss). Returns the precision now in force and, when it is not
- * the one asked for or is partial, why. Only the convolutions compute in bf16 so far; matmuls,
- * element-wise ops and the optimizer stay float32.
+ * the one asked for or is partial, why. Convolutions and matmuls compute in bf16 (float32
+ * accumulation); element-wise ops, pooling, the loss and the optimizer stay float32.
  */
 export function setFastPrecision(
   wanted: "float32" | "mixed_bfloat16",
 ): { precision: "float32" | "mixed_bfloat16"; note: string } {
   if (wanted === "float32") {
     setConvBf16(false);
+    setMatmulBf16(null);
     return { precision: "float32", note: "" };
   }
   if (!nativeBf16()) {
@@ -129,10 +130,12 @@ export function setFastPrecision(
         "training in float32",
     };
   }
-  if (convDnnl() === null || !setConvBf16(true)) {
+  const d = convDnnl();
+  if (d === null || !setConvBf16(true)) {
     return { precision: "float32", note: "mixed_bfloat16 needs oneDNN 2.x: training in float32" };
   }
-  return { precision: "mixed_bfloat16", note: "bf16 convolutions (oneDNN); matmuls float32" };
+  setMatmulBf16((...args) => d.gemmBf16(...args));
+  return { precision: "mixed_bfloat16", note: "bf16 convolutions and matmuls (oneDNN)" };
 }
 
 export { fusedAdam, FusedAdamOptimizer } from "./adam.ts";
