@@ -12,7 +12,8 @@ import {
   sideBySideTable,
   UsageError,
 } from "../bench/cli.ts";
-import { PEER_INSTALL, peerDir, peerMissing } from "../bench/peer.ts";
+import { PEER_INSTALL, peerDir, peerMissing, threadEnv } from "../bench/peer.ts";
+import { OPENBLAS_THREAD_TIMEOUT } from "../lib/kernels/blas.ts";
 
 const MODELS = ["baseline", "vgg_small", "vgg16"];
 
@@ -211,4 +212,16 @@ Deno.test("bench.ts --peer without PyTorch says so in one line with the install 
   assert.equal(r.code, 1);
   assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   assert.match(r.stderr, /PyTorch is not installed .* apt-get install -y python3-torch/);
+});
+
+Deno.test("threadEnv: both sides get the thread counts and cpu-fast's OpenBLAS spin timeout", () => {
+  const env = threadEnv(2);
+  assert.equal(env.OMP_NUM_THREADS, "2");
+  assert.equal(env.OPENBLAS_NUM_THREADS, "2");
+  // cpu-fast sets it for itself when the user has not (lib/kernels/blas.ts): the peer gets the same
+  assert.equal(
+    env.OPENBLAS_THREAD_TIMEOUT,
+    Deno.env.get("OPENBLAS_THREAD_TIMEOUT") || OPENBLAS_THREAD_TIMEOUT,
+  );
+  assert.ok(Number(env.OPENBLAS_THREAD_TIMEOUT) >= 4);
 });
