@@ -62,6 +62,9 @@ Deno.test({
         [[2, 8, 8, 3], [3, 3, 3, 64], 1, true],
         [[3, 7, 7, 32], [3, 3, 32, 16], 2, false],
         [[5, 2, 2, 64], [1, 1, 64, 48], 1, true],
+        // maps smaller than the kernel: the gradients as per-tap bf16 GEMMs (conv_small.ts)
+        [[16, 2, 2, 32], [3, 3, 32, 24], 1, true],
+        [[20, 1, 1, 16], [3, 3, 16, 8], 1, false],
       ] as [number[], number[], number, boolean][]
     ) {
       const ref = await convAndGrads("cpu", shape, filter, stride, withBias);

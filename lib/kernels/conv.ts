@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
-import { getGemm } from "./gemm.ts";
+import { type Gemm, getGemm } from "./gemm.ts";
 import { alloc } from "./pool_alloc.ts";
 import { type Dnnl, dnnlFailure, type DnnlGeom, loadDnnl } from "./dnnl.ts";
 import {
@@ -54,8 +54,9 @@ export function nativeBf16(): boolean {
 /**
  * mixed_bfloat16 for the convolutions (oneDNN bf16 primitives on blocked layouts, float32
  * accumulation; outputs and gradients rounded to bf16 as Keras's policy does, handed back as
- * float32). Returns whether it is on: it needs oneDNN and a CPU with
- * native bf16; small-output convolutions then stay on oneDNN too (the GEMM is float32).
+ * float32). Returns whether it is on: it needs oneDNN and a CPU with native bf16. Every forward
+ * then runs on oneDNN, small-output ones too; the gradients of maps smaller than the kernel run
+ * as per-tap bf16 GEMMs (`smallMapGemm`).
  */
 export function setConvBf16(on: boolean): boolean {
   const d = convDnnl();
@@ -337,12 +338,17 @@ export const fusedConv2D: FastKernel = ({ inputs, backend, attrs }) => {
 };
 
 /**
- * Whether a gradient goes down conv_small.ts's per-tap GEMMs: float32 maps smaller than the
- * kernel (VGG16's block 5 at 32×32 input), as the forward does; under mixed_bfloat16 oneDNN's
- * bf16 kernels keep them, as they keep the forward.
+ * The GEMM for conv_small.ts's per-tap gradients, or null where the convolution kernels take
+ * them: maps smaller than the kernel (VGG16's block 5 at 32×32 input), as the float32 forward
+ * does, on the chosen GEMM; under mixed_bfloat16 on bf16 GEMMs over once-rounded copies of the
+ * arrays in `shared` — on block 5 (batch 100, 512 → 512, 2×2) oneDNN's bf16 kernels, with their
+ * reorders, took 8.8–9.7 ms per layer for the weight gradient and 4.0–4.2 for the input
+ * gradient, the per-tap bf16 GEMMs 2.4–4.2 and 2.2 (Zen 5 EPYC). The bf16 forward stays on
+ * oneDNN.
  */
-function smallMapGradients(d: Dnnl | null, g: Geom): boolean {
-  return !d?.bf16 && smallMapConv(g);
+function smallMapGemm(d: Dnnl | null, g: Geom, shared: Float32Array[]): Gemm | null {
+  if (!smallMapConv(g)) return null;
+  return d?.bf16 ? d.bf16Gemm().over(shared) : getGemm().gemm;
 }
 
 /** Conv2DBackpropInput: dx = col2im(dy·Wᵀ); inputs {dy, filter}, attrs.inputShape. */
@@ -354,10 +360,9 @@ export const conv2DBackpropInput: FastKernel = ({ inputs, backend, attrs }) => {
   if (!g) return null;
   const dyv = f32(backend, dy), w = f32(backend, filter);
   const d = convDnnl();
+  const small = smallMapGemm(d, g, [dyv, w]);
+  if (small) return out(backend, attrs.inputShape, smallMapBackwardData(dyv, w, g, small));
   const { gemm } = getGemm();
-  if (smallMapGradients(d, g)) {
-    return out(backend, attrs.inputShape, smallMapBackwardData(dyv, w, g, gemm));
-  }
   if (d) return outTagged(backend, attrs.inputShape, d.backwardData(g, dyv, w, dy.dataId));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dx = alloc(g.batch * g.inH * g.inW * g.inC, true);
@@ -384,10 +389,9 @@ export const conv2DBackpropFilter: FastKernel = ({ inputs, backend, attrs }) => 
   if (!g) return null;
   const xv = f32(backend, x), dyv = f32(backend, dy);
   const d = convDnnl();
+  const small = smallMapGemm(d, g, [xv, dyv]);
+  if (small) return out(backend, attrs.filterShape, smallMapBackwardFilter(xv, dyv, g, small));
   const { gemm } = getGemm();
-  if (smallMapGradients(d, g)) {
-    return out(backend, attrs.filterShape, smallMapBackwardFilter(xv, dyv, g, gemm));
-  }
   if (d) return out(backend, attrs.filterShape, d.backwardWeights(g, xv, dyv, x.dataId, dy.dataId));
   const rows = g.outH * g.outW, K = g.fh * g.fw * g.inC, F = g.outC;
   const dw = alloc(K * F);

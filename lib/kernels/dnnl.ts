@@ -19,7 +19,6 @@ import {
   ARG_DST,
   ARG_SRC,
   ARG_WORKSPACE,
-  BF16,
   check,
   CPU,
   dims,
@@ -42,6 +41,7 @@ import {
   SYMBOLS,
 } from "./dnnl_ffi.ts";
 import { Bf16ConvPrims, ConvPrims, type DnnlGeom, type HeldBf16 } from "./dnnl_conv.ts";
+import { Bf16Gemm } from "./gemm_bf16.ts";
 
 export type { DnnlGeom };
 
@@ -206,67 +206,15 @@ export class Dnnl {
     return y;
   }
 
-  /** f32 → bf16 reorders of 1-D arrays by length, one per operand slot, with their buffers. */
-  private toBf16 = new Map<number, { prim: Prim; buf: Float32Array; mds: Uint8Array[] }[]>();
+  private bf16GemmOnce?: Bf16Gemm;
 
-  /**
-   * Row-major C = alpha·op(A)·op(B) + beta·C under mixed_bfloat16 (the dense layers and their
-   * gradients): A and B rounded to bf16 by oneDNN reorders (to nearest even, as the
-   * convolutions' inputs), products accumulated and C written in float32 by
-   * `dnnl_gemm_bf16bf16f32` (AVX512-BF16 or AMX). op(A) is m×k, op(B) is k×n; k > 0.
-   */
-  gemmBf16(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    lda: number,
-    b: Float32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void {
-    if (m === 0 || n === 0) return;
-    // the floats each operand spans in its row-major storage (rows × leading dimension)
-    const aLen = (transA ? k - 1 : m - 1) * lda + (transA ? m : k);
-    const bLen = (transB ? n - 1 : k - 1) * ldb + (transB ? k : n);
-    const B = BigInt, N = 78, T = 84; // 'N', 'T'
-    check(
-      this.lib.dnnl_gemm_bf16bf16f32(
-        transA ? T : N,
-        transB ? T : N,
-        B(m),
-        B(n),
-        B(k),
-        alpha,
-        this.bf16Of(a, aLen, 0),
-        B(lda),
-        this.bf16Of(b, bLen, 1),
-        B(ldb),
-        beta,
-        c,
-        B(ldc),
-      ),
-      "bf16 gemm",
+  /** Matrix products in bf16 with float32 accumulation (mixed_bfloat16's matmuls). */
+  bf16Gemm(): Bf16Gemm {
+    return this.bf16GemmOnce ??= new Bf16Gemm(
+      this.lib,
+      (a, b) => this.reorder(a, b),
+      (p, a) => this.run(p, a),
     );
-  }
-
-  /** The first `len` floats of `a` rounded to bf16, in operand `slot`'s buffer of that length. */
-  private bf16Of(a: Float32Array, len: number, slot: number): Float32Array {
-    let slots = this.toBf16.get(len);
-    if (!slots) this.toBf16.set(len, slots = []);
-    if (!slots[slot]) {
-      const mds = [md(this.lib, [len], [1]), md(this.lib, [len], [1], BF16)];
-      const p = (m: Uint8Array) => Deno.UnsafePointer.of(m);
-      slots[slot] = { prim: this.reorder(p(mds[0]), p(mds[1])), buf: f32(Math.ceil(len / 2)), mds };
-    }
-    const s = slots[slot];
-    this.run(s.prim, [stable(a.subarray(0, len), 5 + slot), s.buf]);
-    return s.buf;
   }
 
   /** Adam's primitives per weight size and β1/β2; null where oneDNN could not make them. */

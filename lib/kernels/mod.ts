@@ -134,7 +134,7 @@ export function setFastPrecision(
   if (d === null || !setConvBf16(true)) {
     return { precision: "float32", note: "mixed_bfloat16 needs oneDNN 2.x: training in float32" };
   }
-  setMatmulBf16((...args) => d.gemmBf16(...args));
+  setMatmulBf16(d.bf16Gemm().gemm);
   return { precision: "mixed_bfloat16", note: "bf16 convolutions and matmuls (oneDNN)" };
 }
 
