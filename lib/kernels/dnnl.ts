@@ -24,6 +24,8 @@ import {
   dims,
   f32,
   FWD_TRAINING,
+  GEMM_PARAMETERS,
+  gemmArgs,
   type Lib,
   type MakePrim,
   md,
@@ -458,24 +460,7 @@ const CANDIDATES = [
 /** The part of oneDNN's C API that is the same in 2.x and 3.x. */
 const STABLE_SYMBOLS = {
   dnnl_version: { parameters: [], result: "pointer" },
-  dnnl_sgemm: {
-    parameters: [
-      "u8",
-      "u8",
-      "i64",
-      "i64",
-      "i64",
-      "f32",
-      "buffer",
-      "i64",
-      "buffer",
-      "i64",
-      "f32",
-      "buffer",
-      "i64",
-    ],
-    result: "i32",
-  },
+  dnnl_sgemm: { parameters: GEMM_PARAMETERS, result: "i32" },
 } as const;
 
 /** libdnnl as found: its path, version and row-major sgemm (any major version). */
@@ -524,27 +509,13 @@ export function openDnnl(): DnnlLibrary | null {
     try {
       const s = Deno.dlopen(path, STABLE_SYMBOLS).symbols;
       const v = new Deno.UnsafePointerView(s.dnnl_version()!);
-      const N = 78, T = 84; // 'N', 'T'
       library = {
         path,
         version: `${v.getInt32(0)}.${v.getInt32(4)}.${v.getInt32(8)}`,
         sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
           if (m === 0 || n === 0) return;
-          const B = BigInt;
           const st = s.dnnl_sgemm(
-            transA ? T : N,
-            transB ? T : N,
-            B(m),
-            B(n),
-            B(k),
-            alpha,
-            a,
-            B(lda),
-            b,
-            B(ldb),
-            beta,
-            c,
-            B(ldc),
+            ...gemmArgs(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
           );
           if (st !== 0) throw new Error(`dnnl_sgemm failed with status ${st}`);
         },

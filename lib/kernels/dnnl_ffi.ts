@@ -13,6 +13,61 @@ export const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
 /** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
 export const MD_BYTES = 2048, OP_BYTES = 32768;
 
+/**
+ * oneDNN's BLAS-like GEMMs (`dnnl_sgemm`, `dnnl_gemm_bf16bf16f32`, the same in 2.x and 3.x):
+ * transA, transB ('N' / 'T'), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc — row-major.
+ */
+export const GEMM_PARAMETERS = [
+  "u8",
+  "u8",
+  "i64",
+  "i64",
+  "i64",
+  "f32",
+  "buffer",
+  "i64",
+  "buffer",
+  "i64",
+  "f32",
+  "buffer",
+  "i64",
+] as const;
+
+/** A row-major GEMM's arguments in GEMM_PARAMETERS' order and types. */
+export function gemmArgs(
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array | Uint16Array,
+  lda: number,
+  b: Float32Array | Uint16Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+) {
+  const N = 78, T = 84; // 'N', 'T'
+  const I = BigInt;
+  return [
+    transA ? T : N,
+    transB ? T : N,
+    I(m),
+    I(n),
+    I(k),
+    alpha,
+    a,
+    I(lda),
+    b,
+    I(ldb),
+    beta,
+    c,
+    I(ldc),
+  ] as const;
+}
+
 export const SYMBOLS = {
   dnnl_version: { parameters: [], result: "pointer" },
   dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
@@ -106,25 +161,8 @@ export const SYMBOLS = {
   dnnl_memory_desc_equal: { parameters: ["pointer", "pointer"], result: "i32" },
   dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
   dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
-  // row-major C = alpha·op(A)·op(B) + beta·C, A and B bf16, C float32 ('N' / 'T' as u8)
-  dnnl_gemm_bf16bf16f32: {
-    parameters: [
-      "u8",
-      "u8",
-      "i64",
-      "i64",
-      "i64",
-      "f32",
-      "buffer",
-      "i64",
-      "buffer",
-      "i64",
-      "f32",
-      "buffer",
-      "i64",
-    ],
-    result: "i32",
-  },
+  // row-major C = alpha·op(A)·op(B) + beta·C, A and B bf16, C float32
+  dnnl_gemm_bf16bf16f32: { parameters: GEMM_PARAMETERS, result: "i32" },
 } as const;
 
 /** The bound symbols. */

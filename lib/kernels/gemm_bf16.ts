@@ -10,6 +10,7 @@ import {
   BF16,
   check,
   f32,
+  gemmArgs,
   type Lib,
   md,
   type Prim,
@@ -70,22 +71,9 @@ export class Bf16Gemm {
     c: Float32Array,
     ldc: number,
   ): void {
-    const B = BigInt, N = 78, T = 84; // 'N', 'T'
     check(
       this.lib.dnnl_gemm_bf16bf16f32(
-        transA ? T : N,
-        transB ? T : N,
-        B(m),
-        B(n),
-        B(k),
-        alpha,
-        a,
-        B(lda),
-        b,
-        B(ldb),
-        beta,
-        c,
-        B(ldc),
+        ...gemmArgs(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
       ),
       "bf16 gemm",
     );
