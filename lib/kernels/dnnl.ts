@@ -496,14 +496,12 @@ let why = "";
 export function openDnnl(): DnnlLibrary | null {
   if (library !== undefined) return library;
   library = null;
-  try {
-    // oneDNN's OpenMP threads otherwise spin after every primitive, fighting OpenBLAS's own
-    // threads (dense layers) for the same cores: measured ~15% slower vgg_small steps.
-    // libgomp reads this once, when it loads with libdnnl; a user's setting wins.
-    if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "passive");
-  } catch {
-    // no env permission: keep libgomp's default
-  }
+  // libgomp's default wait policy stays: its threads spin briefly (GOMP_SPINCOUNT, 300,000)
+  // between oneDNN's primitives before they sleep. OMP_WAIT_POLICY=passive (no spinning) was
+  // set here while OpenBLAS's idle threads spun for ~0.1 s on the same cores (vgg_small ~15%
+  // slower without it then); since blas.ts shortens that spin, passive measured 5–7% slower
+  // on VGG16 in mixed_bfloat16 (many short primitives, each waking the threads), the baseline
+  // 5% slower, VGG16 float32 and vgg_small unchanged (2-core Zen 5, alternating).
   const errors: string[] = [];
   for (const path of CANDIDATES) {
     try {
