@@ -417,9 +417,17 @@ export function runStory(title: string, r: StoryRecord): string {
     : `test accuracy ${pct(r.evaluation.accuracy)}, its commonest answer (${dom.digit}) ${
       pct(dom.share)
     } of the digits`;
+  // a ReLU stack whose output is exactly 0 for every probe digit passes no gradient to any
+  // convolution: the net is dead, which no later step can undo (notebook 04's ReLU + Glorot fix)
+  const ep = r.probe?.epochs ?? [];
+  const dead = ep.length > 0 && ep.every((e) => e.convOutputMax === 0)
+    ? `; the conv stack's output (${r.probe!.convOutputLayer}) was exactly 0 for every probe ` +
+      `digit after every epoch: with all of its last ReLUs off, no gradient reaches any ` +
+      `convolution, so the net was dead from epoch ${ep[0].epoch} on`
+    : "";
   return `**${title}**: ${r.metrics.epochsRun} epochs; train accuracy was highest in epoch ${
     best + 1
-  } (${pct(acc[best])}); ${broke}${early}; ${answer}.`;
+  } (${pct(acc[best])}); ${broke}${early}${dead}; ${answer}.`;
 }
 
 /**

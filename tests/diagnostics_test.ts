@@ -193,6 +193,31 @@ Deno.test("runStory tells where a run broke, from its record", () => {
   );
   assert.match(story, /break in epoch 2, batch 2 \(exploded\) — 5 steps into training/);
   assert.match(story, /answers \*\*1\*\* for 100\.0%/);
+  assert.doesNotMatch(story, /dead/, "the probe's conv output was not 0 after every epoch");
+});
+
+Deno.test("runStory says when a stack was dead: its output 0 for every probe digit, every epoch", () => {
+  const silent = { ...PROBE, epochs: PROBE.epochs.map((e) => ({ ...e, convOutputMax: 0 })) };
+  const story = runStory("ReLU convs", {
+    history: historyFrame([
+      { epoch: 1, loss: 2.3, accuracy: 0.11, seconds: 1 },
+      { epoch: 2, loss: 2.3, accuracy: 0.11, seconds: 1 },
+    ]),
+    evaluation: {
+      accuracy: 0.1,
+      predicted: new Uint8Array(10).fill(1),
+      labels: new Uint8Array(10),
+    },
+    metrics: { epochsRun: 2, divergence: null },
+    probe: silent,
+  });
+  assert.match(
+    story,
+    new RegExp(
+      `saw no break; the conv stack's output \\(${PROBE.convOutputLayer}\\) was exactly 0 .* ` +
+        `dead from epoch ${PROBE.epochs[0].epoch} on; it answers`,
+    ),
+  );
 });
 
 Deno.test("seedStory counts the seeds that trained and names where each broke", () => {
