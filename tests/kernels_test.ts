@@ -397,6 +397,39 @@ Deno.test("element-wise kernels and contiguous-axes Sum match cpu", async () => 
   delete fallbackCounts.Sum;
 });
 
+Deno.test("large Add and Multiply (on oneDNN when it loads) match cpu bit for bit, every layout", async () => {
+  // 300 × 256 = 76,800 elements: past the size from which the op runs on oneDNN
+  const special = [NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 3.4e38, -3.4e38];
+  const big = (seed: number) => {
+    const v = rand(300 * 256, seed).map((x) => x * 10);
+    special.forEach((s, i) => (v[i * 997] = s));
+    return v;
+  };
+  const row = Float32Array.from([...special, ...rand(256 - special.length, 9)]);
+  const cases: [number[], Float32Array, number[], Float32Array][] = [
+    [[300, 256], big(1), [300, 256], big(2)], // same shape
+    [[300, 256], big(3), [256], row], // a row over the last axis (a bias)
+    [[256], row, [300, 256], big(4)], // the row first
+    [[300, 256], big(5), [], Float32Array.of(-0.5)], // a scalar
+    [[], Float32Array.of(NaN), [300, 256], big(6)], // a NaN scalar first
+  ];
+  for (const k of Object.keys(fallbackCounts)) delete fallbackCounts[k];
+  for (const name of ["Add", "Multiply"]) {
+    for (const [sa, va, sb, vb] of cases) {
+      const inputs = { a: { shape: sa, values: va }, b: { shape: sb, values: vb } };
+      const ref = await runOn("cpu", name, inputs, {});
+      const got = await runOn(FAST_CPU, name, inputs, {});
+      assert.deepEqual(got.shape, ref.shape);
+      ref.values.forEach((r, i) => {
+        if (!Object.is(got.values[i], r)) {
+          assert.fail(`${name} ${sa}·${sb} [${i}]: ${got.values[i]} ≠ ${r}`);
+        }
+      });
+    }
+  }
+  assert.deepEqual(fallbackCounts, {}, "no call declined");
+});
+
 Deno.test("Relu, Step, Floor, Square and Rsqrt match cpu exactly, NaN, infinities and signed zeros included", async () => {
   const special = [NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 2.5, -2.5, 3, -3];
   const values = Float32Array.from([...special, NaN, ...rand(50, 77).map((v) => v * 10)]);

@@ -13,6 +13,10 @@
  */
 import {
   ARG_DST,
+  ARG_SRC,
+  ARG_SRC_1,
+  BINARY_ADD,
+  BINARY_MUL,
   check,
   f32,
   type Lib,
@@ -27,9 +31,7 @@ import {
   type Run,
 } from "./dnnl_ffi.ts";
 
-const BINARY_ADD = 0x1fff0, BINARY_MUL = 0x1fff1;
 const ELTWISE_SQRT = 0x6f, ELTWISE_LINEAR = 0x7f, ELTWISE_POW = 0x20;
-const ARG_SRC_0 = 1, ARG_SRC_1 = 2;
 /** The execution argument of post-op `i`'s second operand (DNNL_ARG_ATTR_MULTIPLE_POST_OP). */
 const postOpArg = (i: number) => (16384 * (i + 1)) | ARG_SRC_1;
 
@@ -66,14 +68,14 @@ export class AdamPrims {
     const full = md(lib, [n], [1]), one = md(lib, [1], [1]);
     this.keep1 = scalar(1 - b1);
     this.m = this.binary(BINARY_MUL, full, one, [["sum", b1]], [
-      [ARG_SRC_0, full],
+      [ARG_SRC, full],
       [ARG_SRC_1, one],
       [ARG_DST, full],
     ]);
     this.v = this.binary(BINARY_MUL, full, full, [
       ["eltwise", ELTWISE_LINEAR, 1 - b2, 0],
       ["sum", b2],
-    ], [[ARG_SRC_0, full], [ARG_SRC_1, full], [ARG_DST, full]]);
+    ], [[ARG_SRC, full], [ARG_SRC_1, full], [ARG_DST, full]]);
     this.w = this.binary(BINARY_MUL, full, one, [
       ["eltwise", ELTWISE_SQRT, 0, 0],
       ["binary", BINARY_ADD, one],
@@ -82,7 +84,7 @@ export class AdamPrims {
       ["binary", BINARY_MUL, one],
       ["sum", 1],
     ], [
-      [ARG_SRC_0, full],
+      [ARG_SRC, full],
       [ARG_SRC_1, one],
       [ARG_DST, full],
       [postOpArg(1), one],

@@ -44,6 +44,7 @@ import {
 } from "./dnnl_ffi.ts";
 import { Bf16ConvPrims, ConvPrims, type DnnlGeom, type HeldBf16 } from "./dnnl_conv.ts";
 import { Bf16Gemm } from "./gemm_bf16.ts";
+import { binaryPrim, type Broadcast } from "./binary_dnnl.ts";
 
 export type { DnnlGeom };
 
@@ -217,6 +218,32 @@ export class Dnnl {
       (a, b) => this.reorder(a, b),
       (p, a) => this.run(p, a),
     );
+  }
+
+  /** Binary primitives per algorithm, shape and broadcast, made once. */
+  private binaries = new Map<string, Prim>();
+
+  /**
+   * r = a ∘ b (`alg`: BINARY_ADD or BINARY_MUL) over a's `a.length / cols` rows of `cols`; b is
+   * a's shape, one row of `cols`, or one value (see binary_dnnl.ts).
+   */
+  binary(
+    alg: number,
+    a: Float32Array,
+    b: Float32Array,
+    r: Float32Array,
+    cols: number,
+    broadcast: Broadcast,
+  ): void {
+    const rows = a.length / cols;
+    const key = `${alg} ${rows} ${cols} ${broadcast}`;
+    let p = this.binaries.get(key);
+    if (!p) {
+      const make: MakePrim = (pd, ids, mds) => this.primitive(pd, ids, mds);
+      p = binaryPrim(this.lib, this.engine, make, alg, rows, cols, broadcast);
+      this.binaries.set(key, p);
+    }
+    this.run(p, [a, stable(b, 6), r]);
   }
 
   /** Adam's primitives per weight size and β1/β2; null where oneDNN could not make them. */

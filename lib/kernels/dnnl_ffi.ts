@@ -9,6 +9,8 @@ export const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 13
 export const Q_DIFF_DST = 134, Q_WORKSPACE = 135;
 export const POOL_MAX = 511, ARG_WORKSPACE = 64, ELTWISE_RELU = 0x1f;
 export const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
+/** A binary primitive's second source (its first is ARG_SRC); binary algorithms. */
+export const ARG_SRC_1 = 2, BINARY_ADD = 0x1fff0, BINARY_MUL = 0x1fff1;
 export const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
 /** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
 export const MD_BYTES = 2048, OP_BYTES = 32768;

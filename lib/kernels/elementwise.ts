@@ -5,6 +5,8 @@
  * alone runs a dozen of these over every weight each step.
  */
 import { alloc } from "./pool_alloc.ts";
+import { BINARY_ADD, BINARY_MUL } from "./binary_dnnl.ts";
+import { loadDnnl } from "./dnnl.ts";
 import { allF32, f32, type FastKernel, lastAxisSize, out } from "./util.ts";
 
 /** How `b` lines up against `a`; null when the shapes need general broadcasting. */
@@ -53,8 +55,17 @@ function loops(expr: string): Record<"same" | "bScalar" | "aScalar" | "bRow" | "
   };
 }
 
-/** Makes one binary kernel from its expression, e.g. "$a * $b". */
-function binary(expr: string): FastKernel {
+/**
+ * From this many elements a commutative op runs on oneDNN (binary_dnnl.ts: all cores, the same
+ * bits); below it the FFI call and the thread wake-up cost more than the JS loop.
+ */
+const NATIVE_MIN = 1 << 16;
+
+/**
+ * Makes one binary kernel from its expression, e.g. "$a * $b"; `alg`, for a commutative op,
+ * the oneDNN binary algorithm that computes it on large tensors.
+ */
+function binary(expr: string, alg?: number): FastKernel {
   const loop = loops(expr);
   return ({ inputs, backend }) => {
     const { a, b } = inputs;
@@ -64,16 +75,26 @@ function binary(expr: string): FastKernel {
     const av = f32(backend, a), bv = f32(backend, b);
     const big = how === "aScalar" || how === "aRow" ? b : a;
     const r = alloc(big === a ? av.length : bv.length);
-    loop[how](av, bv, r);
+    const d = alg !== undefined && r.length >= NATIVE_MIN ? loadDnnl() : null;
+    if (d) {
+      // commutative: the large operand first, the broadcast one second
+      const [x, y] = big === a ? [av, bv] : [bv, av];
+      const bc = how === "same"
+        ? "same"
+        : how === "aScalar" || how === "bScalar"
+        ? "scalar"
+        : "row";
+      d.binary(alg!, x, y, r, bc === "row" ? y.length : x.length, bc);
+    } else loop[how](av, bv, r);
     return out(backend, big.shape.slice(), r);
   };
 }
 
 /** The binary kernels replaced, by tfjs kernel name. */
 export const BINARY_KERNELS: Record<string, FastKernel> = {
-  Add: binary("$a + $b"),
+  Add: binary("$a + $b", BINARY_ADD),
   Sub: binary("$a - $b"),
-  Multiply: binary("$a * $b"),
+  Multiply: binary("$a * $b", BINARY_MUL),
   RealDiv: binary("$a / $b"),
 };
 
