@@ -3,17 +3,19 @@
  * training-heavy kernels replaced, all through Deno FFI to libraries found at run time:
  * convolutions and max-pooling on oneDNN (libdnnl 2.x, what PyTorch's CPU convolutions use)
  * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (oneDNN's where OpenBLAS runs without
- * AVX-512 on an AVX-512 CPU; else a pure-JS GEMM); element-wise ops as tight JS loops, large
- * bias sums as sgemv; the Adam update (`fusedAdam`) in place, on oneDNN for large weights.
+ * AVX-512 on an AVX-512 CPU; else a pure-JS GEMM); element-wise ops as tight JS loops (large
+ * Add and Multiply on oneDNN), large bias sums as sgemv; the Adam update (`fusedAdam`) in
+ * place, on oneDNN for large weights; under mixed_bfloat16, convolutions and matmuls in bf16.
  *
  * Files, one job each: blas.ts (BLAS binding and choice), gemm.ts (GEMM + JS fallback),
- * dnnl.ts (oneDNN engine, caches, pooling, loader), dnnl_ffi.ts (its C API and FFI helpers),
- * dnnl_conv.ts (fp32 NHWC and bf16 blocked convolution primitives), conv.ts,
- * conv_small.ts (convolutions over maps smaller than the kernel), pool.ts, matmul.ts,
- * elementwise.ts, batchnorm.ts (BatchNorm, its 1×1-depthwise inference form, and the
- * reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one fused forward
- * and backward), pad.ts, activation.ts (fused epilogues), adam.ts, adam_dnnl.ts (Adam as
- * oneDNN passes), util.ts.
+ * gemm_bf16.ts (bf16 GEMMs), dnnl.ts (oneDNN engine, caches, pooling, loader), dnnl_ffi.ts
+ * (its C API and FFI helpers), dnnl_conv.ts (fp32 NHWC and bf16 blocked convolution
+ * primitives), conv.ts, conv_small.ts (convolutions over maps smaller than the kernel),
+ * pool.ts, pool_alloc.ts (the output pool), matmul.ts, elementwise.ts, binary_dnnl.ts (large
+ * Add/Multiply as oneDNN primitives), batchnorm.ts (BatchNorm, its 1×1-depthwise inference
+ * form, and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one
+ * fused forward and backward), pad.ts, activation.ts (fused epilogues), adam.ts, adam_dnnl.ts
+ * (Adam as oneDNN passes), util.ts.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
