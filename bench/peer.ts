@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Precision } from "../lib/backend.ts";
-import { OPENBLAS_THREAD_TIMEOUT } from "../lib/kernels/blas.ts";
+import { openBlasThreadTimeout } from "../lib/kernels/blas.ts";
 import type { PeerResult } from "./cli.ts";
 
 /** The install command the one-line "not installed" message names. */
@@ -50,7 +50,7 @@ export function threadEnv(threads: number): Record<string, string> {
   return {
     OMP_NUM_THREADS: String(threads),
     OPENBLAS_NUM_THREADS: String(threads),
-    OPENBLAS_THREAD_TIMEOUT: Deno.env.get("OPENBLAS_THREAD_TIMEOUT") || OPENBLAS_THREAD_TIMEOUT,
+    OPENBLAS_THREAD_TIMEOUT: openBlasThreadTimeout(),
   };
 }
 

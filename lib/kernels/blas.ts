@@ -170,11 +170,14 @@ let openblasCached: Blas | null | undefined;
  */
 export const OPENBLAS_THREAD_TIMEOUT = "4";
 
+/** The spin timeout OpenBLAS runs with: the user's OPENBLAS_THREAD_TIMEOUT, else ours. */
+export function openBlasThreadTimeout(): string {
+  return envVar("OPENBLAS_THREAD_TIMEOUT") || OPENBLAS_THREAD_TIMEOUT;
+}
+
 function shortenOpenBlasSpin(): void {
   try {
-    if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) {
-      Deno.env.set("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT);
-    }
+    Deno.env.set("OPENBLAS_THREAD_TIMEOUT", openBlasThreadTimeout());
   } catch {
     // no env permission: keep OpenBLAS's default
   }
@@ -210,7 +213,7 @@ export function loadOpenBlas(): Blas | null {
       openblas: {
         name: config.trim().split(" ").slice(0, 2).join(" "),
         core,
-        threadTimeout: s.openblas_thread_timeout?.() ?? undefined,
+        threadTimeout: s.openblas_thread_timeout?.(),
       },
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
         if (m === 0 || n === 0) return;

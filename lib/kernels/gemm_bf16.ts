@@ -55,28 +55,9 @@ export class Bf16Gemm {
     return new Uint16Array(r.buf.buffer, r.buf.byteOffset, len);
   }
 
-  /** Row-major C = alpha·op(A)·op(B) + beta·C on bf16 A and B; k > 0. */
-  private product(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Uint16Array,
-    lda: number,
-    b: Uint16Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void {
-    check(
-      this.lib.dnnl_gemm_bf16bf16f32(
-        ...gemmArgs(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-      ),
-      "bf16 gemm",
-    );
+  /** Row-major C = alpha·op(A)·op(B) + beta·C on bf16 A and B (gemmArgs' order); k > 0. */
+  private product(...args: Parameters<typeof gemmArgs>): void {
+    check(this.lib.dnnl_gemm_bf16bf16f32(...gemmArgs(...args)), "bf16 gemm");
   }
 
   /** A Gemm that rounds both operands of every product (op(A) m×k, op(B) k×n; k > 0). */
