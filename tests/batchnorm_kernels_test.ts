@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { fallbackCounts, FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { type Inputs, maxRelDiff, rand, runOn } from "./fixtures/kernels.ts";
+import { batchNormRuns, setNativeBatchNorm } from "../lib/kernels/batchnorm_layer.ts";
+import { loadDnnl } from "../lib/kernels/dnnl.ts";
 
 await registerFastCpuBackend();
 
@@ -102,11 +104,15 @@ Deno.test("FusedBatchNorm matches cpu with per-channel, scalar and missing param
 });
 
 /** One BatchNormalization layer's output, gradients and moving statistics after `steps` calls. */
-async function bnLayerRun(backend: string, training: boolean, steps: number) {
+async function bnLayerRun(
+  backend: string,
+  training: boolean,
+  steps: number,
+  [n, h, w, c]: number[],
+) {
   await tf.setBackend(backend);
-  const c = 8;
   const layer = tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-3 });
-  layer.build([null, 5, 6, c]);
+  layer.build([null, h, w, c]);
   // non-trivial gamma, beta and moving statistics
   layer.setWeights([
     tf.tensor1d(rand(c, 20, 0.5, 2)),
@@ -114,37 +120,63 @@ async function bnLayerRun(backend: string, training: boolean, steps: number) {
     tf.tensor1d(rand(c, 22)),
     tf.tensor1d(rand(c, 23, 0.5, 2)),
   ]);
-  const upstream = tf.tensor4d(rand(3 * 5 * 6 * c, 24), [3, 5, 6, c]);
-  let y: Float32Array = new Float32Array();
+  const upstream = tf.tensor4d(rand(n * h * w * c, 24), [n, h, w, c]);
+  let y: Float32Array = new Float32Array(), yRun = y;
   let grads: Float32Array[] = [];
   for (let s = 0; s < steps; s++) {
-    const x = tf.tensor4d(rand(3 * 5 * 6 * c, 30 + s, -2, 3), [3, 5, 6, c]);
+    // an offset mean, so that a one-pass variance would lose digits
+    const x = tf.tensor4d(rand(n * h * w * c, 30 + s, 3, 8), [n, h, w, c]);
     const vars = layer.trainableWeights.map((w) => w.read() as tf.Variable);
     const f = (xx: tf.Tensor) =>
       tf.sum(tf.mul(layer.apply(xx, { training }) as tf.Tensor, upstream)) as tf.Scalar;
-    // each call updates the moving averages in training mode: twice per step on both backends
+    // each call updates the moving averages in training mode: 3× per step on both backends
     const dx = tf.grad(f)(x);
     const { grads: dv } = tf.variableGrads(() => f(x), vars);
     const g = [dx, ...vars.map((v) => dv[v.name])];
+    // the output in the run's mode (training: the batch's own statistics), then inference
+    yRun = (await (layer.apply(x, { training }) as tf.Tensor).data()) as Float32Array;
     y = (await (layer.apply(x, { training: false }) as tf.Tensor).data()) as Float32Array;
     grads = await Promise.all(g.map(async (t) => (await t.data()) as Float32Array));
   }
   const weights = await Promise.all(layer.getWeights().map(async (w) => await w.data()));
-  return { y, grads, weights: weights as Float32Array[] };
+  return { y, yRun, grads, weights: weights as Float32Array[] };
+}
+
+/** Runs `f` once per training-mode engine: oneDNN (where it loads), then the JS loops. */
+async function onEachEngine(f: (engine: string) => Promise<void>) {
+  const engines = loadDnnl() ? ["dnnl", "js"] as const : ["js"] as const;
+  for (const engine of engines) {
+    setNativeBatchNorm(engine === "dnnl");
+    const before = batchNormRuns[engine];
+    try {
+      await f(engine);
+    } finally {
+      setNativeBatchNorm(true);
+    }
+    assert.ok(batchNormRuns[engine] > before, `the ${engine} path ran`);
+  }
 }
 
 Deno.test("a BatchNormalization layer matches cpu: training and inference, gradients, moving averages", async () => {
-  for (const training of [true, false]) {
-    const ref = await bnLayerRun("cpu", training, 3);
-    const got = await bnLayerRun(FAST_CPU, training, 3);
-    assert.ok(maxRelDiff(got.y, ref.y) < 1e-5, `output (training ${training})`);
-    ref.grads.forEach((r, i) =>
-      assert.ok(maxRelDiff(got.grads[i], r) < 1e-4, `gradient ${i} (training ${training})`)
-    );
-    // gamma, beta, moving mean, moving variance (updated 3× in training mode, untouched else)
-    ref.weights.forEach((r, i) =>
-      assert.ok(maxRelDiff(got.weights[i], r) < 1e-5, `weight ${i} (training ${training})`)
-    );
+  // a small odd shape, and a VGG block's channel count (oneDNN's vectorised NHWC kernel)
+  for (const shape of [[3, 5, 6, 8], [6, 8, 8, 64]]) {
+    const ref = await Promise.all([true, false].map((t) => bnLayerRun("cpu", t, 3, shape)));
+    await onEachEngine(async (engine) => {
+      for (const training of [true, false]) {
+        const r = ref[training ? 0 : 1];
+        const got = await bnLayerRun(FAST_CPU, training, 3, shape);
+        const at = `${engine}, ${shape}, training ${training}`;
+        assert.ok(maxRelDiff(got.yRun, r.yRun) < 1e-5, `output (${at})`);
+        assert.ok(maxRelDiff(got.y, r.y) < 1e-5, `inference output after (${at})`);
+        r.grads.forEach((g, i) =>
+          assert.ok(maxRelDiff(got.grads[i], g) < 1e-4, `gradient ${i} (${at})`)
+        );
+        // gamma, beta, moving mean, moving variance (updated by every training-mode call, untouched else)
+        r.weights.forEach((wt, i) =>
+          assert.ok(maxRelDiff(got.weights[i], wt) < 1e-5, `weight ${i} (${at})`)
+        );
+      }
+    });
   }
 });
 
@@ -175,8 +207,13 @@ Deno.test("BN over a dense layer's [batch, features] matches cpu with gradients"
       const w = await Promise.all(layer.getWeights().map((t) => t.data()));
       return [dx, ...w] as Float32Array[];
     };
-    const ref = await run("cpu"), got = await run(FAST_CPU);
-    ref.forEach((r, i) => assert.ok(maxRelDiff(got[i], r) < 1e-4, `${shape} axis ${axis}: ${i}`));
+    const ref = await run("cpu");
+    await onEachEngine(async (engine) => {
+      const got = await run(FAST_CPU);
+      ref.forEach((r, i) =>
+        assert.ok(maxRelDiff(got[i], r) < 1e-4, `${engine}, ${shape} axis ${axis}: ${i}`)
+      );
+    });
   }
 });
 

@@ -8,7 +8,9 @@
  * vgg_small+BN (batch 100): a step cost 1.7× the plain net's. Here the same math is one
  * statistics pass, one normalising pass, and a backward of one reduction pass and one dx
  * pass (the textbook gradient through the batch statistics, which is what tfjs's composed
- * gradient computes), with float64 per-channel sums.
+ * gradient computes). Those passes run as oneDNN's batch-normalization primitives where
+ * oneDNN loads (batchnorm_dnnl.ts: multi-threaded, float32 accumulation), else as the JS loops
+ * below (one core, float64 per-channel sums); CPU_FAST_BN=js forces the loops.
  *
  * It replaces `BatchNormalization.prototype.call` only while the backend is cpu-fast, the
  * layer is in training mode, normalises the last axis, has gamma and beta, and the input is
@@ -19,6 +21,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { alloc } from "./pool_alloc.ts";
 import { envVar } from "../env.ts";
+import { loadDnnl } from "./dnnl.ts";
 
 /** The fields of tfjs-layers' BatchNormalization that the training path reads. */
 interface BnLayer {
@@ -99,6 +102,77 @@ export function batchNormBackward(
   return { dx, dgamma, dbeta };
 }
 
+/** Whether training-mode BN runs on oneDNN where it loads (CPU_FAST_BN=js: the JS loops). */
+let native = envVar("CPU_FAST_BN") !== "js";
+
+/** Chooses oneDNN (where it loads) or the JS loops for training-mode BN; tests run both. */
+export function setNativeBatchNorm(on: boolean): void {
+  native = on;
+}
+
+/** Training-mode BN calls per engine since start (tests check which one ran). */
+export const batchNormRuns = { dnnl: 0, js: 0 };
+
+/** One BN's forward: y and the batch statistics, and the gradient that goes with them. */
+interface BnPass {
+  y: Float32Array;
+  mean: ArrayLike<number>;
+  variance: ArrayLike<number>;
+  backward(
+    x: Float32Array,
+    dy: Float32Array,
+    gamma: Float32Array,
+  ): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array };
+}
+
+/** The forward on oneDNN (batchnorm_dnnl.ts); null where it is not loaded or cannot. */
+function dnnlPass(
+  shape: number[],
+  eps: number,
+  xv: Float32Array,
+  g: Float32Array,
+  bt: Float32Array,
+): BnPass | null {
+  const d = native ? loadDnnl() : null;
+  const y = d ? alloc(xv.length) : null;
+  const stats = d && y ? d.batchNormForward(shape, eps, xv, g, bt, y) : null;
+  if (!d || !y || !stats) return null;
+  batchNormRuns.dnnl++;
+  return {
+    y,
+    ...stats,
+    backward(x, dy, gamma) {
+      const dx = alloc(x.length);
+      return { dx, ...d.batchNormBackward(shape, eps, x, stats, dy, gamma, dx) };
+    },
+  };
+}
+
+/** The forward as JS loops with float64 per-channel sums. */
+function jsPass(
+  c: number,
+  eps: number,
+  xv: Float32Array,
+  g: Float32Array,
+  bt: Float32Array,
+): BnPass {
+  batchNormRuns.js++;
+  const { mean, variance } = batchMoments(xv, c);
+  const inv = variance.map((v) => 1 / Math.sqrt(v + eps));
+  const k = new Float64Array(c);
+  for (let j = 0; j < c; j++) k[j] = g[j] * inv[j];
+  const y = alloc(xv.length);
+  for (let o = 0; o < xv.length; o += c) {
+    for (let j = 0; j < c; j++) y[o + j] = bt[j] + (xv[o + j] - mean[j]) * k[j];
+  }
+  return {
+    y,
+    mean,
+    variance,
+    backward: (x, dy, gamma) => batchNormBackward(x, dy, c, mean, inv, gamma),
+  };
+}
+
 /** Training-mode BN of one layer; null when the call is outside what this path handles. */
 function trainingCall(layer: BnLayer, x: tf.Tensor): tf.Tensor | null {
   const rank = x.shape.length;
@@ -109,32 +183,24 @@ function trainingCall(layer: BnLayer, x: tf.Tensor): tf.Tensor | null {
   const c = x.shape[rank - 1];
   if (c === 0 || x.size === 0) return null;
   const gammaT = layer.gamma.read(), betaT = layer.beta.read();
-  const xv = values(x);
-  const { mean, variance } = batchMoments(xv, c);
   const eps = layer.epsilon;
-  const inv = variance.map((v) => 1 / Math.sqrt(v + eps));
-  const norm = tf.customGrad((xx, gamma, beta, save) => {
+  const xv = values(x), g = values(gammaT), bt = values(betaT);
+  const p = dnnlPass(x.shape, eps, xv, g, bt) ?? jsPass(c, eps, xv, g, bt);
+  const norm = tf.customGrad((xx, gamma, _beta, save) => {
     (save as tf.GradSaveFunc)([xx as tf.Tensor, gamma as tf.Tensor]);
-    const g = values(gamma as tf.Tensor), bt = values(beta as tf.Tensor);
-    const k = new Float64Array(c);
-    for (let j = 0; j < c; j++) k[j] = g[j] * inv[j];
-    const y = alloc(xv.length);
-    for (let o = 0; o < xv.length; o += c) {
-      for (let j = 0; j < c; j++) y[o + j] = bt[j] + (xv[o + j] - mean[j]) * k[j];
-    }
     return {
-      value: tf.tensor(y, x.shape, "float32"),
+      value: tf.tensor(p.y, x.shape, "float32"),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [sx, sg] = saved;
-        const r = batchNormBackward(values(sx), values(dy as tf.Tensor), c, mean, inv, values(sg));
+        const r = p.backward(values(sx), values(dy as tf.Tensor), values(sg));
         return [tf.tensor(r.dx, x.shape, "float32"), tf.tensor1d(r.dgamma), tf.tensor1d(r.dbeta)];
       },
     };
   });
   const y = norm(x, gammaT, betaT);
   // tfjs-layers' doMovingAverage, op for op
-  const meanT = tf.tensor1d(Float32Array.from(mean));
-  const varT = tf.tensor1d(Float32Array.from(variance));
+  const meanT = tf.tensor1d(Float32Array.from(p.mean));
+  const varT = tf.tensor1d(Float32Array.from(p.variance));
   for (
     const [variable, value] of [[layer.movingMean, meanT], [layer.movingVariance, varT]] as const
   ) {

@@ -45,6 +45,7 @@ import {
 import { Bf16ConvPrims, ConvPrims, type DnnlGeom, type HeldBf16 } from "./dnnl_conv.ts";
 import { Bf16Gemm } from "./gemm_bf16.ts";
 import { binaryPrim, type Broadcast } from "./binary_dnnl.ts";
+import { BatchNormPrims, type BatchStats } from "./batchnorm_dnnl.ts";
 
 export type { DnnlGeom };
 
@@ -244,6 +245,60 @@ export class Dnnl {
       this.binaries.set(key, p);
     }
     this.run(p, [a, stable(b, 6), r]);
+  }
+
+  /** Batch-normalization primitives per shape and epsilon; null where oneDNN could not. */
+  private bns = new Map<string, BatchNormPrims | null>();
+
+  private bn(shape: number[], eps: number): BatchNormPrims | null {
+    const key = `${shape} ${eps}`;
+    let b = this.bns.get(key);
+    if (b === undefined) {
+      try {
+        b = new BatchNormPrims(
+          this.lib,
+          this.engine,
+          (pd, ids, mds) => this.primitive(pd, ids, mds),
+          shape,
+          eps,
+        );
+      } catch {
+        b = null; // e.g. a oneDNN before 2.3 (no separate scale and shift): the JS loops run
+      }
+      this.bns.set(key, b);
+    }
+    return b;
+  }
+
+  /**
+   * Training-mode BatchNorm over the last axis of `shape` (see batchnorm_dnnl.ts): writes y
+   * and returns the batch's mean and biased variance; null, having written nothing, where
+   * oneDNN cannot make the primitives.
+   */
+  batchNormForward(
+    shape: number[],
+    eps: number,
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    y: Float32Array,
+  ): BatchStats | null {
+    return this.bn(shape, eps)?.forward((p, a) => this.run(p, a), x, gamma, beta, y) ?? null;
+  }
+
+  /** The gradient of `batchNormForward`: writes dx, returns dgamma and dbeta. */
+  batchNormBackward(
+    shape: number[],
+    eps: number,
+    x: Float32Array,
+    stats: BatchStats,
+    dy: Float32Array,
+    gamma: Float32Array,
+    dx: Float32Array,
+  ): { dgamma: Float32Array; dbeta: Float32Array } {
+    const b = this.bn(shape, eps);
+    if (!b) throw new Error("oneDNN batch normalization backward without its forward");
+    return b.backward((p, a) => this.run(p, a), x, stats, dy, gamma, dx);
   }
 
   /** Adam's primitives per weight size and β1/β2; null where oneDNN could not make them. */

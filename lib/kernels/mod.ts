@@ -5,7 +5,8 @@
  * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (oneDNN's where OpenBLAS runs without
  * AVX-512 on an AVX-512 CPU; else a pure-JS GEMM); element-wise ops as tight JS loops (large
  * Add and Multiply on oneDNN), large bias sums as sgemv; the Adam update (`fusedAdam`) in
- * place, on oneDNN for large weights; under mixed_bfloat16, convolutions and matmuls in bf16.
+ * place, on oneDNN for large weights; training-mode BatchNorm as oneDNN's primitives; under
+ * mixed_bfloat16, convolutions and matmuls in bf16.
  *
  * Files, one job each: blas.ts (BLAS binding and choice), gemm.ts (GEMM + JS fallback),
  * gemm_bf16.ts (bf16 GEMMs), dnnl.ts (oneDNN engine, caches, pooling, loader), dnnl_ffi.ts
@@ -14,8 +15,8 @@
  * pool.ts, pool_alloc.ts (the output pool), matmul.ts, elementwise.ts, binary_dnnl.ts (large
  * Add/Multiply as oneDNN primitives), batchnorm.ts (BatchNorm, its 1×1-depthwise inference
  * form, and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one
- * fused forward and backward), pad.ts, activation.ts (fused epilogues), adam.ts, adam_dnnl.ts
- * (Adam as oneDNN passes), util.ts.
+ * fused forward and backward), batchnorm_dnnl.ts (those two as oneDNN primitives), pad.ts,
+ * activation.ts (fused epilogues), adam.ts, adam_dnnl.ts (Adam as oneDNN passes), util.ts.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
