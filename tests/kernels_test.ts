@@ -431,28 +431,36 @@ Deno.test("large Add and Multiply (on oneDNN when it loads) match cpu bit for bi
 });
 
 Deno.test("Relu, Step, Floor, Square and Rsqrt match cpu exactly, NaN, infinities and signed zeros included", async () => {
-  const special = [NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 2.5, -2.5, 3, -3];
-  const values = Float32Array.from([...special, NaN, ...rand(50, 77).map((v) => v * 10)]);
-  // a NaN with the sign bit set (what x86 makes of 0·∞): the bitwise ReLU must keep it
-  new Uint32Array(values.buffer)[special.length] = 0xffc00000;
-  const x = { shape: [values.length], values };
+  const special = [NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 1e-45, -1e-45, 2.5, -2.5, 3, -3];
+  const small = Float32Array.from([...special, NaN, ...rand(50, 77).map((v) => v * 10)]);
+  // a NaN with the sign bit set (what x86 makes of 0·∞): ReLU and Step must keep it
+  new Uint32Array(small.buffer)[special.length] = 0xffc00000;
+  // 300 × 256 = 76,800: Relu and Step (alpha 0) run on oneDNN there when it loads
+  const large = rand(300 * 256, 78).map((v) => v * 10);
+  for (let i = 0; i < large.length; i += 601) large.set(small.subarray(0, special.length + 1), i);
   for (const k of Object.keys(fallbackCounts)) delete fallbackCounts[k];
-  for (
-    const [name, attrs] of [
-      ["Relu", {}],
-      ["Step", { alpha: 0 }],
-      ["Step", { alpha: 0.3 }],
-      ["Floor", {}],
-      ["Square", {}],
-      ["Rsqrt", {}],
-    ] as const
-  ) {
-    const ref = await runOn("cpu", name, { x }, attrs);
-    const got = await runOn(FAST_CPU, name, { x }, attrs);
-    assert.deepEqual(got.shape, ref.shape);
-    ref.values.forEach((r, i) =>
-      assert.ok(Object.is(got.values[i], r), `${name} of ${values[i]}: ${got.values[i]} ≠ ${r}`)
-    );
+  for (const values of [small, large]) {
+    const x = { shape: [values.length], values };
+    for (
+      const [name, attrs] of [
+        ["Relu", {}],
+        ["Step", { alpha: 0 }],
+        ["Step", { alpha: 0.3 }],
+        ["Floor", {}],
+        ["Square", {}],
+        ["Rsqrt", {}],
+      ] as const
+    ) {
+      const ref = await runOn("cpu", name, { x }, attrs);
+      const got = await runOn(FAST_CPU, name, { x }, attrs);
+      assert.deepEqual(got.shape, ref.shape);
+      ref.values.forEach((r, i) =>
+        assert.ok(
+          Object.is(got.values[i], r),
+          `${name} of ${values[i]} (${values.length}): ${got.values[i]} ≠ ${r}`,
+        )
+      );
+    }
   }
   assert.deepEqual(fallbackCounts, {}, "no float32 call declined");
   // int32 input is declined and runs tfjs's kernel

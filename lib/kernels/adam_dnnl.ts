@@ -17,28 +17,21 @@ import {
   ARG_SRC_1,
   BINARY_ADD,
   BINARY_MUL,
-  check,
   f32,
   type Lib,
   type MakePrim,
   md,
-  offHeap,
-  OP_BYTES,
   type Prim,
-  primitiveDesc,
-  ptrOf,
-  ptrOut,
   type Run,
 } from "./dnnl_ffi.ts";
-
-const ELTWISE_SQRT = 0x6f, ELTWISE_LINEAR = 0x7f, ELTWISE_POW = 0x20;
-/** The execution argument of post-op `i`'s second operand (DNNL_ARG_ATTR_MULTIPLE_POST_OP). */
-const postOpArg = (i: number) => (16384 * (i + 1)) | ARG_SRC_1;
-
-type PostOp = ["eltwise", number, number, number] | ["binary", number, Uint8Array] | [
-  "sum",
-  number,
-];
+import {
+  binaryWithPostOps,
+  ELTWISE_LINEAR,
+  ELTWISE_POW,
+  ELTWISE_SQRT,
+  type PostOp,
+  postOpArg,
+} from "./binary_dnnl.ts";
 
 /** A one-element float32 tensor off V8's heap (FFI keeps its address). */
 function scalar(x: number): Float32Array {
@@ -101,24 +94,7 @@ export class AdamPrims {
     ops: PostOp[],
     args: [number, Uint8Array][],
   ): Prim {
-    const lib = this.lib;
-    const list = ptrOut();
-    check(lib.dnnl_post_ops_create(new Uint8Array(list.buffer)), "post-ops");
-    for (const op of ops) {
-      const status = op[0] === "eltwise"
-        ? lib.dnnl_post_ops_append_eltwise(ptrOf(list), 1, op[1], op[2], op[3])
-        : op[0] === "binary"
-        ? lib.dnnl_post_ops_append_binary(ptrOf(list), op[1], op[2])
-        : lib.dnnl_post_ops_append_sum(ptrOf(list), op[1]);
-      check(status, `adam ${op[0]} post-op`);
-    }
-    const attr = ptrOut();
-    check(lib.dnnl_primitive_attr_create(new Uint8Array(attr.buffer)), "attr");
-    check(lib.dnnl_primitive_attr_set_post_ops(ptrOf(attr), ptrOf(list)), "attr post-ops");
-    const desc = new Uint8Array(offHeap(OP_BYTES));
-    check(lib.dnnl_binary_desc_init(desc, alg, src0, src1, src0), "adam binary desc");
-    const pd = primitiveDesc(lib, this.engine, desc, null, ptrOf(attr));
-    return this.make(pd, args.map(([id]) => id), args.map(([, m]) => Deno.UnsafePointer.of(m)));
+    return binaryWithPostOps(this.lib, this.engine, this.make, alg, src0, src1, ops, args);
   }
 
   /** One step, in place: w, m, v updated from g. */

@@ -44,7 +44,7 @@ import {
 } from "./dnnl_ffi.ts";
 import { Bf16ConvPrims, ConvPrims, type DnnlGeom, type HeldBf16 } from "./dnnl_conv.ts";
 import { Bf16Gemm } from "./gemm_bf16.ts";
-import { binaryPrim, type Broadcast } from "./binary_dnnl.ts";
+import { binaryPrim, type Broadcast, ReluPrims } from "./binary_dnnl.ts";
 import { BatchNormPrims, type BatchStats } from "./batchnorm_dnnl.ts";
 
 export type { DnnlGeom };
@@ -245,6 +245,36 @@ export class Dnnl {
       this.binaries.set(key, p);
     }
     this.run(p, [a, stable(b, 6), r]);
+  }
+
+  /** ReLU and Step primitives per element count; null where oneDNN could not make them. */
+  private relus = new Map<number, ReluPrims | null>();
+
+  private reluPrims(n: number): ReluPrims | null {
+    let p = this.relus.get(n);
+    if (p === undefined) {
+      try {
+        p = new ReluPrims(this.lib, this.engine, (pd, ids, mds) => this.primitive(pd, ids, mds), n);
+      } catch {
+        p = null; // the JS loops run
+      }
+      this.relus.set(n, p);
+    }
+    return p;
+  }
+
+  /** r = relu(x) with tfjs-cpu's results (see ReluPrims); false, nothing written, if it can't. */
+  relu(x: Float32Array, r: Float32Array): boolean {
+    const p = this.reluPrims(x.length);
+    p?.reluInto((q, a) => this.run(q, a), x, r);
+    return p !== null;
+  }
+
+  /** r = Step(x) with alpha 0 (ReLU's gradient mask); false, nothing written, if it can't. */
+  step(x: Float32Array, r: Float32Array): boolean {
+    const p = this.reluPrims(x.length);
+    p?.stepInto((q, a) => this.run(q, a), x, r);
+    return p !== null;
   }
 
   /** Batch-normalization primitives per shape and epsilon; null where oneDNN could not. */

@@ -2,7 +2,8 @@
  * Float32 Add, Sub, Multiply, RealDiv for the shapes training produces:
  * equal shapes, a scalar on either side, or a row vector broadcast over the last axis (bias).
  * tfjs-cpu's generic broadcasting loop costs ~30 ns per element here, and the Adam update
- * alone runs a dozen of these over every weight each step.
+ * alone runs a dozen of these over every weight each step. Large Add, Multiply, Relu and
+ * Step run on oneDNN (binary_dnnl.ts) with the same results. Also the unary kernels below.
  */
 import { alloc } from "./pool_alloc.ts";
 import { BINARY_ADD, BINARY_MUL } from "./binary_dnnl.ts";
@@ -181,10 +182,21 @@ function bitsKernel(run: (x: Float32Array, r: Float32Array, alpha: number) => vo
   };
 }
 
+/**
+ * oneDNN for a large ReLU or ReLU-gradient mask (binary_dnnl.ts's ReluPrims, the same results):
+ * multi-threaded passes where the JS loops took 40 + 55 ms of a ReLU-conv VGG16 step.
+ */
+function onDnnl(x: Float32Array) {
+  return x.length >= NATIVE_MIN ? loadDnnl() : null;
+}
+
 /** The unary kernels replaced, by tfjs kernel name, with tfjs-cpu's exact semantics (NaN kept). */
 export const UNARY_KERNELS: Record<string, FastKernel> = {
-  Relu: bitsKernel((x, r) => reluBits(x, r)),
+  Relu: bitsKernel((x, r) => {
+    if (!onDnnl(x)?.relu(x, r)) reluBits(x, r);
+  }),
   Step: bitsKernel((x, r, alpha) => {
+    if (alpha === 0 && onDnnl(x)?.step(x, r)) return;
     const X = new Int32Array(x.buffer, x.byteOffset, x.length);
     if (alpha === 0) stepZeroLoop(X, new Int32Array(r.buffer, r.byteOffset, r.length));
     else stepLoop(X, r, Float64Array.of(alpha, 1));

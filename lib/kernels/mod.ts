@@ -4,7 +4,7 @@
  * convolutions and max-pooling on oneDNN (libdnnl 2.x, what PyTorch's CPU convolutions use)
  * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (oneDNN's where OpenBLAS runs without
  * AVX-512 on an AVX-512 CPU; else a pure-JS GEMM); element-wise ops as tight JS loops (large
- * Add and Multiply on oneDNN), large bias sums as sgemv; the Adam update (`fusedAdam`) in
+ * Add, Multiply, Relu and Step on oneDNN), large bias sums as sgemv; the Adam update (`fusedAdam`) in
  * place, on oneDNN for large weights; training-mode BatchNorm as oneDNN's primitives; under
  * mixed_bfloat16, convolutions and matmuls in bf16.
  *
@@ -13,7 +13,7 @@
  * (its C API and FFI helpers), dnnl_conv.ts (fp32 NHWC and bf16 blocked convolution
  * primitives), conv.ts, conv_small.ts (convolutions over maps smaller than the kernel),
  * pool.ts, pool_alloc.ts (the output pool), matmul.ts, elementwise.ts, binary_dnnl.ts (large
- * Add/Multiply as oneDNN primitives), batchnorm.ts (BatchNorm, its 1×1-depthwise inference
+ * Add/Multiply/Relu/Step as oneDNN primitives), batchnorm.ts (BatchNorm, its 1×1-depthwise inference
  * form, and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one
  * fused forward and backward), batchnorm_dnnl.ts (those two as oneDNN primitives), pad.ts,
  * activation.ts (fused epilogues), adam.ts, adam_dnnl.ts (Adam as oneDNN passes), util.ts.
