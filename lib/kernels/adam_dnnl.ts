@@ -51,25 +51,32 @@ export class AdamPrims {
   private negAlpha = scalar(0);
 
   constructor(
-    private lib: Lib,
-    private engine: Deno.PointerValue,
-    private make: MakePrim,
+    lib: Lib,
+    engine: Deno.PointerValue,
+    make: MakePrim,
     n: number,
     b1: number,
     b2: number,
   ) {
+    const binary = (
+      alg: number,
+      src0: Uint8Array,
+      src1: Uint8Array,
+      ops: PostOp[],
+      args: [number, Uint8Array][],
+    ) => binaryWithPostOps(lib, engine, make, alg, src0, src1, ops, args);
     const full = md(lib, [n], [1]), one = md(lib, [1], [1]);
     this.keep1 = scalar(1 - b1);
-    this.m = this.binary(BINARY_MUL, full, one, [["sum", b1]], [
+    this.m = binary(BINARY_MUL, full, one, [["sum", b1]], [
       [ARG_SRC, full],
       [ARG_SRC_1, one],
       [ARG_DST, full],
     ]);
-    this.v = this.binary(BINARY_MUL, full, full, [
+    this.v = binary(BINARY_MUL, full, full, [
       ["eltwise", ELTWISE_LINEAR, 1 - b2, 0],
       ["sum", b2],
     ], [[ARG_SRC, full], [ARG_SRC_1, full], [ARG_DST, full]]);
-    this.w = this.binary(BINARY_MUL, full, one, [
+    this.w = binary(BINARY_MUL, full, one, [
       ["eltwise", ELTWISE_SQRT, 0, 0],
       ["binary", BINARY_ADD, one],
       ["eltwise", ELTWISE_POW, 1, -1],
@@ -84,17 +91,6 @@ export class AdamPrims {
       [postOpArg(3), full],
       [postOpArg(4), one],
     ]);
-  }
-
-  /** A binary primitive src0 ∘ src1 → dst with `ops` as its post-op chain. */
-  private binary(
-    alg: number,
-    src0: Uint8Array,
-    src1: Uint8Array,
-    ops: PostOp[],
-    args: [number, Uint8Array][],
-  ): Prim {
-    return binaryWithPostOps(this.lib, this.engine, this.make, alg, src0, src1, ops, args);
   }
 
   /** One step, in place: w, m, v updated from g. */

@@ -91,6 +91,23 @@ export class Dnnl {
     return { prim: ptrOf(p), args, mems };
   }
 
+  /** `primitive` as the builders in the other files take it. */
+  private make: MakePrim = (pd, ids, mds) => this.primitive(pd, ids, mds);
+
+  /** The primitives cached under `key`, made once; null (kept) where oneDNN cannot make them. */
+  private once<K, T>(cache: Map<K, T | null>, key: K, make: () => T): T | null {
+    let v = cache.get(key);
+    if (v === undefined) {
+      try {
+        v = make();
+      } catch {
+        v = null;
+      }
+      cache.set(key, v);
+    }
+    return v;
+  }
+
   private reorder(from: Ptr, to: Ptr): Prim {
     const pd = ptrOut();
     check(
@@ -174,7 +191,7 @@ export class Dnnl {
         g,
         bias,
         this.engine,
-        (pd, ids, mds) => this.primitive(pd, ids, mds),
+        this.make,
         (a, b) => this.reorder(a, b),
         relu,
       );
@@ -240,8 +257,7 @@ export class Dnnl {
     const key = `${alg} ${rows} ${cols} ${broadcast}`;
     let p = this.binaries.get(key);
     if (!p) {
-      const make: MakePrim = (pd, ids, mds) => this.primitive(pd, ids, mds);
-      p = binaryPrim(this.lib, this.engine, make, alg, rows, cols, broadcast);
+      p = binaryPrim(this.lib, this.engine, this.make, alg, rows, cols, broadcast);
       this.binaries.set(key, p);
     }
     this.run(p, [a, stable(b, 6), r]);
@@ -251,16 +267,8 @@ export class Dnnl {
   private relus = new Map<number, ReluPrims | null>();
 
   private reluPrims(n: number): ReluPrims | null {
-    let p = this.relus.get(n);
-    if (p === undefined) {
-      try {
-        p = new ReluPrims(this.lib, this.engine, (pd, ids, mds) => this.primitive(pd, ids, mds), n);
-      } catch {
-        p = null; // the JS loops run
-      }
-      this.relus.set(n, p);
-    }
-    return p;
+    // null: the JS loops run
+    return this.once(this.relus, n, () => new ReluPrims(this.lib, this.engine, this.make, n));
   }
 
   /** r = relu(x) with tfjs-cpu's results (see ReluPrims); false, nothing written, if it can't. */
@@ -281,23 +289,12 @@ export class Dnnl {
   private bns = new Map<string, BatchNormPrims | null>();
 
   private bn(shape: number[], eps: number): BatchNormPrims | null {
-    const key = `${shape} ${eps}`;
-    let b = this.bns.get(key);
-    if (b === undefined) {
-      try {
-        b = new BatchNormPrims(
-          this.lib,
-          this.engine,
-          (pd, ids, mds) => this.primitive(pd, ids, mds),
-          shape,
-          eps,
-        );
-      } catch {
-        b = null; // e.g. a oneDNN before 2.3 (no separate scale and shift): the JS loops run
-      }
-      this.bns.set(key, b);
-    }
-    return b;
+    // null (e.g. a oneDNN before 2.3, without separate scale and shift): the JS loops run
+    return this.once(
+      this.bns,
+      `${shape} ${eps}`,
+      () => new BatchNormPrims(this.lib, this.engine, this.make, shape, eps),
+    );
   }
 
   /**
@@ -350,23 +347,12 @@ export class Dnnl {
     alpha: number,
     epsilon: number,
   ): boolean {
-    const key = `${g.length} ${b1} ${b2}`;
-    let a = this.adams.get(key);
-    if (a === undefined) {
-      try {
-        a = new AdamPrims(
-          this.lib,
-          this.engine,
-          (pd, ids, mds) => this.primitive(pd, ids, mds),
-          g.length,
-          b1,
-          b2,
-        );
-      } catch {
-        a = null; // e.g. a build without these post-ops: adam.ts's JS loop does the step
-      }
-      this.adams.set(key, a);
-    }
+    // null (e.g. a build without these post-ops): adam.ts's JS loop does the step
+    const a = this.once(
+      this.adams,
+      `${g.length} ${b1} ${b2}`,
+      () => new AdamPrims(this.lib, this.engine, this.make, g.length, b1, b2),
+    );
     if (a === null) return false;
     a.update((p, arrays) => this.run(p, arrays), w, m, v, g, alpha, epsilon);
     return true;
@@ -391,7 +377,7 @@ export class Dnnl {
     const key = JSON.stringify(g);
     let p = this.pools.get(key);
     if (!p) {
-      p = new PoolPrims(this.lib, g, this.engine, (pd, ids, mds) => this.primitive(pd, ids, mds));
+      p = new PoolPrims(this.lib, g, this.engine, this.make);
       this.pools.set(key, p);
     }
     return p;
