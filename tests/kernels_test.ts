@@ -212,6 +212,45 @@ for (const [engine, chunk] of ENGINES) {
   });
 }
 
+Deno.test({
+  name:
+    "float32 Winograd convolutions (3×3, ≥ 64 channels, ≥ 8×8) match cpu, forward and input gradient",
+  ignore: loadDnnl() === null,
+  fn: async () => {
+    const d = loadDnnl()!;
+    const before = d.winogradRuns;
+    let seed = 300;
+    // [batch, h, w, cin, cout, pad]: odd map sizes (partial 4×4 tiles), valid padding
+    for (
+      const [n, h, w, c, f, pad] of [
+        [2, 8, 8, 64, 64, "same"],
+        [1, 10, 10, 64, 128, "valid"],
+        [3, 16, 16, 128, 64, "same"],
+        [1, 9, 11, 64, 80, "same"],
+      ] as const
+    ) {
+      const x = { shape: [n, h, w, c], values: rand(n * h * w * c, seed++) };
+      const filter = { shape: [3, 3, c, f], values: rand(9 * c * f, seed++) };
+      const attrs = { strides: [1, 1], pad, dataFormat: "NHWC", dilations: [1, 1] };
+      await check("Conv2D", { x, filter }, attrs, 9 * c);
+      const bias = { shape: [f], values: rand(f, seed++) };
+      for (const activation of ["linear", "relu"]) {
+        await check("FusedConv2D", { x, filter, bias }, { ...attrs, activation }, 9 * c);
+      }
+      const o = pad === "same" ? [h, w] : [h - 2, w - 2];
+      const dy = { shape: [n, o[0], o[1], f], values: rand(n * o[0] * o[1] * f, seed++) };
+      await check(
+        "Conv2DBackpropInput",
+        { dy, filter },
+        { ...attrs, inputShape: [n, h, w, c] },
+        9 * f,
+      );
+    }
+    // 4 per geometry: Conv2D, FusedConv2D ×2, the input gradient
+    assert.equal(d.winogradRuns - before, 16, "every one ran as Winograd");
+  },
+});
+
 Deno.test("BatchMatMul and _FusedMatMul match cpu (transposes, batches, bias, activations)", async () => {
   let seed = 100;
   for (const [m, k, n] of [[1, 1, 1], [3, 17, 5], [32, 300, 10], [7, 64, 129]]) {

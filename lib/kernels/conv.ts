@@ -73,7 +73,10 @@ export function setConvEngine(engine: "dnnl" | "im2col"): void {
 /** One line on how convolutions run, for `registerFastCpuBackend().why`. */
 export function describeConv(): string {
   const d = convDnnl();
-  if (d) return `convolutions on oneDNN ${d.version} (direct JIT, NHWC)`;
+  if (d) {
+    const wino = d.winograd ? "; Winograd for 3×3 stride-1 forward and input gradients" : "";
+    return `convolutions on oneDNN ${d.version} (direct JIT, NHWC${wino})`;
+  }
   return `im2col convolutions${dnnlFailure() ? ` (oneDNN: ${dnnlFailure()})` : ""}`;
 }
 

@@ -1,6 +1,8 @@
 /**
  * oneDNN (libdnnl 2.x, the library PyTorch's CPU convolutions run on) through Deno FFI:
- * direct JIT convolutions on NHWC data, forward, backward-data and backward-weights.
+ * direct JIT convolutions on NHWC data, forward, backward-data and backward-weights; float32
+ * Winograd for the 3×3 convolutions it suits (forward and backward-data) and mixed_bfloat16
+ * on oneDNN's blocked layouts (BlockedConvPrims).
  *
  * Optional like OpenBLAS: `loadDnnl()` returns null when the library is missing or is not
  * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM. `openDnnl()` is the
@@ -12,6 +14,7 @@
  * primitives (float32 NHWC, bf16 blocked) in dnnl_conv.ts, Adam's passes in adam_dnnl.ts.
  */
 import { alloc } from "./pool_alloc.ts";
+import { envVar } from "../env.ts";
 import { AdamPrims } from "./adam_dnnl.ts";
 import {
   ARG_DIFF_DST,
@@ -42,7 +45,16 @@ import {
   stable,
   SYMBOLS,
 } from "./dnnl_ffi.ts";
-import { Bf16ConvPrims, ConvPrims, type DnnlGeom, type HeldBf16 } from "./dnnl_conv.ts";
+import {
+  BF16_DIRECT,
+  BlockedConvPrims,
+  type BlockedMode,
+  ConvPrims,
+  type DnnlGeom,
+  F32_WINOGRAD,
+  type HeldCopy,
+  winogradConv,
+} from "./dnnl_conv.ts";
 import { Bf16Gemm } from "./gemm_bf16.ts";
 import { binaryPrim, type Broadcast, ReluPrims } from "./binary_dnnl.ts";
 import { BatchNormPrims, type BatchStats } from "./batchnorm_dnnl.ts";
@@ -60,7 +72,8 @@ export class Dnnl {
   private engine: Ptr;
   private stream: Ptr;
   private cache = new Map<string, ConvPrims>();
-  private bf16Cache = new Map<string, Bf16ConvPrims>();
+  private bf16Cache = new Map<string, BlockedConvPrims>();
+  private winoCache = new Map<string, BlockedConvPrims>();
 
   constructor(private lib: Lib) {
     const v = new Deno.UnsafePointerView(lib.dnnl_version()!);
@@ -140,69 +153,127 @@ export class Dnnl {
 
   /**
    * Convolutions in bfloat16 with float32 accumulation (mixed_bfloat16), on oneDNN's blocked
-   * layouts (see Bf16ConvPrims). Set by `setConvBf16`.
+   * layouts (see BlockedConvPrims). Set by `setConvBf16`.
    */
   bf16 = false;
 
   /**
-   * Under bf16, whether a convolution that reads the tensor the previous one has just written
-   * (VGG's conv → conv in a block: the next forward's x; backwards, the previous convolution's
-   * dy when no activation sits between) takes that one's bf16 copy instead of converting the
-   * float32 tensor again. The same bits either way (a bf16 value converts to float32 and back
-   * exactly); off only to test that.
+   * On blocked layouts (bf16, or float32 Winograd), whether a convolution that reads the tensor
+   * the previous one has just written (VGG's conv → conv in a block: the next forward's x;
+   * backwards, the previous convolution's dy when no activation sits between) takes that one's
+   * blocked copy instead of converting the float32 tensor again. The same bits either way (a
+   * relayout is exact, and a bf16 value converts to float32 and back exactly); off only to
+   * test that. (Named for bf16, where it came first.)
    */
   chainBf16 = true;
-  /** How many bf16 inputs were taken that way (for tests and profiling). */
+  /** How many blocked inputs were taken that way (for tests and profiling). */
   chained = 0;
 
   /**
-   * The newest bf16 result: the float32 array handed back, the tfjs tensor (dataId) it became
-   * once the kernel says so (`tagOutput`), and the bf16 copy. Any later bf16 forward or input
+   * The newest blocked result: the float32 array handed back, the tfjs tensor (dataId) it became
+   * once the kernel says so (`tagOutput`), and the blocked copy. Any later blocked forward or input
    * gradient replaces it, so the copy it names is never one that has since been overwritten;
    * the dataId (one per tensor, its data immutable) makes sure it is taken only for that data.
    */
-  private last: { values: Float32Array; id: object | null; held: HeldBf16 | null } | null = null;
+  private last: { values: Float32Array; id: object | null; held: HeldCopy | null } | null = null;
 
-  /** Says which tensor the array the last bf16 convolution returned became (see `last`). */
+  /** Says which tensor the array the last blocked convolution returned became (see `last`). */
   tagOutput(values: Float32Array, id: object): void {
     if (this.last?.values === values && this.last.id === null) this.last.id = id;
   }
 
-  /** The held bf16 copy of tensor `id`, if the newest result is that tensor; clears `last`. */
-  private takeLast(id: object | null): HeldBf16 | null {
+  /** The held blocked copy of tensor `id`, if the newest result is that tensor; clears `last`. */
+  private takeLast(id: object | null): HeldCopy | null {
     const l = this.last;
     this.last = null;
     return this.chainBf16 && id !== null && l?.id === id ? l.held : null;
   }
 
-  /** The primitives of one geometry (fp32 NHWC or bf16 blocked), made once and kept. */
-  private prims<T>(
-    cache: Map<string, T>,
-    Kind: new (...a: ConstructorParameters<typeof ConvPrims>) => T,
+  /** The primitives of one geometry (fp32 NHWC, or blocked in `mode`), made once and kept. */
+  private prims(g: DnnlGeom, bias: boolean, relu?: boolean): ConvPrims;
+  private prims(
+    g: DnnlGeom,
+    bias: boolean,
+    relu: boolean,
+    blocked: { cache: Map<string, BlockedConvPrims>; mode: BlockedMode },
+  ): BlockedConvPrims;
+  private prims(
     g: DnnlGeom,
     bias: boolean,
     relu = false,
-  ): T {
+    blocked?: { cache: Map<string, BlockedConvPrims>; mode: BlockedMode },
+  ): ConvPrims | BlockedConvPrims {
     const key = primsKey(g, bias, relu);
+    const cache: Map<string, ConvPrims | BlockedConvPrims> = blocked?.cache ?? this.cache;
     let c = cache.get(key);
     if (!c) {
-      c = new Kind(
-        this.lib,
-        g,
-        bias,
-        this.engine,
-        this.make,
-        (a, b) => this.reorder(a, b),
-        relu,
-      );
+      const reorder = (a: Ptr, b: Ptr) => this.reorder(a, b);
+      c = blocked
+        ? new BlockedConvPrims(
+          this.lib,
+          g,
+          bias,
+          this.engine,
+          this.make,
+          reorder,
+          relu,
+          blocked.mode,
+        )
+        : new ConvPrims(this.lib, g, bias, this.engine, this.make, reorder, relu);
       cache.set(key, c);
     }
     return c;
   }
 
   /**
+   * Float32 convolutions that run as Winograd (see `winogradConv`); CPU_FAST_CONV_ALG=direct
+   * keeps every one direct.
+   */
+  winograd = envVar("CPU_FAST_CONV_ALG") !== "direct";
+  /** How many convolutions ran as Winograd (for tests and profiling). */
+  winogradRuns = 0;
+
+  /** Winograd primitives oneDNN could not make (by primsKey): those run direct. */
+  private winoFailed = new Set<string>();
+
+  /**
+   * Runs `f` on geometry `g`'s blocked primitives: bf16 under mixed_bfloat16, Winograd for the
+   * float32 3×3 convolutions it suits; undefined where `g` runs direct on NHWC (including a
+   * Winograd convolution oneDNN declines to make, remembered).
+   */
+  private viaBlocked<T>(
+    g: DnnlGeom,
+    bias: boolean,
+    relu: boolean,
+    f: (p: BlockedConvPrims, cache: Map<string, BlockedConvPrims>) => T,
+    weightGradient = false,
+  ): T | undefined {
+    if (this.bf16) {
+      const blocked = { cache: this.bf16Cache, mode: BF16_DIRECT };
+      return f(this.prims(g, bias, relu, blocked), blocked.cache);
+    }
+    const key = primsKey(g, bias, relu);
+    // oneDNN 2.6's Winograd weight gradient crashed the process (SIGSEGV) inside a VGG16
+    // step at 256→256 on 8×8 and alone at 512→512 on 4×4: weight gradients stay direct
+    if (weightGradient || !this.winograd || !winogradConv(g) || this.winoFailed.has(key)) {
+      return undefined;
+    }
+    const blocked = { cache: this.winoCache, mode: F32_WINOGRAD };
+    try {
+      const r = f(this.prims(g, bias, relu, blocked), blocked.cache);
+      this.winogradRuns++;
+      return r;
+    } catch {
+      // not made (its backward primitives are made on first use): direct from now on
+      this.winoFailed.add(key);
+      this.winoCache.delete(key);
+      return undefined;
+    }
+  }
+
+  /**
    * y = conv(x, w) (+ bias) (then ReLU), NHWC/HWIO; returns the new output array. `xId` (the
-   * tensor's dataId) lets the weight gradient reuse the bf16 copy of x (see Bf16ConvPrims).
+   * tensor's dataId) lets the weight gradient reuse the bf16 copy of x (see BlockedConvPrims).
    */
   forward(
     g: DnnlGeom,
@@ -214,14 +285,14 @@ export class Dnnl {
   ): Float32Array {
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
     const run: Run = (p, a) => this.run(p, a);
-    if (this.bf16) {
-      const p = this.prims(this.bf16Cache, Bf16ConvPrims, g, bias !== null, relu);
+    const done = this.viaBlocked(g, bias !== null, relu, (p) => {
       if (p.forward(run, x, w, bias, y, xId, this.takeLast(xId))) this.chained++;
       this.last = { values: y, id: null, held: p.heldY() };
       return y;
-    }
-    this.last = null; // an output of this float32 path must never be taken for a bf16 copy
-    const c = this.prims(this.cache, ConvPrims, g, bias !== null, relu);
+    });
+    if (done) return done;
+    this.last = null; // an output of the NHWC path has no blocked copy to take
+    const c = this.prims(g, bias !== null, relu);
     const wk = c.fwdWeights(w, run);
     this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
     return y;
@@ -358,12 +429,16 @@ export class Dnnl {
     return true;
   }
 
-  /** The bf16 copy of tensor `xId` a forward primitive of this geometry still holds, if any. */
-  private heldX(g: DnnlGeom, xId: object | null): { buf: Float32Array; md: Ptr } | null {
+  /** The blocked copy of tensor `xId` a forward primitive of this geometry still holds, if any. */
+  private heldX(
+    cache: Map<string, BlockedConvPrims>,
+    g: DnnlGeom,
+    xId: object | null,
+  ): { buf: Float32Array; md: Ptr } | null {
     if (xId === null) return null;
     for (const bias of [true, false]) {
       for (const relu of [false, true]) {
-        const p = this.bf16Cache.get(primsKey(g, bias, relu));
+        const p = cache.get(primsKey(g, bias, relu));
         const buf = p?.heldX(xId);
         if (p && buf) return { buf, md: p.srcMd() };
       }
@@ -412,14 +487,14 @@ export class Dnnl {
   ): Float32Array {
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
     const run: Run = (p, a) => this.run(p, a);
-    if (this.bf16) {
-      const p = this.prims(this.bf16Cache, Bf16ConvPrims, g, false);
+    const done = this.viaBlocked(g, false, false, (p) => {
       if (p.backwardData(run, dy, w, dx, dyId, this.takeLast(dyId))) this.chained++;
       this.last = { values: dx, id: null, held: p.heldDx() };
       return dx;
-    }
+    });
+    if (done) return done;
     this.last = null;
-    const c = this.prims(this.cache, ConvPrims, g, false);
+    const c = this.prims(g, false);
     const wk = c.bwdDataWeights(w, run);
     this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
     return dx;
@@ -434,18 +509,12 @@ export class Dnnl {
     dyId: object | null = null,
   ): Float32Array {
     const dw = alloc(g.fh * g.fw * g.inC * g.outC);
-    if (this.bf16) {
-      this.prims(this.bf16Cache, Bf16ConvPrims, g, false).backwardWeights(
-        (p, a) => this.run(p, a),
-        x,
-        dy,
-        dw,
-        dyId,
-        this.heldX(g, xId),
-      );
+    const done = this.viaBlocked(g, false, false, (p, cache) => {
+      p.backwardWeights((q, a) => this.run(q, a), x, dy, dw, dyId, this.heldX(cache, g, xId));
       return dw;
-    }
-    const c = this.prims(this.cache, ConvPrims, g, false);
+    }, true);
+    if (done) return done;
+    const c = this.prims(g, false);
     const b = c.bwdWeights();
     const tmp = c.diffWeightsTmp();
     this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, 4)]);

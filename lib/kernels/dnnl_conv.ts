@@ -1,6 +1,6 @@
 /**
  * The primitives of one convolution geometry on oneDNN: float32 on NHWC data (ConvPrims) and
- * mixed_bfloat16 on oneDNN's blocked layouts (Bf16ConvPrims). dnnl.ts makes them once per
+ * mixed_bfloat16 on oneDNN's blocked layouts (BlockedConvPrims). dnnl.ts makes them once per
  * geometry and runs them.
  */
 import {
@@ -14,7 +14,9 @@ import {
   BF16,
   check,
   CONV_DIRECT,
+  CONV_WINOGRAD,
   dims,
+  F32,
   f32,
   FWD_TRAINING,
   type Lib,
@@ -264,21 +266,51 @@ interface Stage {
  * dx) before handing it back as float32: `stage.buf` in layout `md`. A convolution that reads
  * that same tensor next can take it instead of converting the float32 copy back (see `take`).
  */
-export interface HeldBf16 {
+export interface HeldCopy {
   stage: Stage;
   md: Ptr;
 }
 
 /**
- * One convolution geometry under mixed_bfloat16, run as PyTorch's autocast runs it on the same
- * oneDNN: x, weights and dy rounded to bf16 in the layouts oneDNN picks for them (blocked,
- * e.g. nChw16c), float32 accumulation, y, dx and the weight gradient written in bf16 (as
- * Keras's policy computes the gradient of its bf16 kernel copy) and handed back as float32
- * NHWC / HWIO. Reorders do the rounding and the relayout in one pass. On plain NHWC bf16 data
- * oneDNN 2.6 picks slower kernels: its weight gradient measured 8× slower than float32's on a
- * Zen 5 EPYC, hence the blocked layouts.
+ * Whether a float32 convolution runs as oneDNN's Winograd F(4×4, 3×3) (jit_wino_4x3): 3×3,
+ * stride 1, at least 64 channels in and out in multiples of 16, an output of at least 8×8.
+ * Measured alone (batch 100, Zen 5 EPYC), forward / input gradient / weight gradient against
+ * the direct NHWC kernels: 64→64 at 32×32 9.9 / 8.4 / 13.3 ms vs 16.6 / 20.8 / 18.0; 256→256
+ * at 8×8 6.9 / 6.6 / 7.6 vs 13.5 / 17.1 / 16.2. Left direct: 3 input channels (Winograd 3×
+ * slower) and maps under 8×8 (its weight gradient crashed oneDNN 2.6 at 512→512 on 4×4).
+ * Winograd rounds differently from a direct sum (transforms of inputs and weights): outputs
+ * differ from tfjs-cpu's by ~1e-6–1e-5 relative, as cuDNN's Winograd kernels do under Keras.
  */
-export class Bf16ConvPrims {
+export function winogradConv(g: DnnlGeom): boolean {
+  return g.fh === 3 && g.fw === 3 && g.sh === 1 && g.sw === 1 && g.inC >= 64 &&
+    g.outC >= 64 && g.inC % 16 === 0 && g.outC % 16 === 0 && g.outH >= 8 && g.outW >= 8;
+}
+
+/** What a BlockedConvPrims computes in: the data type of its copies and oneDNN's algorithm. */
+export interface BlockedMode {
+  type: number;
+  alg: number;
+}
+
+/** mixed_bfloat16: bf16 copies, direct convolution (float32 accumulation). */
+export const BF16_DIRECT: BlockedMode = { type: BF16, alg: CONV_DIRECT };
+/** float32 copies, Winograd F(4×4, 3×3) (see `winogradConv`). */
+export const F32_WINOGRAD: BlockedMode = { type: F32, alg: CONV_WINOGRAD };
+
+/**
+ * One convolution geometry on oneDNN's blocked layouts (e.g. nChw16c), with x, weights and dy
+ * reordered in and y, dx and dW out (float32 NHWC / HWIO for tfjs), in one of two modes:
+ *
+ * - mixed_bfloat16 (BF16_DIRECT), run as PyTorch's autocast runs it on the same oneDNN: the
+ *   copies rounded to bf16, float32 accumulation, y, dx and the weight gradient written in bf16
+ *   (as Keras's policy computes the gradient of its bf16 kernel copy). On plain NHWC bf16 data
+ *   oneDNN 2.6 picks slower kernels: its weight gradient measured 8× slower than float32's on a
+ *   Zen 5 EPYC, hence the blocked layouts.
+ * - float32 Winograd (F32_WINOGRAD), which oneDNN runs on blocked layouts only.
+ *
+ * Reorders do the rounding and the relayout in one pass.
+ */
+export class BlockedConvPrims {
   private u: UserMds;
   private params: [BigInt64Array, BigInt64Array, BigInt64Array];
   private fwdPd: Ptr;
@@ -310,6 +342,7 @@ export class Bf16ConvPrims {
     private reorder: (a: Ptr, b: Ptr) => Prim,
     /** A ReLU post-op on the forward's output (see reluAttr). */
     relu = false,
+    private mode: BlockedMode = BF16_DIRECT,
   ) {
     this.u = userMds(lib, g, bias);
     this.params = convParams(g);
@@ -318,14 +351,14 @@ export class Bf16ConvPrims {
       lib.dnnl_convolution_forward_desc_init(
         op,
         FWD_TRAINING,
-        CONV_DIRECT,
+        mode.alg,
         this.any(this.srcDims()),
         this.any(this.wDims()),
         this.u.bias ?? new Uint8Array(offHeap(MD_BYTES)),
         this.any(this.dstDims()),
         ...this.params,
       ),
-      "bf16 conv fwd desc",
+      "blocked conv fwd desc",
     );
     this.fwdPd = primitiveDesc(lib, engine, op, null, relu ? reluAttr(lib) : null);
     const q = (what: number) => lib.dnnl_primitive_desc_query_md(this.fwdPd, what, 0);
@@ -350,8 +383,8 @@ export class Bf16ConvPrims {
   private wDims() {
     return [this.g.outC, this.g.inC, this.g.fh, this.g.fw];
   }
-  private any(d: number[], type = BF16): Uint8Array {
-    return md(this.lib, d, null, type);
+  private any(d: number[]): Uint8Array {
+    return md(this.lib, d, null, this.mode.type);
   }
   private p(m: Uint8Array): Ptr {
     return Deno.UnsafePointer.of(m);
@@ -375,19 +408,19 @@ export class Bf16ConvPrims {
    * swap buffers (same layout, same size), so each buffer stays owned by one stage and the
    * next write to either cannot clobber the other. False (nothing changed) otherwise.
    */
-  private take(s: Stage, from: HeldBf16 | null, md: Ptr): boolean {
+  private take(s: Stage, from: HeldCopy | null, md: Ptr): boolean {
     if (!from || this.lib.dnnl_memory_desc_equal(from.md, md) !== 1) return false;
     [s.buf, from.stage.buf] = [from.stage.buf, s.buf];
     return true;
   }
 
   /** The bf16 copy of the last forward's y (valid until this geometry's next forward). */
-  heldY(): HeldBf16 {
+  heldY(): HeldCopy {
     return { stage: this.fwd.y, md: this.fwd.yMd };
   }
 
   /** The bf16 copy of the last input gradient's dx (valid until its next input gradient). */
-  heldDx(): HeldBf16 | null {
+  heldDx(): HeldCopy | null {
     return this.bd ? { stage: this.bd.dx, md: this.bd.dxMd } : null;
   }
 
@@ -399,13 +432,13 @@ export class Bf16ConvPrims {
     y: Float32Array,
     xId: object | null = null,
     /** The bf16 copy of x a directly connected convolution has just written, if it has. */
-    from: HeldBf16 | null = null,
+    from: HeldCopy | null = null,
   ): boolean {
     const f = this.fwd;
     const took = this.take(f.x, from, f.xMd);
-    const xs = took ? f.x.buf : Bf16ConvPrims.into(f.x, x, run, 0);
+    const xs = took ? f.x.buf : BlockedConvPrims.into(f.x, x, run, 0);
     this.xHeld = xId;
-    const ws = Bf16ConvPrims.into(f.w, w, run, 3);
+    const ws = BlockedConvPrims.into(f.w, w, run, 3);
     run(f.prim, bias ? [xs, ws, stable(bias, 1), f.y.buf] : [xs, ws, f.y.buf]);
     run(f.y.prim, [f.y.buf, y]);
     return took;
@@ -427,20 +460,20 @@ export class Bf16ConvPrims {
     dx: Float32Array,
     dyId: object | null = null,
     /** The bf16 copy of dy the next convolution's input gradient has just written, if it has. */
-    from: HeldBf16 | null = null,
+    from: HeldCopy | null = null,
   ): boolean {
     if (!this.bd) {
       const { prim, q } = this.backward(
         (op) =>
           this.lib.dnnl_convolution_backward_data_desc_init(
             op,
-            CONV_DIRECT,
+            this.mode.alg,
             this.any(this.srcDims()),
             this.any(this.wDims()),
             this.any(this.dstDims()),
             ...this.params,
           ),
-        "bf16 conv bwd data desc",
+        "blocked conv bwd data desc",
         [[ARG_DIFF_SRC, Q_DIFF_SRC], [ARG_WEIGHTS, Q_WEIGHTS], [ARG_DIFF_DST, Q_DIFF_DST]],
       );
       this.bd = {
@@ -454,9 +487,9 @@ export class Bf16ConvPrims {
     }
     const b = this.bd;
     const took = this.take(b.dy, from, b.dyMd);
-    const dys = took ? b.dy.buf : Bf16ConvPrims.into(b.dy, dy, run, 4);
+    const dys = took ? b.dy.buf : BlockedConvPrims.into(b.dy, dy, run, 4);
     this.dyHeld = dyId;
-    const ws = Bf16ConvPrims.into(b.w, w, run, 3);
+    const ws = BlockedConvPrims.into(b.w, w, run, 3);
     run(b.prim, [b.dx.buf, ws, dys]);
     run(b.dx.prim, [b.dx.buf, dx]);
     return took;
@@ -489,14 +522,14 @@ export class Bf16ConvPrims {
         (op) =>
           this.lib.dnnl_convolution_backward_weights_desc_init(
             op,
-            CONV_DIRECT,
+            this.mode.alg,
             this.any(this.srcDims()),
             this.any(this.wDims()),
             new Uint8Array(offHeap(MD_BYTES)),
             this.any(this.dstDims()),
             ...this.params,
           ),
-        "bf16 conv bwd weights desc",
+        "blocked conv bwd weights desc",
         [[ARG_SRC, Q_SRC], [ARG_DIFF_WEIGHTS, Q_DIFF_WEIGHTS], [ARG_DIFF_DST, Q_DIFF_DST]],
       );
       this.bw = {
@@ -510,10 +543,10 @@ export class Bf16ConvPrims {
     }
     const b = this.bw;
     const same = (a: Ptr, c: Ptr) => this.lib.dnnl_memory_desc_equal(a, c) === 1;
-    const xs = heldX && same(heldX.md, b.xMd) ? heldX.buf : Bf16ConvPrims.into(b.x, x, run, 0);
+    const xs = heldX && same(heldX.md, b.xMd) ? heldX.buf : BlockedConvPrims.into(b.x, x, run, 0);
     const dys = dyId !== null && this.dyHeld === dyId && this.bd && same(this.bd.dyMd, b.dyMd)
       ? this.bd.dy.buf
-      : Bf16ConvPrims.into(b.dy, dy, run, 4);
+      : BlockedConvPrims.into(b.dy, dy, run, 4);
     this.dyHeld = null;
     run(b.prim, [xs, b.dw.buf, dys]);
     run(b.dw.prim, [b.dw.buf, dw]);

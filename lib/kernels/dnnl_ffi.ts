@@ -4,7 +4,7 @@
  * writes in memory V8 never moves.
  */
 export const F32 = 3, BF16 = 2, FORMAT_ANY = 1, CPU = 1;
-export const FWD_TRAINING = 64, CONV_DIRECT = 1;
+export const FWD_TRAINING = 64, CONV_DIRECT = 1, CONV_WINOGRAD = 2;
 export const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_DST = 133;
 export const Q_DIFF_DST = 134, Q_WORKSPACE = 135;
 export const POOL_MAX = 511, ARG_WORKSPACE = 64, ELTWISE_RELU = 0x1f;
