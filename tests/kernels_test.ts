@@ -214,7 +214,7 @@ for (const [engine, chunk] of ENGINES) {
 
 Deno.test({
   name:
-    "float32 Winograd convolutions (3×3, ≥ 64 channels, ≥ 8×8) match cpu, forward and input gradient",
+    "float32 Winograd convolutions (3×3, ≥ 64 channels, ≥ 4×4) match cpu, forward and both gradients",
   ignore: loadDnnl() === null,
   fn: async () => {
     const d = loadDnnl()!;
@@ -225,8 +225,9 @@ Deno.test({
       const [n, h, w, c, f, pad] of [
         [2, 8, 8, 64, 64, "same"],
         [1, 10, 10, 64, 128, "valid"],
-        [3, 16, 16, 128, 64, "same"],
+        [1, 16, 16, 128, 64, "same"],
         [1, 9, 11, 64, 80, "same"],
+        [5, 4, 4, 128, 64, "same"],
       ] as const
     ) {
       const x = { shape: [n, h, w, c], values: rand(n * h * w * c, seed++) };
@@ -245,9 +246,11 @@ Deno.test({
         { ...attrs, inputShape: [n, h, w, c] },
         9 * f,
       );
+      const filterShape = [3, 3, c, f];
+      await check("Conv2DBackpropFilter", { x, dy }, { ...attrs, filterShape }, n * o[0] * o[1]);
     }
-    // 4 per geometry: Conv2D, FusedConv2D ×2, the input gradient
-    assert.equal(d.winogradRuns - before, 16, "every one ran as Winograd");
+    // 5 per geometry: Conv2D, FusedConv2D ×2, both gradients
+    assert.equal(d.winogradRuns - before, 25, "every one ran as Winograd");
   },
 });
 

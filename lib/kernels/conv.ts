@@ -74,7 +74,7 @@ export function setConvEngine(engine: "dnnl" | "im2col"): void {
 export function describeConv(): string {
   const d = convDnnl();
   if (d) {
-    const wino = d.winograd ? "; Winograd for 3×3 stride-1 forward and input gradients" : "";
+    const wino = d.winograd ? "; Winograd for float32 3×3 stride-1 on 64+ channels" : "";
     return `convolutions on oneDNN ${d.version} (direct JIT, NHWC${wino})`;
   }
   return `im2col convolutions${dnnlFailure() ? ` (oneDNN: ${dnnlFailure()})` : ""}`;

@@ -1,8 +1,8 @@
 /**
  * oneDNN (libdnnl 2.x, the library PyTorch's CPU convolutions run on) through Deno FFI:
  * direct JIT convolutions on NHWC data, forward, backward-data and backward-weights; float32
- * Winograd for the 3×3 convolutions it suits (forward and backward-data) and mixed_bfloat16
- * on oneDNN's blocked layouts (BlockedConvPrims).
+ * Winograd for the 3×3 convolutions it suits and mixed_bfloat16, both on oneDNN's blocked
+ * layouts (BlockedConvPrims).
  *
  * Optional like OpenBLAS: `loadDnnl()` returns null when the library is missing or is not
  * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM. `openDnnl()` is the
@@ -246,18 +246,13 @@ export class Dnnl {
     bias: boolean,
     relu: boolean,
     f: (p: BlockedConvPrims, cache: Map<string, BlockedConvPrims>) => T,
-    weightGradient = false,
   ): T | undefined {
     if (this.bf16) {
       const blocked = { cache: this.bf16Cache, mode: BF16_DIRECT };
       return f(this.prims(g, bias, relu, blocked), blocked.cache);
     }
     const key = primsKey(g, bias, relu);
-    // oneDNN 2.6's Winograd weight gradient crashed the process (SIGSEGV) inside a VGG16
-    // step at 256→256 on 8×8 and alone at 512→512 on 4×4: weight gradients stay direct
-    if (weightGradient || !this.winograd || !winogradConv(g) || this.winoFailed.has(key)) {
-      return undefined;
-    }
+    if (!this.winograd || !winogradConv(g) || this.winoFailed.has(key)) return undefined;
     const blocked = { cache: this.winoCache, mode: F32_WINOGRAD };
     try {
       const r = f(this.prims(g, bias, relu, blocked), blocked.cache);
@@ -512,7 +507,7 @@ export class Dnnl {
     const done = this.viaBlocked(g, false, false, (p, cache) => {
       p.backwardWeights((q, a) => this.run(q, a), x, dy, dw, dyId, this.heldX(cache, g, xId));
       return dw;
-    }, true);
+    });
     if (done) return done;
     const c = this.prims(g, false);
     const b = c.bwdWeights();

@@ -273,17 +273,17 @@ export interface HeldCopy {
 
 /**
  * Whether a float32 convolution runs as oneDNN's Winograd F(4×4, 3×3) (jit_wino_4x3): 3×3,
- * stride 1, at least 64 channels in and out in multiples of 16, an output of at least 8×8.
+ * stride 1, at least 64 channels in and out in multiples of 16, an output of at least 4×4.
  * Measured alone (batch 100, Zen 5 EPYC), forward / input gradient / weight gradient against
  * the direct NHWC kernels: 64→64 at 32×32 9.9 / 8.4 / 13.3 ms vs 16.6 / 20.8 / 18.0; 256→256
- * at 8×8 6.9 / 6.6 / 7.6 vs 13.5 / 17.1 / 16.2. Left direct: 3 input channels (Winograd 3×
- * slower) and maps under 8×8 (its weight gradient crashed oneDNN 2.6 at 512→512 on 4×4).
- * Winograd rounds differently from a direct sum (transforms of inputs and weights): outputs
- * differ from tfjs-cpu's by ~1e-6–1e-5 relative, as cuDNN's Winograd kernels do under Keras.
+ * at 8×8 6.9 / 6.6 / 7.6 vs 13.5 / 17.1 / 16.2; 512→512 at 4×4 7.2 / 7.6 / 8.7 vs 26.7 / 17.8 /
+ * 16.0. Left direct: 3 input channels (Winograd 3× slower) and 2×2 maps (slower too). Winograd
+ * rounds differently from a direct sum (transforms of inputs and weights): outputs differ from
+ * tfjs-cpu's by ~3e-6 relative, as cuDNN's Winograd kernels do under Keras.
  */
 export function winogradConv(g: DnnlGeom): boolean {
   return g.fh === 3 && g.fw === 3 && g.sh === 1 && g.sw === 1 && g.inC >= 64 &&
-    g.outC >= 64 && g.inC % 16 === 0 && g.outC % 16 === 0 && g.outH >= 8 && g.outW >= 8;
+    g.outC >= 64 && g.inC % 16 === 0 && g.outC % 16 === 0 && g.outH >= 4 && g.outW >= 4;
 }
 
 /** What a BlockedConvPrims computes in: the data type of its copies and oneDNN's algorithm. */
@@ -332,6 +332,7 @@ export class BlockedConvPrims {
    */
   private xHeld: object | null = null;
   private dyHeld: object | null = null;
+  private bias: Float32Array;
 
   constructor(
     private lib: Lib,
@@ -344,6 +345,7 @@ export class BlockedConvPrims {
     relu = false,
     private mode: BlockedMode = BF16_DIRECT,
   ) {
+    this.bias = f32(bias ? g.outC : 0);
     this.u = userMds(lib, g, bias);
     this.params = convParams(g);
     const op = new Uint8Array(offHeap(OP_BYTES));
@@ -439,7 +441,8 @@ export class BlockedConvPrims {
     const xs = took ? f.x.buf : BlockedConvPrims.into(f.x, x, run, 0);
     this.xHeld = xId;
     const ws = BlockedConvPrims.into(f.w, w, run, 3);
-    run(f.prim, bias ? [xs, ws, stable(bias, 1), f.y.buf] : [xs, ws, f.y.buf]);
+    if (bias) this.bias.set(bias); // into a 64-byte-aligned buffer (see f32)
+    run(f.prim, bias ? [xs, ws, this.bias, f.y.buf] : [xs, ws, f.y.buf]);
     run(f.y.prim, [f.y.buf, y]);
     return took;
   }

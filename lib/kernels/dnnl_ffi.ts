@@ -201,9 +201,15 @@ export function ptrOut(): BigUint64Array {
   return new BigUint64Array(offHeap(8));
 }
 
-/** A new zeroed float32 array FFI may write into (oneDNN's own buffers). */
+/**
+ * A new zeroed float32 array FFI may write into (oneDNN's own buffers), starting on a 64-byte
+ * boundary: a large ArrayBuffer starts 16 bytes past one, and oneDNN 2.6's Winograd weight
+ * gradient uses aligned AVX-512 accesses — on such a buffer it crashed the process (SIGSEGV).
+ */
 export function f32(n: number): Float32Array {
-  return new Float32Array(offHeap(4 * n), 0, n);
+  const a = new Float32Array(offHeap(4 * n + 64));
+  const misaligned = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a))) % 64;
+  return a.subarray((64 - misaligned) % 64 / 4, (64 - misaligned) % 64 / 4 + n);
 }
 
 export function ptrOf(out: BigUint64Array): Ptr {
