@@ -15,6 +15,7 @@ import {
   BINARY_ADD,
   BINARY_MUL,
   check,
+  f32,
   type Lib,
   type MakePrim,
   md,
@@ -92,11 +93,11 @@ export function binaryPrim(
   const a = md(lib, [rows, cols], [cols, 1]);
   const bCols = b === "scalar" ? 1 : cols;
   const bm = b === "same" ? a : md(lib, [1, bCols], [bCols, 1]);
-  const desc = new Uint8Array(offHeap(OP_BYTES));
-  check(lib.dnnl_binary_desc_init(desc, alg, a, bm, a), "binary desc");
-  const pd = primitiveDesc(lib, engine, desc, null);
-  const p = (m: Uint8Array) => Deno.UnsafePointer.of(m);
-  return make(pd, [ARG_SRC, ARG_SRC_1, ARG_DST], [p(a), p(bm), p(a)]);
+  return binaryWithPostOps(lib, engine, make, alg, a, bm, [], [
+    [ARG_SRC, a],
+    [ARG_SRC_1, bm],
+    [ARG_DST, a],
+  ]);
 }
 
 /**
@@ -116,7 +117,7 @@ export class ReluPrims {
   private nanTerm: Prim;
   private gt: Prim;
   private zeros: Float32Array;
-  private zero = new Float32Array(offHeap(4));
+  private zero = f32(1);
 
   constructor(lib: Lib, engine: Ptr, make: MakePrim, n: number) {
     const full = md(lib, [n], [1]), one = md(lib, [1], [1]);
@@ -126,7 +127,7 @@ export class ReluPrims {
         [ARG_SRC_1, src1],
         [ARG_DST, full],
       ]);
-    this.zeros = new Float32Array(offHeap(4 * n));
+    this.zeros = f32(n);
     this.relu = binary(BINARY_MAX, full, [["eltwise", ELTWISE_LINEAR, 1, 0]]);
     this.nanTerm = binary(BINARY_NE, full, [
       ["eltwise", ELTWISE_LINEAR, -1, 0],

@@ -11,7 +11,7 @@
  *
  * This file: the engine and stream, the per-geometry primitive caches, pooling, and the
  * loader. The C API's symbols, constants and FFI helpers are in dnnl_ffi.ts, the convolution
- * primitives (float32 NHWC, bf16 blocked) in dnnl_conv.ts, Adam's passes in adam_dnnl.ts.
+ * primitives (float32 NHWC; blocked: bf16 or float32 Winograd) in dnnl_conv.ts, Adam's passes in adam_dnnl.ts.
  */
 import { alloc } from "./pool_alloc.ts";
 import { envVar } from "../env.ts";
@@ -104,8 +104,9 @@ export class Dnnl {
     return { prim: ptrOf(p), args, mems };
   }
 
-  /** `primitive` as the builders in the other files take it. */
+  /** `primitive` and `run` as the builders in the other files take them. */
   private make: MakePrim = (pd, ids, mds) => this.primitive(pd, ids, mds);
+  private runner: Run = (p, a) => this.run(p, a);
 
   /** The primitives cached under `key`, made once; null (kept) where oneDNN cannot make them. */
   private once<K, T>(cache: Map<K, T | null>, key: K, make: () => T): T | null {
@@ -268,7 +269,7 @@ export class Dnnl {
 
   /**
    * y = conv(x, w) (+ bias) (then ReLU), NHWC/HWIO; returns the new output array. `xId` (the
-   * tensor's dataId) lets the weight gradient reuse the bf16 copy of x (see BlockedConvPrims).
+   * tensor's dataId) lets the weight gradient reuse the blocked copy of x (see BlockedConvPrims).
    */
   forward(
     g: DnnlGeom,
@@ -279,7 +280,7 @@ export class Dnnl {
     xId: object | null = null,
   ): Float32Array {
     const y = alloc(g.batch * g.outH * g.outW * g.outC);
-    const run: Run = (p, a) => this.run(p, a);
+    const run = this.runner;
     const done = this.viaBlocked(g, bias !== null, relu, (p) => {
       if (p.forward(run, x, w, bias, y, xId, this.takeLast(xId))) this.chained++;
       this.last = { values: y, id: null, held: p.heldY() };
@@ -300,7 +301,7 @@ export class Dnnl {
     return this.bf16GemmOnce ??= new Bf16Gemm(
       this.lib,
       (a, b) => this.reorder(a, b),
-      (p, a) => this.run(p, a),
+      this.runner,
     );
   }
 
@@ -340,14 +341,14 @@ export class Dnnl {
   /** r = relu(x) with tfjs-cpu's results (see ReluPrims); false, nothing written, if it can't. */
   relu(x: Float32Array, r: Float32Array): boolean {
     const p = this.reluPrims(x.length);
-    p?.reluInto((q, a) => this.run(q, a), x, r);
+    p?.reluInto(this.runner, x, r);
     return p !== null;
   }
 
   /** r = Step(x) with alpha 0 (ReLU's gradient mask); false, nothing written, if it can't. */
   step(x: Float32Array, r: Float32Array): boolean {
     const p = this.reluPrims(x.length);
-    p?.stepInto((q, a) => this.run(q, a), x, r);
+    p?.stepInto(this.runner, x, r);
     return p !== null;
   }
 
@@ -376,7 +377,7 @@ export class Dnnl {
     beta: Float32Array,
     y: Float32Array,
   ): BatchStats | null {
-    return this.bn(shape, eps)?.forward((p, a) => this.run(p, a), x, gamma, beta, y) ?? null;
+    return this.bn(shape, eps)?.forward(this.runner, x, gamma, beta, y) ?? null;
   }
 
   /** The gradient of `batchNormForward`: writes dx, returns dgamma and dbeta. */
@@ -391,7 +392,7 @@ export class Dnnl {
   ): { dgamma: Float32Array; dbeta: Float32Array } {
     const b = this.bn(shape, eps);
     if (!b) throw new Error("oneDNN batch normalization backward without its forward");
-    return b.backward((p, a) => this.run(p, a), x, stats, dy, gamma, dx);
+    return b.backward(this.runner, x, stats, dy, gamma, dx);
   }
 
   /** Adam's primitives per weight size and β1/β2; null where oneDNN could not make them. */
@@ -420,7 +421,7 @@ export class Dnnl {
       () => new AdamPrims(this.lib, this.engine, this.make, g.length, b1, b2),
     );
     if (a === null) return false;
-    a.update((p, arrays) => this.run(p, arrays), w, m, v, g, alpha, epsilon);
+    a.update(this.runner, w, m, v, g, alpha, epsilon);
     return true;
   }
 
@@ -473,7 +474,7 @@ export class Dnnl {
     return dx;
   }
 
-  /** dx for dy, NHWC (`dyId`: dy's dataId, for the weight gradient's reuse of its bf16 copy). */
+  /** dx for dy, NHWC (`dyId`: dy's dataId, for the weight gradient's reuse of its blocked copy). */
   backwardData(
     g: DnnlGeom,
     dy: Float32Array,
@@ -481,7 +482,7 @@ export class Dnnl {
     dyId: object | null = null,
   ): Float32Array {
     const dx = alloc(g.batch * g.inH * g.inW * g.inC);
-    const run: Run = (p, a) => this.run(p, a);
+    const run = this.runner;
     const done = this.viaBlocked(g, false, false, (p) => {
       if (p.backwardData(run, dy, w, dx, dyId, this.takeLast(dyId))) this.chained++;
       this.last = { values: dx, id: null, held: p.heldDx() };
@@ -505,7 +506,7 @@ export class Dnnl {
   ): Float32Array {
     const dw = alloc(g.fh * g.fw * g.inC * g.outC);
     const done = this.viaBlocked(g, false, false, (p, cache) => {
-      p.backwardWeights((q, a) => this.run(q, a), x, dy, dw, dyId, this.heldX(cache, g, xId));
+      p.backwardWeights(this.runner, x, dy, dw, dyId, this.heldX(cache, g, xId));
       return dw;
     });
     if (done) return done;

@@ -1,6 +1,6 @@
 /**
- * The primitives of one convolution geometry on oneDNN: float32 on NHWC data (ConvPrims) and
- * mixed_bfloat16 on oneDNN's blocked layouts (BlockedConvPrims). dnnl.ts makes them once per
+ * The primitives of one convolution geometry on oneDNN: float32 direct on NHWC data (ConvPrims),
+ * and mixed_bfloat16 or float32 Winograd on oneDNN's blocked layouts (BlockedConvPrims). dnnl.ts makes them once per
  * geometry and runs them.
  */
 import {
@@ -262,7 +262,7 @@ interface Stage {
 }
 
 /**
- * The bf16 copy a primitive has just written of its result (a forward's y, an input gradient's
+ * The blocked copy a primitive has just written of its result (a forward's y, an input gradient's
  * dx) before handing it back as float32: `stage.buf` in layout `md`. A convolution that reads
  * that same tensor next can take it instead of converting the float32 copy back (see `take`).
  */
@@ -405,7 +405,7 @@ export class BlockedConvPrims {
   }
 
   /**
-   * Stage `s`'s input from `from`, a bf16 copy of the same tensor another primitive (or this
+   * Stage `s`'s input from `from`, a blocked copy of the same tensor another primitive (or this
    * one) has just written, when it is in the layout `md` this primitive reads: the two stages
    * swap buffers (same layout, same size), so each buffer stays owned by one stage and the
    * next write to either cannot clobber the other. False (nothing changed) otherwise.
@@ -416,12 +416,12 @@ export class BlockedConvPrims {
     return true;
   }
 
-  /** The bf16 copy of the last forward's y (valid until this geometry's next forward). */
+  /** The blocked copy of the last forward's y (valid until this geometry's next forward). */
   heldY(): HeldCopy {
     return { stage: this.fwd.y, md: this.fwd.yMd };
   }
 
-  /** The bf16 copy of the last input gradient's dx (valid until its next input gradient). */
+  /** The blocked copy of the last input gradient's dx (valid until its next input gradient). */
   heldDx(): HeldCopy | null {
     return this.bd ? { stage: this.bd.dx, md: this.bd.dxMd } : null;
   }
@@ -433,7 +433,7 @@ export class BlockedConvPrims {
     bias: Float32Array | null,
     y: Float32Array,
     xId: object | null = null,
-    /** The bf16 copy of x a directly connected convolution has just written, if it has. */
+    /** The blocked copy of x a directly connected convolution has just written, if it has. */
     from: HeldCopy | null = null,
   ): boolean {
     const f = this.fwd;
@@ -462,7 +462,7 @@ export class BlockedConvPrims {
     w: Float32Array,
     dx: Float32Array,
     dyId: object | null = null,
-    /** The bf16 copy of dy the next convolution's input gradient has just written, if it has. */
+    /** The blocked copy of dy the next convolution's input gradient has just written, if it has. */
     from: HeldCopy | null = null,
   ): boolean {
     if (!this.bd) {
@@ -498,7 +498,7 @@ export class BlockedConvPrims {
     return took;
   }
 
-  /** The bf16 copy of x the forward holds, when it holds tensor `xId` (see `xHeld`). */
+  /** The blocked copy of x the forward holds, when it holds tensor `xId` (see `xHeld`). */
   heldX(xId: object | null): Float32Array | null {
     return xId !== null && this.xHeld === xId ? this.fwd.x.buf : null;
   }
@@ -509,7 +509,7 @@ export class BlockedConvPrims {
   }
 
   /**
-   * dW for x and dy; `heldX` is the forward's bf16 copy of this x when it still holds it (from
+   * dW for x and dy; `heldX` is the forward's blocked copy of this x when it still holds it (from
    * the forward primitive of this geometry, with or without bias), with its layout.
    */
   backwardWeights(

@@ -208,8 +208,8 @@ export function ptrOut(): BigUint64Array {
  */
 export function f32(n: number): Float32Array {
   const a = new Float32Array(offHeap(4 * n + 64));
-  const misaligned = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a))) % 64;
-  return a.subarray((64 - misaligned) % 64 / 4, (64 - misaligned) % 64 / 4 + n);
+  const start = (64 - Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a))) % 64) % 64 / 4;
+  return a.subarray(start, start + n);
 }
 
 export function ptrOf(out: BigUint64Array): Ptr {

@@ -76,7 +76,7 @@ function binary(expr: string, alg?: number): FastKernel {
     const av = f32(backend, a), bv = f32(backend, b);
     const big = how === "aScalar" || how === "aRow" ? b : a;
     const r = alloc(big === a ? av.length : bv.length);
-    const d = alg !== undefined && r.length >= NATIVE_MIN ? loadDnnl() : null;
+    const d = alg !== undefined ? onDnnl(r) : null;
     if (d) {
       // commutative: the large operand first, the broadcast one second
       const [x, y] = big === a ? [av, bv] : [bv, av];
@@ -183,8 +183,9 @@ function bitsKernel(run: (x: Float32Array, r: Float32Array, alpha: number) => vo
 }
 
 /**
- * oneDNN for a large ReLU or ReLU-gradient mask (binary_dnnl.ts's ReluPrims, the same results):
- * multi-threaded passes where the JS loops took 40 + 55 ms of a ReLU-conv VGG16 step.
+ * oneDNN for an op over this many elements (`NATIVE_MIN` or more), else null: large Add and
+ * Multiply, and ReLU and its gradient mask (binary_dnnl.ts's ReluPrims, the same results:
+ * multi-threaded passes where the JS loops took 40 + 55 ms of a ReLU-conv VGG16 step).
  */
 function onDnnl(x: Float32Array) {
   return x.length >= NATIVE_MIN ? loadDnnl() : null;
