@@ -16,7 +16,7 @@
  * Add/Multiply/Relu/Step as oneDNN primitives), batchnorm.ts (BatchNorm, its 1×1-depthwise inference
  * form, and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one
  * fused forward and backward), batchnorm_dnnl.ts (those two as oneDNN primitives),
- * conv_relu_layer.ts (a ReLU Conv2D layer as one fused convolution under a gradient too), pad.ts,
+ * conv_layer.ts (a linear or ReLU Conv2D layer as one FusedConv2D with a lazy gradient), pad.ts,
  * activation.ts (fused epilogues), adam.ts, adam_dnnl.ts (Adam as oneDNN passes), util.ts.
  *
  * ```ts
@@ -40,7 +40,7 @@ import { PooledCpuBackend } from "./pool_alloc.ts";
 import { BINARY_KERNELS, UNARY_KERNELS } from "./elementwise.ts";
 import { BATCHNORM_KERNELS } from "./batchnorm.ts";
 import { installFusedBatchNorm } from "./batchnorm_layer.ts";
-import { installFusedReluConv } from "./conv_relu_layer.ts";
+import { installFusedConvLayer } from "./conv_layer.ts";
 import { padV2 } from "./pad.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
@@ -87,7 +87,7 @@ export function registerFastCpuBackend(): Promise<
       tf.registerKernel({ ...config, backendName: FAST_CPU, kernelFunc });
     }
     installFusedBatchNorm(() => tf.getBackend() === FAST_CPU);
-    installFusedReluConv(() => tf.getBackend() === FAST_CPU);
+    installFusedConvLayer(() => tf.getBackend() === FAST_CPU);
     const gemm = getGemm();
     result = {
       name: FAST_CPU,
