@@ -112,20 +112,22 @@ export async function measuredThroughput(
 }
 
 /**
- * Rough training throughput (samples/s) of cpu-fast in fp32 on the project's 2-core
- * development machines (AMD EPYC / Intel Xeon with AVX-512), for estimates before any record
- * of a model exists on this machine. Transfer entries: the base's images/s and the head's
- * samples/s.
+ * Rough training throughput (samples/s) of cpu-fast in fp32 on a 2-core development machine,
+ * for estimates before any record of a model exists on this machine. Transfer entries: the
+ * base's images/s (feature extraction, batch 256) and the head's samples/s. Measured 2026-11-29
+ * on a 2-core Zen 5 AMD EPYC (`deno task train <model> --profile reduced --epochs 1`,
+ * `bench/inference.ts`, the heads' `fitFeatures` on random features), rounded down. Other CPUs
+ * differ; a machine's own records replace these as soon as it has some.
  */
 export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
-  baseline: 800,
-  vgg_small: 150,
-  vgg16_scratch: 130,
-  "vgg16_scratch+batchNorm": 45,
-  vgg16_imagenet_head: 1200,
-  resnet152v2_head: 30_000,
-  "vgg16 base": 140,
-  "resnet152v2 base": 40,
+  baseline: 1500,
+  vgg_small: 400,
+  vgg16_scratch: 280,
+  "vgg16_scratch+batchNorm": 220,
+  vgg16_imagenet_head: 3500,
+  resnet152v2_head: 100_000,
+  "vgg16 base": 1200,
+  "resnet152v2 base": 500,
 };
 
 /** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */

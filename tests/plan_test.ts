@@ -48,11 +48,11 @@ Deno.test("an empty runs folder: everything to train, with a time from the rough
     const plan = await planStudy(PROFILES.full, CPU_FAST, { roots: [root], root });
     assert.ok(plan.every((p) => p.record === null && p.resumeFrom === null));
     const baseline = plan.find((p) => p.notebook === "02_baseline_cnn")!;
-    // 5 epochs × 60,000 / 800 samples/s + the test pass (10,000 / 2,400 samples/s).
-    assert.ok(Math.abs(baseline.seconds! - (5 * 60_000 / 800 + 10_000 / 2400)) < 1e-6);
+    // 5 epochs × 60,000 / 1,500 samples/s + the test pass (10,000 / 4,500 samples/s).
+    assert.ok(Math.abs(baseline.seconds! - (5 * 60_000 / 1500 + 10_000 / 4500)) < 1e-6);
     const lines = planLines(plan);
     assert.equal(lines.length, 5);
-    assert.match(lines[0], /^02_baseline_cnn: 1 run, 1 to train — about 6 min$/);
+    assert.match(lines[0], /^02_baseline_cnn: 1 run, 1 to train — about 3 min$/);
     assert.match(
       fullProfileWarning(plan, PROFILES.full, CPU_FAST),
       /^⚠ the full profile on cpu-fast .*MNIST_PROFILE=reduced/,
