@@ -2,7 +2,8 @@
  * What running the study will cost before it starts: every run each notebook asks for (by the
  * same keys the notebooks compute), whether its record exists, whether a backup will resume
  * it, and roughly how long the rest will take on the chosen backend — from the throughput of
- * earlier records where there are some, else from rough figures measured on a 2-core CPU.
+ * earlier records made with the same backend line where there are some, else from rough
+ * figures measured on a 2-core CPU.
  * `deno task report` prints it per notebook; a notebook started on the full profile on a CPU
  * prints its own line.
  */
@@ -182,7 +183,7 @@ export async function planStudy(
     }
     let seconds: number | null = 0;
     if (!record) {
-      const sps = await expectedThroughput(r.parts, backend.name, opts.roots ?? recordRoots());
+      const sps = await expectedThroughput(r.parts, backend, opts.roots ?? recordRoots());
       const t = r.parts.training;
       const left = 1 - (resumeFrom ?? 0) / t.epochs;
       seconds = sps === null ? null : estimateSeconds(r.parts, sps) * left;

@@ -95,10 +95,13 @@ export function cachedLine(r: RunRecord): string {
 
 /**
  * Training throughput (samples/s) for a run like this one, from the newest record of the same
- * model, options, batch size, backend and precision (any profile); null when none exists.
+ * model, options, batch size, backend and precision (any profile) made with the same backend
+ * line (`device`: the libraries, threads and kernels in use — a record trained before the
+ * kernels changed, or on another set-up, says little about this one); null when none exists.
  */
 export async function measuredThroughput(
   parts: RunKeyParts,
+  device: string,
   roots = recordRoots(),
 ): Promise<number | null> {
   const same = (await recordSummaries(roots).catch(() => [])).filter((r) => {
@@ -106,7 +109,8 @@ export async function measuredThroughput(
     return k.model.builder === parts.model.builder &&
       JSON.stringify(k.model.options) === JSON.stringify(parts.model.options) &&
       k.training.batchSize === parts.training.batchSize && k.backend === parts.backend &&
-      k.precision === parts.precision && r.metrics.samplesPerSecond > 0;
+      k.precision === parts.precision && r.config.backend.device === device &&
+      r.metrics.samplesPerSecond > 0;
   });
   return same.length ? same.at(-1)!.metrics.samplesPerSecond : null;
 }
@@ -133,12 +137,12 @@ export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
 /** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */
 export async function expectedThroughput(
   parts: RunKeyParts,
-  backend: string,
+  backend: { name: string; device: string },
   roots = recordRoots(),
 ): Promise<number | null> {
-  const measured = await measuredThroughput(parts, roots);
+  const measured = await measuredThroughput(parts, backend.device, roots);
   if (measured) return measured;
-  if (backend !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
+  if (backend.name !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
   const bn = parts.model.options.batchNorm === true ? "+batchNorm" : "";
   return ROUGH_CPU_THROUGHPUT[parts.model.builder + bn] ?? null;
 }
@@ -173,11 +177,7 @@ export async function cachedRun(
       return { record: found, cached: true, model: null };
     }
   }
-  const sps = await expectedThroughput(
-    spec.keyParts,
-    spec.backend.name,
-    opts.roots ?? recordRoots(),
-  );
+  const sps = await expectedThroughput(spec.keyParts, spec.backend, opts.roots ?? recordRoots());
   const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
   await log(
     `training ${describeRun(spec.modelName, spec.keyParts)} on ${spec.backend.name} ` +

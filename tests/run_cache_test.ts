@@ -121,11 +121,21 @@ Deno.test("cachedRun: the same run is trained once; a changed key part trains ag
       lines.at(-1)!,
       new RegExp(`^from run record ${a.record.id}: trained .* on cpu \\(float32, .*\\), 1 s$`),
     );
-    // A changed part trains again, and retrain forces it.
+    // A changed part trains again, and retrain forces it; its time is estimated from the
+    // record's throughput, but not where the backend line differs (other kernels or set-up).
     await cachedRun({ ...spec, keyParts: studyKeyParts({ ...base, seed: 1 }) }, trainTiny, opts);
     assert.equal(trained, 2);
-    await cachedRun(spec, trainTiny, { ...opts, retrain: true });
+    assert.match(lines.at(-1)!, /^training fake \(quick, seed 1\) on cpu \(float32\), about /);
+    const elsewhere = { ...spec, backend: { ...CPU, device: "pure JavaScript, another build" } };
+    await cachedRun(
+      { ...elsewhere, keyParts: studyKeyParts({ ...base, seed: 2 }) },
+      trainTiny,
+      opts,
+    );
+    assert.match(lines.at(-1)!, /^training fake \(quick, seed 2\) on cpu \(float32\) — run key/);
     assert.equal(trained, 3);
+    await cachedRun(spec, trainTiny, { ...opts, retrain: true });
+    assert.equal(trained, 4);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
