@@ -45,7 +45,11 @@ function offHeapOut(a: Float32Array): Float32Array {
   return a.byteLength >= 256 ? a : f32(a.length);
 }
 
-/** Forward and backward primitives for one shape ([..., C], channels last) and epsilon. */
+/**
+ * Forward and backward primitives for one shape ([..., C], channels last) and epsilon. Unlike
+ * dnnl.ts's other primitive sets it gets its runner when made, because dnnl.ts hands it out:
+ * batchnorm_layer.ts runs a forward and later its gradient on the same object.
+ */
 export class BatchNormPrims {
   private fwd: Prim;
   private bwd: Prim;
@@ -54,7 +58,14 @@ export class BatchNormPrims {
   private gamma: Float32Array;
   private beta: Float32Array;
 
-  constructor(lib: Lib, engine: Ptr, make: MakePrim, shape: number[], eps: number) {
+  constructor(
+    lib: Lib,
+    engine: Ptr,
+    make: MakePrim,
+    private run: Run,
+    shape: number[],
+    eps: number,
+  ) {
     const c = shape[shape.length - 1];
     // a 4-D tensor as oneDNN's NHWC (its vectorised "nspc" kernels); any other rank as [rows, C]
     const data = shape.length === 4
@@ -110,7 +121,6 @@ export class BatchNormPrims {
 
   /** y = beta + gamma·(x − mean)/sqrt(var + eps) with the batch's mean and variance. */
   forward(
-    run: Run,
     x: Float32Array,
     gamma: Float32Array,
     beta: Float32Array,
@@ -122,14 +132,13 @@ export class BatchNormPrims {
     this.beta.set(beta);
     const stats = { mean: f32(c), variance: f32(c) };
     const yOut = offHeapOut(y);
-    run(this.fwd, [stable(x), this.gamma, this.beta, yOut, stats.mean, stats.variance]);
+    this.run(this.fwd, [stable(x), this.gamma, this.beta, yOut, stats.mean, stats.variance]);
     if (yOut !== y) y.set(yOut);
     return stats;
   }
 
   /** dx, dgamma and dbeta for upstream gradient dy, given the forward's x, gamma and stats. */
   backward(
-    run: Run,
     x: Float32Array,
     stats: BatchStats,
     dy: Float32Array,
@@ -140,7 +149,7 @@ export class BatchNormPrims {
     this.gamma.set(gamma);
     const dgamma = f32(c), dbeta = f32(c);
     const dxOut = offHeapOut(dx);
-    run(this.bwd, [
+    this.run(this.bwd, [
       stable(x),
       stats.mean,
       stats.variance,

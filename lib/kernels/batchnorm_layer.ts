@@ -133,17 +133,17 @@ function dnnlPass(
   g: Float32Array,
   bt: Float32Array,
 ): BnPass | null {
-  const d = native ? loadDnnl() : null;
-  const y = d ? alloc(xv.length) : null;
-  const stats = d && y ? d.batchNormForward(shape, eps, xv, g, bt, y) : null;
-  if (!d || !y || !stats) return null;
+  const bn = native ? loadDnnl()?.batchNorm(shape, eps) : null;
+  if (!bn) return null;
   batchNormRuns.dnnl++;
+  const y = alloc(xv.length);
+  const stats = bn.forward(xv, g, bt, y);
   return {
     y,
     ...stats,
     backward(x, dy, gamma) {
       const dx = alloc(x.length);
-      return { dx, ...d.batchNormBackward(shape, eps, x, stats, dy, gamma, dx) };
+      return { dx, ...bn.backward(x, stats, dy, gamma, dx) };
     },
   };
 }

@@ -57,7 +57,7 @@ import {
 } from "./dnnl_conv.ts";
 import { Bf16Gemm } from "./gemm_bf16.ts";
 import { binaryPrim, type Broadcast, ReluPrims } from "./binary_dnnl.ts";
-import { BatchNormPrims, type BatchStats } from "./batchnorm_dnnl.ts";
+import { BatchNormPrims } from "./batchnorm_dnnl.ts";
 
 export type { DnnlGeom };
 
@@ -355,44 +355,17 @@ export class Dnnl {
   /** Batch-normalization primitives per shape and epsilon; null where oneDNN could not. */
   private bns = new Map<string, BatchNormPrims | null>();
 
-  private bn(shape: number[], eps: number): BatchNormPrims | null {
-    // null (e.g. a oneDNN before 2.3, without separate scale and shift): the JS loops run
+  /**
+   * Training-mode BatchNorm over the last axis of `shape` (see batchnorm_dnnl.ts): its forward
+   * writes y and returns the batch's mean and biased variance, its backward dx, dgamma and
+   * dbeta. null (e.g. a oneDNN before 2.3, without separate scale and shift): the JS loops run.
+   */
+  batchNorm(shape: number[], eps: number): BatchNormPrims | null {
     return this.once(
       this.bns,
       `${shape} ${eps}`,
-      () => new BatchNormPrims(this.lib, this.engine, this.make, shape, eps),
+      () => new BatchNormPrims(this.lib, this.engine, this.make, this.runner, shape, eps),
     );
-  }
-
-  /**
-   * Training-mode BatchNorm over the last axis of `shape` (see batchnorm_dnnl.ts): writes y
-   * and returns the batch's mean and biased variance; null, having written nothing, where
-   * oneDNN cannot make the primitives.
-   */
-  batchNormForward(
-    shape: number[],
-    eps: number,
-    x: Float32Array,
-    gamma: Float32Array,
-    beta: Float32Array,
-    y: Float32Array,
-  ): BatchStats | null {
-    return this.bn(shape, eps)?.forward(this.runner, x, gamma, beta, y) ?? null;
-  }
-
-  /** The gradient of `batchNormForward`: writes dx, returns dgamma and dbeta. */
-  batchNormBackward(
-    shape: number[],
-    eps: number,
-    x: Float32Array,
-    stats: BatchStats,
-    dy: Float32Array,
-    gamma: Float32Array,
-    dx: Float32Array,
-  ): { dgamma: Float32Array; dbeta: Float32Array } {
-    const b = this.bn(shape, eps);
-    if (!b) throw new Error("oneDNN batch normalization backward without its forward");
-    return b.backward(this.runner, x, stats, dy, gamma, dx);
   }
 
   /** Adam's primitives per weight size and β1/β2; null where oneDNN could not make them. */
