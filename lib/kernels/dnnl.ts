@@ -11,7 +11,9 @@
  *
  * This file: the engine and stream, the per-geometry primitive caches, pooling, and the
  * loader. The C API's symbols, constants and FFI helpers are in dnnl_ffi.ts, the convolution
- * primitives (float32 NHWC; blocked: bf16 or float32 Winograd) in dnnl_conv.ts, Adam's passes in adam_dnnl.ts.
+ * primitives (float32 NHWC; blocked: bf16 or float32 Winograd) in dnnl_conv.ts, Adam's passes
+ * in adam_dnnl.ts, the element-wise ones (Add, Multiply, ReLU, Step) in binary_dnnl.ts,
+ * BatchNorm's in batchnorm_dnnl.ts.
  */
 import { alloc } from "./pool_alloc.ts";
 import { envVar } from "../env.ts";

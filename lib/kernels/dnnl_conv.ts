@@ -1,7 +1,7 @@
 /**
- * The primitives of one convolution geometry on oneDNN: float32 direct on NHWC data (ConvPrims),
- * and mixed_bfloat16 or float32 Winograd on oneDNN's blocked layouts (BlockedConvPrims). dnnl.ts makes them once per
- * geometry and runs them.
+ * The primitives of one convolution geometry on oneDNN: float32 direct on NHWC data
+ * (ConvPrims), and mixed_bfloat16 or float32 Winograd on oneDNN's blocked layouts
+ * (BlockedConvPrims). dnnl.ts makes them once per geometry and runs them.
  */
 import {
   ARG_BIAS,
