@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { fusedAdam } from "../lib/kernels/adam.ts";
-import { loadDnnl } from "../lib/kernels/dnnl.ts";
 import { rand } from "./fixtures/kernels.ts";
+import { skipWithout } from "./fixtures/native.ts";
 
 await registerFastCpuBackend();
 
@@ -46,7 +46,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 
 Deno.test({
   name: "Adam on large weights (oneDNN's passes) matches tfjs's Adam and the Keras form",
-  ignore: loadDnnl() === null,
+  ignore: skipWithout("oneDNN"),
   async fn() {
     for (const form of ["tfjs", "keras"] as const) {
       // reference: tfjs's Adam on cpu (fusedAdam falls back to tfjs ops off cpu-fast)
