@@ -10,7 +10,7 @@ import { buildVgg16Scratch } from "./models/vgg16_scratch.ts";
 import { buildVggSmall, type VggOptions } from "./models/vgg_small.ts";
 import { GRAY32, type InputFormat, RGB32 } from "./preprocess.ts";
 import type { TrainingSettings } from "./run_key.ts";
-import type { Variant } from "./study_run.ts";
+import type { LrScheduleName } from "./lr_schedule.ts";
 
 /** The models trained from scratch, by the name the CLI and bench use. */
 export type ModelName = "baseline" | "vgg_small" | "vgg16_scratch";
@@ -104,6 +104,16 @@ export const TRANSFER_HEADS = {
     quick: { train: 500, test: 200 },
   },
 } as const;
+
+/** A departure from the study's settings for the VGG nets (notebook 04's experiments). */
+export interface Variant {
+  convActivation?: "linear" | "relu";
+  convInit?: "glorot" | "he";
+  batchNorm?: boolean;
+  learningRate?: number;
+  /** "cosine": Keras's CosineDecay from the learning rate to 0 over the run's steps. */
+  lrSchedule?: LrScheduleName;
+}
 
 /**
  * The fixes notebook 04 compares with the study's VGG16 (the study: linear convolutions,

@@ -6,7 +6,7 @@
  */
 import { TrainingProbe } from "./diagnostics.ts";
 import type { LossKind } from "./loss.ts";
-import { type LrScheduleName, scheduleFn, scheduleSpec } from "./lr_schedule.ts";
+import { scheduleFn, scheduleSpec } from "./lr_schedule.ts";
 import type { MnistSplit } from "./mnist.ts";
 import type { VggOptions } from "./models/vgg_small.ts";
 import type { Profile } from "./profile.ts";
@@ -14,18 +14,8 @@ import { epochsFor } from "./profile.ts";
 import { type ProgressReporter, reporterFor } from "./progress.ts";
 import { cachedRun, type CachedRunOptions, type RunOutcome } from "./run_cache.ts";
 import { kerasAdam, type RunKeyParts } from "./run_key.ts";
-import { type ModelName, studyModel } from "./settings.ts";
+import { type ModelName, studyModel, type Variant } from "./settings.ts";
 import { evaluate, fit } from "./train.ts";
-
-/** A departure from the study's settings for the VGG nets (notebook 04's experiments). */
-export interface Variant {
-  convActivation?: "linear" | "relu";
-  convInit?: "glorot" | "he";
-  batchNorm?: boolean;
-  learningRate?: number;
-  /** "cosine": Keras's CosineDecay from the learning rate to 0 over the run's steps. */
-  lrSchedule?: LrScheduleName;
-}
 
 export interface StudyRunOptions extends CachedRunOptions {
   model: ModelName;

@@ -33,7 +33,6 @@ import type { Profile } from "./profile.ts";
 import { cachedRun, type CachedRunOptions, type RunOutcome } from "./run_cache.ts";
 import { kerasAdam, type RunKeyParts } from "./run_key.ts";
 import type { TransferFacts } from "./runs.ts";
-import { featureStats } from "./transfer_report.ts";
 
 /** A split's features from a frozen base, with its labels. */
 export interface FeatureSplit extends FeatureSet {
@@ -191,6 +190,35 @@ export function evaluateFeatures(
   batchSize = 256,
 ): Promise<Evaluation> {
   return evaluateSource(head, featureSource(data), data.labels.slice(0, data.count), batchSize);
+}
+
+/** Summary statistics of a feature set: how much of the base's output is zero, its scale. */
+export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "split">): {
+  mode: string;
+  split: string;
+  mean: number;
+  std: number;
+  zeroFraction: number;
+  max: number;
+} {
+  const f = set.features;
+  let sum = 0, sq = 0, zeros = 0, max = -Infinity;
+  for (let i = 0; i < f.length; i++) {
+    const v = f[i];
+    sum += v;
+    sq += v * v;
+    if (v === 0) zeros++;
+    if (v > max) max = v;
+  }
+  const mean = sum / f.length;
+  return {
+    mode: set.mode,
+    split: set.split,
+    mean,
+    std: Math.sqrt(Math.max(0, sq / f.length - mean * mean)),
+    zeroFraction: zeros / f.length,
+    max,
+  };
 }
 
 /** What the cache saved for one feature set: the base's cost once, a cache hit, every epoch. */

@@ -6,7 +6,7 @@
 import pl from "nodejs-polars";
 import { type Chart, metricCurvesChart } from "./charts.ts";
 import { type Displayable, markdown } from "./display.ts";
-import type { CacheCost, FeatureSplit } from "./transfer.ts";
+import type { CacheCost } from "./transfer.ts";
 import type { RunRecord, TransferFacts } from "./runs.ts";
 import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
 
@@ -65,35 +65,6 @@ export function cacheSavingsFrame(rows: CacheCost[], epochs: number): pl.DataFra
     ),
     pl.Series("passes saved", perEpoch.map((p) => p - 1), pl.Int32),
   ]);
-}
-
-/** Summary statistics of a feature set: how much of the base's output is zero, its scale. */
-export function featureStats(set: Pick<FeatureSplit, "features" | "mode" | "split">): {
-  mode: string;
-  split: string;
-  mean: number;
-  std: number;
-  zeroFraction: number;
-  max: number;
-} {
-  const f = set.features;
-  let sum = 0, sq = 0, zeros = 0, max = -Infinity;
-  for (let i = 0; i < f.length; i++) {
-    const v = f[i];
-    sum += v;
-    sq += v * v;
-    if (v === 0) zeros++;
-    if (v > max) max = v;
-  }
-  const mean = sum / f.length;
-  return {
-    mode: set.mode,
-    split: set.split,
-    mean,
-    std: Math.sqrt(Math.max(0, sq / f.length - mean * mean)),
-    zeroFraction: zeros / f.length,
-    max,
-  };
 }
 
 /** The feature cache's costs of each run's splits, for `cacheSavingsFrame`, from the records. */

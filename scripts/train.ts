@@ -16,7 +16,8 @@ import { terminalProgress } from "../lib/progress.ts";
 import { runsRoot } from "../lib/runs.ts";
 import { type ModelName, STUDY_MODELS, studyModel } from "../lib/settings.ts";
 import { testLine } from "../lib/study.ts";
-import { studyRun, type Variant } from "../lib/study_run.ts";
+import { studyRun } from "../lib/study_run.ts";
+import type { Variant } from "../lib/settings.ts";
 import { formatDuration } from "../lib/run_cache.ts";
 
 const HELP = `deno task train <model> [options]

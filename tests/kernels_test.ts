@@ -14,7 +14,8 @@ import {
 import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
 import { loadOpenBlas, OPENBLAS_THREAD_TIMEOUT, preferDnnlGemm } from "../lib/kernels/blas.ts";
 import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
-import { loadDnnl, openDnnl } from "../lib/kernels/dnnl.ts";
+import { loadDnnl } from "../lib/kernels/dnnl.ts";
+import { openDnnl } from "../lib/kernels/dnnl_load.ts";
 import { type Inputs, rand, runOn } from "./fixtures/kernels.ts";
 import { IN_CI, missingNative, skipWithout } from "./fixtures/native.ts";
 

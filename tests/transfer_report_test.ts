@@ -6,7 +6,6 @@ import {
   cacheCosts,
   cacheSavingsFrame,
   featuresLabel,
-  featureStats,
   featureStatsFrame,
   preprocessingFrame,
   RANDOM_FEATURES_LABEL,
@@ -35,11 +34,6 @@ Deno.test("cacheSavingsFrame: train features would be recomputed every epoch, te
   assert.equal(rows[1]["base every epoch, est. (s)"], 1);
   assert.equal(rows[1]["passes saved"], 0);
   assert.equal(rows[0]["cache hit (s)"], 0.01);
-});
-
-Deno.test("featureStats: zero fraction, mean, spread and maximum", () => {
-  const s = featureStats({ features: Float32Array.from([0, 0, 2, 2]), mode: "study", split: "x" });
-  assert.deepEqual(s, { mode: "study", split: "x", mean: 1, std: 1, zeroFraction: 0.5, max: 2 });
 });
 
 Deno.test("weightsNotice and featuresLabel: a random base is labelled and told how to get the weights", () => {

@@ -8,11 +8,11 @@ import { scorePredictions } from "../lib/train.ts";
 import {
   evaluateFeatures,
   featureBatch,
+  featureStats,
   fitFeatures,
   splitFeatures,
   transferRun,
 } from "../lib/transfer.ts";
-import { featureStats } from "../lib/transfer_report.ts";
 import { PROFILES } from "../lib/profile.ts";
 import type { ImagenetBase } from "../lib/weights.ts";
 import { tempDir } from "./fixtures/keras_h5.ts";
@@ -235,4 +235,9 @@ Deno.test("transferRun: features once, a seeded head, a record with the extracti
   assert.notEqual(study.record.config.key, r.config.key);
   head.dispose();
   base.model.dispose();
+});
+
+Deno.test("featureStats: zero fraction, mean, spread and maximum", () => {
+  const s = featureStats({ features: Float32Array.from([0, 0, 2, 2]), mode: "study", split: "x" });
+  assert.deepEqual(s, { mode: "study", split: "x", mean: 1, std: 1, zeroFraction: 0.5, max: 2 });
 });

@@ -5,7 +5,7 @@
  * Loaded lazily and at most once. Everything else in lib/kernels asks `loadBlas()` and falls
  * back to pure JS when it returns `null` (no library, no `--allow-ffi`, not Deno).
  */
-import { openDnnl } from "./dnnl.ts";
+import { openDnnl } from "./dnnl_load.ts";
 import { envVar } from "../env.ts";
 import { cpuHasFlag } from "./util.ts";
 
@@ -125,7 +125,7 @@ function cString(ptr: Deno.PointerValue): string {
   return ptr === null ? "" : new Deno.UnsafePointerView(ptr).getCString();
 }
 
-/** oneDNN's row-major sgemm (any version dnnl.ts's `openDnnl` finds) as a Blas. */
+/** oneDNN's row-major sgemm (any version dnnl_load.ts's `openDnnl` finds) as a Blas. */
 function dnnlBlas(): Blas | null {
   const found = openDnnl();
   return found && {

@@ -7,7 +7,8 @@ import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
 import { type Gemm, getGemm } from "./gemm.ts";
 import { alloc } from "./pool_alloc.ts";
-import { type Dnnl, dnnlFailure, type DnnlGeom, loadDnnl } from "./dnnl.ts";
+import { type Dnnl, type DnnlGeom, loadDnnl } from "./dnnl.ts";
+import { dnnlFailure } from "./dnnl_load.ts";
 import {
   smallMapBackwardData,
   smallMapBackwardFilter,

@@ -5,12 +5,12 @@
  * layouts (BlockedConvPrims).
  *
  * Optional like OpenBLAS: `loadDnnl()` returns null when the library is missing or is not
- * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM. `openDnnl()` is the
- * one loader of libdnnl (any version; blas.ts takes its sgemm from there).
+ * 2.x (its C API changed in 3.0), and conv.ts then uses im2col + GEMM. `openDnnl()` is in
+ * dnnl_load.ts, the one loader of libdnnl (any version; blas.ts takes its sgemm from there).
  * Outputs (every element written by oneDNN) come from the recycling allocator.
  *
  * This file: the engine and stream, the per-geometry primitive caches, pooling, and the
- * loader. The C API's symbols, constants and FFI helpers are in dnnl_ffi.ts, the convolution
+ * 2.x binding (`loadDnnl`). The C API's symbols, constants and FFI helpers are in dnnl_ffi.ts, the convolution
  * primitives (float32 NHWC; blocked: bf16 or float32 Winograd) in dnnl_conv.ts, Adam's passes
  * in adam_dnnl.ts, the element-wise ones (Add, Multiply, ReLU, Step) in binary_dnnl.ts,
  * BatchNorm's in batchnorm_dnnl.ts.
@@ -29,8 +29,6 @@ import {
   dims,
   f32,
   FWD_TRAINING,
-  GEMM_PARAMETERS,
-  gemmArgs,
   type Lib,
   type MakePrim,
   md,
@@ -60,6 +58,7 @@ import {
 import { Bf16Gemm } from "./gemm_bf16.ts";
 import { binaryPrim, type Broadcast, ReluPrims } from "./binary_dnnl.ts";
 import { BatchNormPrims } from "./batchnorm_dnnl.ts";
+import { noteDnnlFailure, openDnnl } from "./dnnl_load.ts";
 
 export type { DnnlGeom };
 
@@ -587,91 +586,7 @@ class PoolPrims {
   }
 }
 
-/** Where libdnnl is looked for: 2.x first (its convolution API), then 3.x (sgemm only). */
-const CANDIDATES = [
-  "/usr/lib/x86_64-linux-gnu/libdnnl.so.2",
-  "libdnnl.so.2",
-  "/usr/lib/x86_64-linux-gnu/libdnnl.so.3",
-  "libdnnl.so.3",
-];
-
-/** The part of oneDNN's C API that is the same in 2.x and 3.x. */
-const STABLE_SYMBOLS = {
-  dnnl_version: { parameters: [], result: "pointer" },
-  dnnl_sgemm: { parameters: GEMM_PARAMETERS, result: "i32" },
-} as const;
-
-/** libdnnl as found: its path, version and row-major sgemm (any major version). */
-export interface DnnlLibrary {
-  path: string;
-  version: string;
-  /** C = alpha·op(A)·op(B) + beta·C, row-major (oneDNN's `dnnl_sgemm`). */
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    lda: number,
-    b: Float32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void;
-}
-
-let library: DnnlLibrary | null | undefined;
-let why = "";
-
-/**
- * The one place libdnnl is opened: the first candidate that loads, whatever its major
- * version; null (and `dnnlFailure()` says why) when none does. The convolution binding
- * (`loadDnnl`) then asks for 2.x; `CPU_FAST_BLAS=dnnl` (blas.ts) uses the sgemm of any.
- */
-export function openDnnl(): DnnlLibrary | null {
-  if (library !== undefined) return library;
-  library = null;
-  // libgomp's default wait policy stays: its threads spin briefly (GOMP_SPINCOUNT, 300,000)
-  // between oneDNN's primitives before they sleep. OMP_WAIT_POLICY=passive (no spinning) was
-  // set here while OpenBLAS's idle threads spun for ~0.1 s on the same cores (vgg_small ~15%
-  // slower without it then); since blas.ts shortens that spin, passive measured 5–7% slower
-  // on VGG16 in mixed_bfloat16 (many short primitives, each waking the threads), the baseline
-  // 5% slower, VGG16 float32 and vgg_small unchanged (2-core Zen 5, alternating).
-  const errors: string[] = [];
-  for (const path of CANDIDATES) {
-    try {
-      const s = Deno.dlopen(path, STABLE_SYMBOLS).symbols;
-      const v = new Deno.UnsafePointerView(s.dnnl_version()!);
-      library = {
-        path,
-        version: `${v.getInt32(0)}.${v.getInt32(4)}.${v.getInt32(8)}`,
-        sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
-          if (m === 0 || n === 0) return;
-          const st = s.dnnl_sgemm(
-            ...gemmArgs(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-          );
-          if (st !== 0) throw new Error(`dnnl_sgemm failed with status ${st}`);
-        },
-      };
-      return library;
-    } catch (e) {
-      errors.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
-      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) break;
-    }
-  }
-  why = errors.join("; ");
-  return null;
-}
-
 let cached: Dnnl | null | undefined;
-
-/** Why `openDnnl()` or `loadDnnl()` returned null. */
-export function dnnlFailure(): string {
-  return why;
-}
 
 /**
  * The convolution and pooling binding: needs oneDNN 2.x (3.0 changed the primitive-descriptor
@@ -683,13 +598,13 @@ export function loadDnnl(): Dnnl | null {
   const found = openDnnl();
   if (!found) return null;
   if (!found.version.startsWith("2.")) {
-    why = `oneDNN ${found.version} is not 2.x (its convolution API)`;
+    noteDnnlFailure(`oneDNN ${found.version} is not 2.x (its convolution API)`);
     return null;
   }
   try {
     cached = new Dnnl(Deno.dlopen(found.path, SYMBOLS).symbols);
   } catch (e) {
-    why = `${found.path}: ${(e as Error).message.split("\n")[0]}`;
+    noteDnnlFailure(`${found.path}: ${(e as Error).message.split("\n")[0]}`);
   }
   return cached;
 }

@@ -9,7 +9,7 @@
  * mixed_bfloat16, convolutions and matmuls in bf16.
  *
  * Files, one job each: blas.ts (BLAS binding and choice), gemm.ts (GEMM + JS fallback),
- * gemm_bf16.ts (bf16 GEMMs), dnnl.ts (oneDNN engine, caches, pooling, loader), dnnl_ffi.ts
+ * gemm_bf16.ts (bf16 GEMMs), dnnl.ts (oneDNN engine, caches, pooling), dnnl_load.ts (opens libdnnl), dnnl_ffi.ts
  * (its C API and FFI helpers), dnnl_conv.ts (fp32 NHWC and bf16 blocked convolution
  * primitives), conv.ts, conv_small.ts (convolutions over maps smaller than the kernel),
  * pool.ts, pool_alloc.ts (the output pool), matmul.ts, elementwise.ts, binary_dnnl.ts (large
