@@ -28,8 +28,10 @@ import {
   runCli,
   sideBySideTable,
 } from "./cli.ts";
+import { cliArgs } from "../lib/cli_error.ts";
 import { trainFlopsPerSample } from "./flops.ts";
 import { peerDir, peerMissing, peerPython, runPeer, threadEnv } from "./peer.ts";
+import { envVar } from "../lib/env.ts";
 
 /** The study's models with their batch sizes and input shapes. */
 /** The study's models with their batch sizes and input shapes (lib/settings.ts). */
@@ -207,8 +209,8 @@ const printed = new Set<string>();
 
 /** Ours and the peer, alternating per model, `rounds` times; prints the side-by-side table. */
 async function benchWithPeer(opts: BenchOptions): Promise<void> {
-  const dir = peerDir({ PEER_BENCH: Deno.env.get("PEER_BENCH") });
-  const python = peerPython({ PEER_PYTHON: Deno.env.get("PEER_PYTHON") });
+  const dir = peerDir({ PEER_BENCH: envVar("PEER_BENCH") });
+  const python = peerPython({ PEER_PYTHON: envVar("PEER_PYTHON") });
   const missing = await peerMissing(dir, python);
   if (missing) {
     console.error(missing);
@@ -238,8 +240,8 @@ async function benchWithPeer(opts: BenchOptions): Promise<void> {
 if (import.meta.main) {
   const usage = benchHelp(MODELS);
   await runCli("bench", usage, async () => {
-    const opts = parseBenchArgs(Deno.args, Object.keys(MODELS), {
-      MNIST_PRECISION: Deno.env.get("MNIST_PRECISION"),
+    const opts = parseBenchArgs(cliArgs(), Object.keys(MODELS), {
+      MNIST_PRECISION: envVar("MNIST_PRECISION"),
     });
     if (opts.help) return console.log(usage);
     tf.enableProdMode();

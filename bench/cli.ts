@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import type { Precision } from "../lib/backend.ts";
+import { cliArgs, formatCliError } from "../lib/cli_error.ts";
 
 export const PRECISIONS: readonly Precision[] = ["float32", "mixed_bfloat16"];
 export const BENCH_BACKENDS = ["cpu-fast", "cpu", "wasm", "webgpu"] as const;
@@ -41,6 +42,7 @@ Options:
   --rounds N          with --peer: alternate ours and the peer N times per model (default 1)
   --threads N         with --peer: OMP/OpenBLAS threads of both sides (default: all cores)
   --json              also print each row as one JSON object
+  --debug             show the stack trace of an error (also MNIST_DEBUG=1)
   -h, --help          this text
 
 Environment: PEER_BENCH (the peer's folder), PEER_PYTHON (default /usr/bin/python3), and the
@@ -232,18 +234,26 @@ export function parseProfileArgs(
   };
 }
 
-/** Runs `main`; a UsageError prints `<name>: <message>`, a blank line and the usage, exit 2. */
+/**
+ * Runs `main`; a UsageError prints `<name>: <message>`, a blank line and the usage, exit 2; any
+ * other error one or two lines (lib/cli_error.ts: `--debug` or MNIST_DEBUG=1 adds the stack),
+ * exit 1. `main` reads its arguments with `cliArgs()`, which leaves `--debug` out.
+ */
 export async function runCli(
   name: string,
   usage: string,
   main: () => Promise<void>,
 ): Promise<void> {
+  cliArgs(); // sees --debug
   try {
     await main();
   } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`${name}: ${e.message}\n\n${usage}`);
-    Deno.exit(2);
+    if (e instanceof UsageError) {
+      console.error(`${name}: ${e.message}\n\n${usage}`);
+      Deno.exit(2);
+    }
+    console.error(formatCliError(name, e));
+    Deno.exit(1);
   }
 }
 

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import type { Precision } from "../lib/backend.ts";
 import { openBlasThreadTimeout } from "../lib/kernels/blas.ts";
 import type { PeerResult } from "./cli.ts";
+import { envVar } from "../lib/env.ts";
 
 /** The install command the one-line "not installed" message names. */
 export const PEER_INSTALL = "apt-get install -y python3-torch libopenblas0-pthread";
@@ -67,7 +68,7 @@ export async function runPeer(
 ): Promise<PeerResult> {
   const env: Record<string, string> = threadEnv(threads);
   const openblas = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
-  if (!Deno.env.get("LD_LIBRARY_PATH") && existsSync(openblas)) env.LD_LIBRARY_PATH = openblas;
+  if (!envVar("LD_LIBRARY_PATH") && existsSync(openblas)) env.LD_LIBRARY_PATH = openblas;
   const args = [`${dir}/bench_torch.py`, "--model", model, "--threads", String(threads)];
   if (precision === "mixed_bfloat16") args.push("--bf16");
   const out = await new Deno.Command(python, { args, env, stdout: "piped", stderr: "piped" })

@@ -12,6 +12,7 @@ import { type BackendName, initBackend } from "../lib/backend.ts";
 import { trainStep } from "../lib/loss.ts";
 import { benchModels } from "../lib/settings.ts";
 import { parseProfileArgs, profileHelp, runCli } from "./cli.ts";
+import { envVar } from "../lib/env.ts";
 
 /** The study's models and notebook 05's head, with batch sizes and inputs (lib/settings.ts). */
 const MODELS = benchModels({ heads: true });
@@ -19,7 +20,7 @@ const MODELS = benchModels({ heads: true });
 async function main(): Promise<void> {
   const usage = profileHelp(Object.keys(MODELS));
   const values = parseProfileArgs(Deno.args, Object.keys(MODELS), {
-    MNIST_PRECISION: Deno.env.get("MNIST_PRECISION"),
+    MNIST_PRECISION: envVar("MNIST_PRECISION"),
   });
   if (values.help) return console.log(usage);
   tf.enableProdMode();

@@ -1,11 +1,14 @@
 /**
  * Picks and starts the tfjs backend, and says which and why in one line:
- * WebGPU on a real GPU adapter; else the CPU fast path ("cpu-fast"); else tfjs's pure-JS `cpu`.
+ * WebGPU on a real GPU adapter where it trains the study's models faster than the CPU fast path
+ * (a short probe at first use, remembered per machine: `gpuVersusCpu`); else the CPU fast path
+ * ("cpu-fast"); else tfjs's pure-JS `cpu`. A software adapter is never chosen.
  * `MNIST_BACKEND=webgpu|cpu-fast|wasm|cpu` forces one. Deno's WebGPU quirks are handled here only.
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import { envVar } from "./env.ts";
+import { setupWebGpu } from "./kernels/webgpu_setup.ts";
 
 /** Every backend the study can run on, in order of preference. */
 export const BACKEND_NAMES = ["webgpu", "cpu-fast", "wasm", "cpu"] as const;
@@ -114,7 +117,13 @@ async function start(name: BackendName): Promise<string> {
     if (!(await tf.setBackend("webgpu"))) {
       throw new Error(`the webgpu backend failed to start on ${gpu.description}`);
     }
-    return gpu.description;
+    const setup = setupWebGpu();
+    const grads = {
+      study: "filter gradients as tiled GEMMs",
+      gemm: "convolution gradients as tiled GEMMs",
+      tfjs: "tfjs's convolution gradients",
+    }[setup.convGrad];
+    return `${gpu.description}; ${grads}; no CPU forwarding`;
   }
   if (name === "cpu-fast") {
     const fast = await registerFastCpu();
@@ -134,7 +143,7 @@ async function start(name: BackendName): Promise<string> {
 // apply to Deno.
 tf.enableProdMode();
 
-/** Loads the CPU fast path only when it is wanted: a GPU run never opens the native library. */
+/** Loads the CPU fast path only when it is wanted: a CPU run, or the GPU-versus-CPU probe. */
 async function registerFastCpu(): Promise<{ name: string; available: boolean; why: string }> {
   const { registerFastCpuBackend } = await import("./kernels/mod.ts");
   return await registerFastCpuBackend();
@@ -198,12 +207,24 @@ export async function initBackend(
     };
   } else {
     const gpu = await probeGpu();
-    if (gpu && !gpu.software) {
+    const fast = gpu && !gpu.software ? await registerFastCpu() : null;
+    const probe = gpu && fast?.available
+      ? await gpuVersusCpu(gpu.description, measureTraining)
+      : null;
+    if (gpu && !gpu.software && (!probe || probe.webgpu > probe.cpuFast)) {
       info = {
         name: "webgpu",
         precision: "float32",
         device: await start("webgpu"),
-        why: `GPU adapter ${gpu.description}`,
+        why: `GPU adapter ${gpu.description}` +
+          (probe ? `: ${probeWords(probe)}` : "; CPU fast path unavailable"),
+      };
+    } else if (gpu && probe) {
+      info = {
+        name: "cpu-fast",
+        precision: "float32",
+        device: await start("cpu-fast"),
+        why: `GPU adapter ${gpu.description} trains slower than the CPU: ${probeWords(probe)}`,
       };
     } else {
       const why = gpu
@@ -232,4 +253,109 @@ export async function initBackend(
     console.log(`backend: ${info.name}, ${info.precision} (${info.device}) — ${info.why}`);
   }
   return info;
+}
+
+/** What the GPU-versus-CPU probe measured on this machine (remembered in `probeCachePath`). */
+export interface BackendProbe {
+  /** Training throughput, samples/s, of the probe's model on each backend. */
+  webgpu: number;
+  cpuFast: number;
+  /** The probe's workload, e.g. "vgg16_scratch (batch 100)". */
+  workload: string;
+  /** When it was measured (ISO date). */
+  measured: string;
+}
+
+/** The probe's workload: the study's heaviest model at its batch size, a few timed steps. */
+const PROBE = { model: "vgg16_scratch", batch: 100, warmup: 2, steps: 3 };
+
+/**
+ * The file where probes are remembered, one entry per machine: `$XDG_CACHE_HOME` (else
+ * `~/.cache`) `/mnist-study/backend-probe.json`; null without a home folder.
+ */
+export function probeCachePath(): string | null {
+  const base = envVar("XDG_CACHE_HOME") ?? (envVar("HOME") ? `${envVar("HOME")}/.cache` : null);
+  return base ? `${base}/mnist-study/backend-probe.json` : null;
+}
+
+/** This machine as the probe's cache knows it: the GPU adapter, the CPU model and its cores. */
+export function machineKey(adapter: string): string {
+  let cpu = "unknown CPU";
+  try {
+    cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.+)$/m)?.[1] ?? cpu;
+  } catch { /* not Linux, or no read permission: the core count still tells machines apart */ }
+  return `${adapter} | ${cpu.trim()} × ${navigator.hardwareConcurrency}`;
+}
+
+/** "trains vgg16_scratch (batch 100) at 2400 samples/s, cpu-fast at 290 (probe of 2026-12-02)". */
+function probeWords(p: BackendProbe): string {
+  return `trains ${p.workload} at ${p.webgpu.toFixed(0)} samples/s, cpu-fast at ${
+    p.cpuFast.toFixed(0)
+  } (probe of ${p.measured.slice(0, 10)}; delete ${
+    probeCachePath() ?? "its cache"
+  } to measure again)`;
+}
+
+/**
+ * Training throughput on webgpu and on cpu-fast for this machine: remembered from an earlier
+ * probe, else measured now with `measure` (then the current backend is whichever ran last) and
+ * remembered. A cache that cannot be read or written only means measuring again next time.
+ */
+export async function gpuVersusCpu(
+  adapter: string,
+  measure: (backend: "webgpu" | "cpu-fast") => Promise<number>,
+  path = probeCachePath(),
+): Promise<BackendProbe> {
+  const key = machineKey(adapter);
+  let known: Record<string, BackendProbe> = {};
+  try {
+    if (path) known = JSON.parse(await Deno.readTextFile(path));
+  } catch { /* no probe yet, or an unreadable file: measure */ }
+  if (known[key]) return known[key];
+  console.log(
+    `measuring whether ${adapter} trains faster than the CPU (once per machine, ~a minute)…`,
+  );
+  const probe: BackendProbe = {
+    webgpu: await measure("webgpu"),
+    cpuFast: await measure("cpu-fast"),
+    workload: `${PROBE.model} (batch ${PROBE.batch})`,
+    measured: new Date().toISOString(),
+  };
+  if (path) {
+    try {
+      await Deno.mkdir(path.replace(/\/[^/]*$/, ""), { recursive: true });
+      const tmp = `${path}.${Deno.pid}.tmp`;
+      await Deno.writeTextFile(tmp, JSON.stringify({ ...known, [key]: probe }, null, 1) + "\n");
+      await Deno.rename(tmp, path);
+    } catch { /* read-only home: the probe runs again next time */ }
+  }
+  return probe;
+}
+
+/**
+ * Samples/s of `PROBE`'s training steps on `backend`: warm-up steps (shaders, buffers), then
+ * timed steps read back once at the end, as `fit` reads a GPU.
+ */
+async function measureTraining(backend: "webgpu" | "cpu-fast"): Promise<number> {
+  await start(backend);
+  // Loaded here, not at the top: the backend module sits below the models and the loss.
+  const { buildVgg16Scratch } = await import("./models/vgg16_scratch.ts");
+  const { trainStepOnDevice } = await import("./loss.ts");
+  const model = buildVgg16Scratch({ seed: 1 });
+  const x = tf.randomUniform([PROBE.batch, 32, 32, 3], 0, 1, "float32", 1);
+  const y = tf.tensor1d(Array.from({ length: PROBE.batch }, (_, i) => i % 10));
+  const run = async (steps: number) => {
+    const outs = Array.from({ length: steps }, () => trainStepOnDevice(model, x, y));
+    await outs.at(-1)!.loss.data();
+    tf.dispose(outs.flatMap((o) => [o.loss, o.accuracy]));
+  };
+  try {
+    await run(PROBE.warmup);
+    const t0 = performance.now();
+    await run(PROBE.steps);
+    return (PROBE.batch * PROBE.steps) / ((performance.now() - t0) / 1000);
+  } finally {
+    tf.dispose([x, y]);
+    model.dispose();
+  }
 }

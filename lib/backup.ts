@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
+import { formatBytes, UserError } from "./cli_error.ts";
 
 /** A tensor with its name, as optimizers hand out their state. */
 export interface NamedTensor {
@@ -42,8 +43,23 @@ export function backupPath(root: string, key: string): string {
 }
 
 /** Raised for a backup that cannot be read; the message says what to do. */
-export class BackupError extends Error {
+export class BackupError extends UserError {
   override name = "BackupError";
+}
+
+/**
+ * Raised when a backup cannot be written (a full disk, no permission); the message names the
+ * folder and the space one backup needs. The previous backup, if any, is left as it was.
+ */
+export class BackupWriteError extends UserError {
+  override name = "BackupWriteError";
+  constructor(readonly folder: string, readonly bytes: number, cause: Error) {
+    super(
+      `could not write the backup in ${folder} (it needs about ${formatBytes(bytes)} free): ` +
+        `${cause.message}`,
+      { cause },
+    );
+  }
 }
 
 interface OptimizerWithState {
@@ -115,16 +131,24 @@ export async function saveBackup(
     out.set(new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength), offset);
     offset += f32.byteLength;
   }
-  await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
+    await Deno.mkdir(dirname(path), { recursive: true });
     await Deno.writeFile(tmp, out);
     await opts.beforeRename?.(tmp);
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
+    // A file-system failure (full disk, no permission) is the caller's to report and survive.
+    if (isFileSystemError(e)) throw new BackupWriteError(dirname(path), out.length, e as Error);
     throw e;
   }
+}
+
+/** An error of the file system (Deno's own classes, or an OS error code in the message). */
+export function isFileSystemError(e: unknown): boolean {
+  return e instanceof Error &&
+    (Object.values(Deno.errors).some((c) => e instanceof c) || /\(os error \d+\)/.test(e.message));
 }
 
 /** A backup read from disk: its header and tensors by group and name. */
@@ -132,6 +156,83 @@ export interface Backup {
   header: BackupHeader;
   model: NamedTensor[];
   optimizer: NamedTensor[];
+}
+
+function damaged(path: string, why: string): BackupError {
+  return new BackupError(
+    `backup ${path} is unreadable (${why}); move it aside to start the run from epoch 1`,
+  );
+}
+
+/** The header from a backup's first bytes; raises `BackupError` when they are not a backup's. */
+function parseHeader(path: string, head: Uint8Array, size: number): BackupHeader {
+  if (head.length < MAGIC.length + 4 || MAGIC.some((b, i) => head[i] !== b)) {
+    throw damaged(path, "not a backup file");
+  }
+  const jsonLength = new DataView(head.buffer, head.byteOffset).getUint32(MAGIC.length, true);
+  let header: BackupHeader;
+  try {
+    header = JSON.parse(
+      new TextDecoder().decode(head.subarray(MAGIC.length + 4, MAGIC.length + 4 + jsonLength)),
+    );
+    if (!Array.isArray(header.tensors) || typeof header.epoch !== "number") throw new Error();
+  } catch {
+    throw damaged(path, "damaged header");
+  }
+  const data = header.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * 4, 0);
+  if (MAGIC.length + 4 + Math.ceil(jsonLength / 4) * 4 + data > size) {
+    throw damaged(path, "truncated");
+  }
+  return header;
+}
+
+/** Reads up to `n` bytes from the start of an open file. */
+function readStart(file: Deno.FsFile, n: number): Uint8Array {
+  const buf = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = file.readSync(buf.subarray(got));
+    if (r === null || r === 0) break;
+    got += r;
+  }
+  return buf.subarray(0, got);
+}
+
+/**
+ * A backup's header without its tensors, its length checked against the tensors it lists (what a
+ * resume needs to know, cheaply): null when there is none; `BackupError` naming a damaged file.
+ */
+export function inspectBackup(path: string): BackupHeader | null {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  try {
+    const size = file.statSync().size;
+    const start = readStart(file, MAGIC.length + 4);
+    if (start.length < MAGIC.length + 4 || MAGIC.some((b, i) => start[i] !== b)) {
+      throw damaged(path, "not a backup file");
+    }
+    const jsonLength = new DataView(start.buffer).getUint32(MAGIC.length, true);
+    if (jsonLength > size) throw damaged(path, "damaged header");
+    file.seekSync(0, Deno.SeekMode.Start);
+    return parseHeader(path, readStart(file, MAGIC.length + 4 + jsonLength), size);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Moves a damaged backup aside — `<path>.damaged-<time>`, beside it; never deleted, so it can be
+ * looked at — and returns where it went.
+ */
+export async function moveAside(path: string, now = new Date()): Promise<string> {
+  const aside = `${path}.damaged-${now.toISOString().slice(0, 19).replace(/:/g, "-")}`;
+  await Deno.rename(path, aside);
+  return aside;
 }
 
 /** Reads a backup, or null when there is none. A damaged file raises `BackupError` naming it. */
@@ -143,30 +244,12 @@ export async function readBackup(path: string): Promise<Backup | null> {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
-  const bad = (why: string) =>
-    new BackupError(
-      `backup ${path} is unreadable (${why}); delete it to start the run from epoch 1`,
-    );
-  if (bytes.length < MAGIC.length + 4 || MAGIC.some((b, i) => bytes[i] !== b)) {
-    throw bad("not a backup file");
-  }
+  const header = parseHeader(path, bytes, bytes.length);
   const jsonLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(MAGIC.length, true);
-  let header: BackupHeader;
-  try {
-    header = JSON.parse(
-      new TextDecoder().decode(bytes.subarray(MAGIC.length + 4, MAGIC.length + 4 + jsonLength)),
-    );
-  } catch {
-    throw bad("damaged header");
-  }
   let offset = MAGIC.length + 4 + Math.ceil(jsonLength / 4) * 4;
   const model: NamedTensor[] = [], optimizer: NamedTensor[] = [];
   for (const t of header.tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (offset + n * 4 > bytes.length) {
-      tf.dispose([...model, ...optimizer].map((x) => x.tensor));
-      throw bad("truncated");
-    }
     const values = new Float32Array(bytes.slice(offset, offset + n * 4).buffer);
     offset += n * 4;
     const tensor = tf.tensor(
@@ -230,4 +313,32 @@ export async function removeBackup(path: string): Promise<void> {
   } catch {
     // no folder: nothing to clean
   }
+}
+
+/**
+ * The readable backups under `<root>/.backups` changed since `since` (all when omitted): what a
+ * stopped process leaves to resume, with each one's header.
+ */
+export function listBackups(
+  root: string,
+  since?: Date,
+): { path: string; header: BackupHeader }[] {
+  const out: { path: string; header: BackupHeader }[] = [];
+  const dir = join(root, ".backups");
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (!e.name.endsWith(".backup")) continue;
+      const path = join(dir, e.name);
+      try {
+        if (since && (Deno.statSync(path).mtime?.getTime() ?? 0) < since.getTime()) continue;
+        const header = inspectBackup(path);
+        if (header) out.push({ path, header });
+      } catch {
+        // damaged or gone: not something to resume
+      }
+    }
+  } catch {
+    // no backups folder
+  }
+  return out;
 }

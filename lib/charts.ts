@@ -124,6 +124,11 @@ export function digitGrid(
               scale: { domain: [0, 255], range: ["#ffffff", "#000000"] },
               legend: null,
             },
+            // hovering a digit says which it is (its caption) and the pixel's value
+            tooltip: [
+              { field: "caption", type: "nominal", title: "digit" },
+              { field: "v", type: "quantitative", title: "pixel (0–255)" },
+            ],
           },
         },
         {
@@ -167,6 +172,8 @@ export interface CurveSeries {
   dash?: string;
   width?: number;
   height?: number;
+  /** Fractional epochs on x (a live chart's points within an epoch): ticks say "0.5". */
+  fractionalEpochs?: boolean;
 }
 
 /**
@@ -179,7 +186,11 @@ export function metricCurvesChart(
   series: CurveSeries,
 ): Promise<Chart> {
   const encoding: Spec = {
-    x: { field: "epoch", type: "quantitative", axis: { tickMinStep: 1, format: "d" } },
+    x: {
+      field: "epoch",
+      type: "quantitative",
+      axis: series.fractionalEpochs ? { format: ".1~f" } : { tickMinStep: 1, format: "d" },
+    },
     y: { field: "value", type: "quantitative", scale: { zero: false } },
     color: { field: series.color, type: "nominal" },
   };
@@ -187,6 +198,14 @@ export function metricCurvesChart(
     encoding.strokeDash = { field: series.dash, type: "nominal" };
     encoding.detail = { field: series.dash };
   }
+  // what a hover shows: the series, the epoch and the value, rounded as a reader reads them
+  encoding.tooltip = [
+    { field: series.color, type: "nominal" },
+    ...(series.dash ? [{ field: series.dash, type: "nominal" }] : []),
+    { field: "metric", type: "nominal" },
+    { field: "epoch", type: "quantitative", format: series.fractionalEpochs ? ".2~f" : "d" },
+    { field: "value", type: "quantitative", format: ".4~f" },
+  ];
   return renderChart({
     title,
     data: { values },

@@ -12,15 +12,25 @@ import { batchLoss } from "./loss.ts";
 
 /** L2 norm of each layer's kernel (layers without a kernel are skipped), in layer order. */
 export async function weightNorms(model: tf.LayersModel): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
+  const names: string[] = [], norms: tf.Scalar[] = [];
   for (const layer of model.layers) {
     const kernel = layer.getWeights()[0];
     if (!kernel || layer.getWeights().length === 0 || kernel.rank < 2) continue;
-    const norm = tf.norm(kernel);
-    out.set(layer.name, (await norm.data())[0]);
-    norm.dispose();
+    names.push(layer.name);
+    norms.push(tf.norm(kernel) as tf.Scalar);
   }
-  return out;
+  const values = await readScalars(norms);
+  return new Map(names.map((n, i) => [n, values[i]]));
+}
+
+/** Reads scalars back in one read (on a GPU, one wait instead of one per value) and frees them. */
+async function readScalars(scalars: tf.Scalar[]): Promise<number[]> {
+  if (scalars.length === 0) return [];
+  const packed = tf.stack(scalars);
+  tf.dispose(scalars);
+  const values = await packed.data();
+  packed.dispose();
+  return Array.from(values);
 }
 
 /**
@@ -40,16 +50,14 @@ export async function gradientNorms(
   const vars = [...kernels.values()].map((w) => w.read() as tf.Variable);
   // The loss the model trains with (from logits, or tfjs's clipped form): the gradient `fit` sees.
   const { grads, value } = tf.variableGrads(() => batchLoss(model, x, y, true), vars);
-  const out = new Map<string, number>();
   const names = [...kernels.keys()];
-  for (let i = 0; i < names.length; i++) {
+  const norms = names.map((_, i) => {
     const g = grads[vars[i].name];
-    const n = g ? tf.norm(g) : tf.scalar(0);
-    out.set(names[i], (await n.data())[0]);
-    n.dispose();
-  }
+    return (g ? tf.norm(g) : tf.scalar(0)) as tf.Scalar;
+  });
   tf.dispose([value, ...Object.values(grads)]);
-  return out;
+  const values = await readScalars(norms);
+  return new Map(names.map((n, i) => [n, values[i]]));
 }
 
 /** The output of one inner layer on `x` (inference mode). */

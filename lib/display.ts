@@ -3,6 +3,7 @@
  * shown by the Deno kernel, so the library runs (and is tested) outside a kernel too.
  */
 import pl from "nodejs-polars";
+import { envVar, REPO_ROOT, repoRelative } from "./env.ts";
 
 export const DISPLAY = Symbol.for("Jupyter.display");
 
@@ -57,6 +58,26 @@ export async function show(bundle: MimeBundle): Promise<void> {
   } else console.log(String(bundle["text/plain"] ?? ""));
 }
 
+/**
+ * A folder as a published page may name it: relative to the repository when inside it, else
+ * only its last name ("…/runs"), so that no page shows the machine's own paths.
+ */
+export function publicPath(path: string): string {
+  const rel = repoRelative(path);
+  if (!rel.startsWith("/")) return rel;
+  return `…/${rel.replace(/\/+$/, "").split("/").pop()}`;
+}
+
+/**
+ * Text (an error's detail, say) with this machine's paths made public: the repository's folder
+ * dropped (paths become repository-relative) and the home folder written `~`.
+ */
+export function publicText(text: string): string {
+  const home = envVar("HOME")?.replace(/\/+$/, "");
+  const out = text.split(REPO_ROOT).join("");
+  return home && home.length > 1 ? out.split(home).join("~") : out;
+}
+
 /** Text made safe for HTML, in element content and in quoted attribute values alike. */
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
@@ -65,31 +86,68 @@ export function escapeHtml(s: string): string {
   );
 }
 
-/**
- * A display slot that can be rewritten in place: a live progress line in a notebook (the saved
- * notebook keeps its last state), a plain log line per update in a terminal.
- */
-export class LiveText {
-  #id = `live-${crypto.randomUUID()}`;
-  #shown = false;
-  constructor(private readonly quietOutsideKernel = false) {}
+/** Sends one display message for a slot (`update`: rewrite it); a kernel's, or a test's fake. */
+export type DisplaySend = (
+  bundle: MimeBundle,
+  opts: { display_id: string; update: boolean },
+) => Promise<void>;
 
-  async update(text: string): Promise<void> {
-    if (!jupyter) {
-      if (!this.quietOutsideKernel) console.log(text);
-      return;
-    }
-    const bundle = { "text/plain": text, "text/html": `<pre>${escapeHtml(text)}</pre>` };
-    await jupyter.display(bundle, { raw: true, display_id: this.#id, update: this.#shown });
-    this.#shown = true;
+/** The kernel's sender (`Deno.jupyter.display`), or undefined outside a kernel. */
+const kernelSend: DisplaySend | undefined = jupyter &&
+  (async (bundle, opts) => {
+    await jupyter.display(bundle, { raw: true, ...opts });
     // As in show(): let the kernel send the message before the cell can finish.
     await new Promise((resolve) => setTimeout(resolve, DISPLAY_SETTLE_MS));
+  });
+
+/**
+ * An output rewritten in place (Jupyter's `display_id` + `update_display_data`): the saved
+ * notebook and its exported page keep the last state. Outside a kernel it shows nothing.
+ */
+export class LiveOutput {
+  #id = `live-${crypto.randomUUID()}`;
+  #shown = false;
+  constructor(private readonly send: DisplaySend | undefined = kernelSend) {}
+
+  /** Whether updates go anywhere (in a kernel, or to a given sender). */
+  get active(): boolean {
+    return this.send !== undefined;
+  }
+
+  async update(bundle: MimeBundle): Promise<void> {
+    if (!this.send) return;
+    await this.send(bundle, { display_id: this.#id, update: this.#shown });
+    this.#shown = true;
   }
 
   /** Leaves the current output as it is; the next update starts a new one below it. */
   detach(): void {
     this.#id = `live-${crypto.randomUUID()}`;
     this.#shown = false;
+  }
+}
+
+/**
+ * A line rewritten in place: a live progress line in a notebook, a plain log line per update
+ * in a terminal (unless `quietOutsideKernel`).
+ */
+export class LiveText {
+  #out: LiveOutput;
+  constructor(private readonly quietOutsideKernel = false, send?: DisplaySend) {
+    this.#out = new LiveOutput(send ?? kernelSend);
+  }
+
+  async update(text: string): Promise<void> {
+    if (!this.#out.active) {
+      if (!this.quietOutsideKernel) console.log(text);
+      return;
+    }
+    await this.#out.update({ "text/plain": text, "text/html": `<pre>${escapeHtml(text)}</pre>` });
+  }
+
+  /** Leaves the current output as it is; the next update starts a new one below it. */
+  detach(): void {
+    this.#out.detach();
   }
 }
 

@@ -139,10 +139,32 @@ export async function trainStep(
   y: tf.Tensor,
 ): Promise<[number, number]> {
   if (lossOf(model) === "clipped") return await model.trainOnBatch(x, y) as [number, number];
+  const { loss, accuracy } = trainStepOnDevice(model, x, y);
+  const [l, a] = await Promise.all([loss.data(), accuracy.data()]);
+  tf.dispose([loss, accuracy]);
+  return [l[0], a[0]];
+}
+
+/**
+ * `trainStep` that reads nothing back: loss and accuracy stay on the backend as scalars (the
+ * caller reads and disposes them), so a GPU is not waited on. The "clipped" loss is the model's
+ * compiled tfjs loss, as `trainOnBatch` computes it, without `trainOnBatch`'s per-step read.
+ */
+export function trainStepOnDevice(
+  model: tf.LayersModel,
+  x: tf.Tensor,
+  y: tf.Tensor,
+): { loss: tf.Scalar; accuracy: tf.Scalar } {
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const clipped = lossOf(model) === "clipped";
   let accuracy: tf.Scalar | undefined;
   const loss = model.optimizer.minimize(
     () => {
+      if (clipped) {
+        const p = model.apply(x, { training: true }) as tf.Tensor2D;
+        accuracy = tf.keep(batchAccuracy(y, p));
+        return tf.mean(compiledLoss(model)(y, p)) as tf.Scalar;
+      }
       const z = logits(model, x, true);
       accuracy = tf.keep(batchAccuracy(y, z));
       return crossEntropyFromLogits(y, z);
@@ -150,9 +172,19 @@ export async function trainStep(
     true,
     variables,
   )!;
-  const [l, a] = await Promise.all([loss.data(), accuracy!.data()]);
-  tf.dispose([loss, accuracy!]);
-  return [l[0], a[0]];
+  return { loss, accuracy: accuracy! };
+}
+
+/** A compiled tfjs-layers loss: per-sample values from labels and outputs. */
+type CompiledLoss = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
+
+/** The loss `model` was compiled with (a Sequential keeps it on its inner model). */
+function compiledLoss(model: tf.LayersModel): CompiledLoss {
+  type Compiled = { lossFunctions?: CompiledLoss[]; model?: Compiled };
+  const m = model as unknown as Compiled;
+  const fn = (m.lossFunctions ?? m.model?.lossFunctions)?.[0];
+  if (!fn) throw new Error(`${model.name}: compile the model before training it`);
+  return fn;
 }
 
 /** Outputs for scoring: logits for a "logits" model, softmax probabilities for a "clipped" one. */

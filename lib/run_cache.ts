@@ -5,10 +5,18 @@
  * written, its backup removed, and the record read back — so what a notebook shows after a
  * fresh run and after a cached one comes from the same place. `MNIST_RETRAIN=1` (or
  * `retrain`) trains even when a record exists.
+ *
+ * One process trains a key at a time (lib/run_lock.ts): a second one asking for the same run
+ * waits for the first and then shows the record it wrote. A damaged record is passed over (and
+ * left as it is); a damaged backup is moved aside and the run starts again from epoch 1. When
+ * the record cannot be written the trained run is not lost: its last backup holds it, or, when
+ * that could not be written either, the record goes to a temporary folder the error names.
  */
 import type * as tf from "@tensorflow/tfjs";
-import { backupPath, removeBackup } from "./backup.ts";
+import { BackupError, backupPath, inspectBackup, moveAside, removeBackup } from "./backup.ts";
+import { formatDuration } from "./cli_error.ts";
 import { envVar } from "./env.ts";
+import { acquireRunLock, lockPath } from "./run_lock.ts";
 import type { Profile } from "./profile.ts";
 import type { ProbeData } from "./diagnostics.ts";
 import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
@@ -17,8 +25,10 @@ import {
   loadRun,
   recordRoots,
   recordSummaries,
+  type RunInput,
   type RunRecord,
   runsRoot,
+  RunWriteError,
   saveRun,
   type TransferFacts,
 } from "./runs.ts";
@@ -56,6 +66,8 @@ export interface CachedRunOptions {
   log?: (line: string) => void | Promise<void>;
   /** Write the trained weights beside the record (default true). */
   weights?: boolean;
+  /** How often a process waiting for another's run looks again (default 2 s). */
+  lockPollMs?: number;
 }
 
 /** A run's record, and whether it came from an earlier run. */
@@ -72,15 +84,7 @@ export function retrainRequested(): boolean {
   return v !== undefined && v !== "0" && v.toLowerCase() !== "false";
 }
 
-/** "1 h 05 min", "12 min", "40 s". */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "unknown";
-  if (seconds < 90) return `${Math.round(seconds)} s`;
-  const min = Math.round(seconds / 60);
-  return min < 60
-    ? `${min} min`
-    : `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
-}
+export { formatDuration };
 
 /** The line a cache hit prints: which record, when and where it was trained, how long it took. */
 export function cachedLine(r: RunRecord): string {
@@ -160,7 +164,8 @@ export function estimateSeconds(parts: RunKeyParts, samplesPerSecond: number): n
 
 /**
  * The run's record: an existing one with the same key, else `train` runs (with `backup` for
- * its `fit`) and its result becomes the record.
+ * its `fit`) and its result becomes the record. Training holds the key's lock; while another
+ * process holds it, this one waits and then shows that process's record.
  */
 export async function cachedRun(
   spec: RunSpec,
@@ -170,41 +175,170 @@ export async function cachedRun(
   const log = opts.log ?? ((line: string) => console.log(line));
   const key = await runKey(spec.keyParts);
   const root = opts.root ?? runsRoot();
-  if (!(opts.retrain ?? retrainRequested())) {
-    const found = await findRun(key, opts.roots ?? recordRoots());
-    if (found) {
-      await log(cachedLine(found));
-      return { record: found, cached: true, model: null };
-    }
+  const roots = opts.roots ?? recordRoots();
+  const retrain = opts.retrain ?? retrainRequested();
+  const cached = async (found: RunRecord): Promise<RunOutcome> => {
+    await log(cachedLine(found));
+    return { record: found, cached: true, model: null };
+  };
+  if (!retrain) {
+    const found = await findRun(key, roots);
+    if (found) return await cached(found);
   }
-  const sps = await expectedThroughput(spec.keyParts, spec.backend, opts.roots ?? recordRoots());
-  const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
-  await log(
-    `training ${describeRun(spec.modelName, spec.keyParts)} on ${spec.backend.name} ` +
-      `(${spec.backend.precision})${estimate} — run key ${key}`,
-  );
+  const describe = describeRun(spec.modelName, spec.keyParts);
   const path = backupPath(root, key);
-  const trained = await train({
-    path,
-    key,
-    describe: describeRun(spec.modelName, spec.keyParts),
-  });
-  const dir = await saveRun({
-    model: trained.model,
-    modelName: spec.modelName,
-    section: spec.section,
-    key,
-    keyParts: spec.keyParts,
-    fit: trained.fit,
-    evaluation: trained.evaluation,
-    backend: spec.backend,
-    profile: spec.profile,
-    seed: spec.keyParts.seed,
-    weightsSource: spec.weightsSource,
-    label: spec.label,
-    probe: trained.probe,
-    transfer: trained.transfer,
-  }, { root, weights: opts.weights });
-  await removeBackup(path);
-  return { record: await loadRun(dir), cached: false, model: trained.model };
+  // While waiting, a record of this key newer than the wait is the other process's run (with
+  // retrain too: it was asked for at the same time as this one).
+  const waitFrom = new Date().toISOString();
+  let got;
+  try {
+    got = await acquireRunLock(lockPath(root, key), {
+      describe,
+      log,
+      pollMs: opts.lockPollMs,
+      done: async () => {
+        const r = await findRun(key, roots, () => {});
+        return r && (!retrain || r.config.createdAt >= waitFrom) ? r : null;
+      },
+      whereStopped: (signal) => stoppedLine(signal, describe, path),
+    });
+  } catch (e) {
+    // The lock is the first file a run writes: a runs folder that cannot take it cannot take
+    // the record either, so say so now rather than after training.
+    if (e instanceof Deno.errors.PermissionDenied || (e as Error).message?.includes("os error")) {
+      throw new RunWriteError(
+        `cannot write in the runs folder ${root}: ${(e as Error).message}. Check that it is ` +
+          `writable and has space, or point RUNS_DIR at one that is.`,
+      );
+    }
+    throw e;
+  }
+  if (got.result) return await cached(got.result);
+  const lock = got.lock;
+  try {
+    // A holder may have finished between our first look and our lock.
+    if (!retrain) {
+      const found = await findRun(key, roots, () => {});
+      if (found) return await cached(found);
+    }
+    await setAsideDamagedBackup(path, describe, log);
+    const sps = await expectedThroughput(spec.keyParts, spec.backend, roots);
+    const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
+    await log(
+      `training ${describe} on ${spec.backend.name} ` +
+        `(${spec.backend.precision})${estimate} — run key ${key}`,
+    );
+    const trained = await train({ path, key, describe });
+    const input: RunInput = {
+      model: trained.model,
+      modelName: spec.modelName,
+      section: spec.section,
+      key,
+      keyParts: spec.keyParts,
+      fit: trained.fit,
+      evaluation: trained.evaluation,
+      backend: spec.backend,
+      profile: spec.profile,
+      seed: spec.keyParts.seed,
+      weightsSource: spec.weightsSource,
+      label: spec.label,
+      probe: trained.probe,
+      transfer: trained.transfer,
+    };
+    const dir = await saveKeepingTheRun(input, root, path, opts.weights);
+    await removeBackup(path);
+    return { record: await loadRun(dir), cached: false, model: trained.model };
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * A damaged backup (truncated, not a backup) is moved aside — kept beside the others as
+ * `<file>.damaged-<time>` to look at, never deleted — and the run starts again from epoch 1: a
+ * damaged file cannot be resumed from, and stopping would only ask the user to do the same.
+ */
+async function setAsideDamagedBackup(
+  path: string,
+  describe: string,
+  log: (line: string) => void | Promise<void>,
+): Promise<void> {
+  try {
+    inspectBackup(path);
+  } catch (e) {
+    if (!(e instanceof BackupError)) throw e;
+    const aside = await moveAside(path);
+    await log(
+      `⚠ ${e.message.replace(/;.*$/, "")}: moved to ${aside}; ${describe} starts again from ` +
+        `epoch 1`,
+    );
+  }
+}
+
+/** Where a run stood when a signal stopped its process: the line printed as it exits. */
+function stoppedLine(signal: Deno.Signal, describe: string, backup: string): string {
+  let header = null;
+  try {
+    header = inspectBackup(backup);
+  } catch {
+    // a damaged backup: said as "nothing to resume"
+  }
+  return header
+    ? `stopped by ${signal}: ${describe} after epoch ${header.epoch}/${header.epochs}; its ` +
+      `backup ${backup} resumes it when the same run is asked for again`
+    : `stopped by ${signal}: ${describe} in its first epoch (no backup yet: it starts again)`;
+}
+
+/**
+ * Writes the record; when it cannot be written (a full disk, no permission) the error names the
+ * folder and the space needed, and says where the trained run is kept: in its last backup when
+ * that holds the finished run (asking for the run again writes the record without training), else
+ * in a record written to a temporary folder.
+ */
+async function saveKeepingTheRun(
+  input: RunInput,
+  root: string,
+  backup: string,
+  weights: boolean | undefined,
+): Promise<string> {
+  try {
+    return await saveRun(input, { root, weights });
+  } catch (e) {
+    if (!(e instanceof RunWriteError)) throw e;
+    let header = null;
+    try {
+      header = inspectBackup(backup);
+    } catch {
+      // damaged: not a place the run is kept
+    }
+    if (header && header.epoch === input.fit.epochsRun) {
+      throw new RunWriteError(
+        `${e.message}. The trained run is kept in its backup ${backup} (after epoch ` +
+          `${header.epoch}/${header.epochs}): make space and ask for the run again — the record ` +
+          `is written without training`,
+        e.bytes,
+        { cause: e },
+      );
+    }
+    let elsewhere: string;
+    try {
+      elsewhere = await saveRun(input, {
+        root: await Deno.makeTempDir({ prefix: "mnist-run-" }),
+        weights,
+      });
+    } catch {
+      throw new RunWriteError(
+        `${e.message}. The trained run could not be kept anywhere (its backup and a temporary ` +
+          `folder failed too): make space and train it again`,
+        e.bytes,
+        { cause: e },
+      );
+    }
+    throw new RunWriteError(
+      `${e.message}. The trained run was written instead to ${elsewhere}: make space, then move ` +
+        `that folder into ${root}`,
+      e.bytes,
+      { cause: e },
+    );
+  }
 }

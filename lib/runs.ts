@@ -21,6 +21,7 @@ import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
 import { join } from "node:path";
 import { envVar, REPO_ROOT } from "./env.ts";
+import { formatBytes, isNoSpace, UserError } from "./cli_error.ts";
 import { confusionMatrix, perClassAccuracy } from "./interpret.ts";
 import type { LossKind } from "./loss.ts";
 import type { Profile } from "./profile.ts";
@@ -173,9 +174,23 @@ export interface RunRecord {
   hasWeights: boolean;
 }
 
-/** Raised when run records cannot be written; the message names the folder. */
-export class RunWriteError extends Error {
+/** Raised when run records cannot be written; the message names the folder (and the space needed). */
+export class RunWriteError extends UserError {
   override name = "RunWriteError";
+  constructor(message: string, readonly bytes = 0, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/**
+ * Raised for a record folder that cannot be read (a damaged or missing file, an old schema); the
+ * message names the folder and what is wrong. Such a folder is never changed by the study.
+ */
+export class RunRecordError extends UserError {
+  override name = "RunRecordError";
+  constructor(readonly dir: string, readonly problem: string) {
+    super(`run record ${dir} is unreadable: ${problem}`);
+  }
 }
 
 const HISTORY_COLUMNS = [
@@ -315,12 +330,16 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
   while (await exists(join(root, id))) id = makeRunId(input.modelName, input.profile.name, now);
   const tmp = join(root, `.tmp-${id}`);
   const final = join(root, id);
+  // What the record will take on disk, for the message when it does not fit.
+  const bytes = recordBytes(input, opts.weights !== false);
   try {
     await Deno.mkdir(tmp, { recursive: true });
   } catch (e) {
     throw new RunWriteError(
       `cannot write run records in ${root}: ${(e as Error).message}. ` +
         `Check that the folder is writable, or point RUNS_DIR at one that is.`,
+      bytes,
+      { cause: e },
     );
   }
   try {
@@ -394,12 +413,24 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
     await Deno.rename(tmp, final);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    if (e instanceof Deno.errors.PermissionDenied) {
-      throw new RunWriteError(`cannot write run records in ${root}: ${e.message}`);
+    if (e instanceof Deno.errors.PermissionDenied || isNoSpace(e)) {
+      throw new RunWriteError(
+        `cannot write the run record in ${root} (it needs about ${formatBytes(bytes)} free): ` +
+          (e as Error).message,
+        bytes,
+        { cause: e },
+      );
     }
     throw e;
   }
   return final;
+}
+
+/** Bytes a record takes: the test predictions, the weights, and a margin for the small files. */
+function recordBytes(input: RunInput, weights: boolean): number {
+  const n = input.evaluation.labels.length;
+  const params = weights ? input.model.countParams() * 4 : 0;
+  return n * 41 + params + 64 * 1024;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -421,28 +452,33 @@ export async function loadRun(dir: string): Promise<RunRecord> {
   try {
     config = await readJson<RunConfig>(join(dir, "config.json"));
   } catch (e) {
-    throw new Error(`run record ${dir} is unreadable: ${(e as Error).message}`);
+    throw new RunRecordError(dir, `config.json: ${(e as Error).message}`);
   }
   if (config.schema !== RUN_SCHEMA) {
-    throw new Error(
-      `run record ${dir} has schema ${
-        config.schema ?? 1
-      }, this version reads schema ${RUN_SCHEMA}: ` +
+    throw new RunRecordError(
+      dir,
+      `it has schema ${config.schema ?? 1}, this version reads schema ${RUN_SCHEMA}: ` +
         `it was written by an older version of the study; train it again ` +
         `(MNIST_RETRAIN=1) or move the folder out of the runs folder`,
     );
   }
+  // Which file is being read, so the message names it.
+  let file = "metrics.json";
   try {
     const metrics = await readJson<RunMetrics>(join(dir, "metrics.json"));
+    if (typeof metrics?.testAccuracy !== "number") throw new Error("no test accuracy in it");
+    file = "history.csv";
     const history = parseHistoryCsv(
       await Deno.readTextFile(join(dir, "history.csv")),
       join(dir, "history.csv"),
     );
+    file = "test_labels.u8";
     const labels = await Deno.readFile(join(dir, "test_labels.u8"));
+    file = "test_probabilities.f32";
     const bytes = await Deno.readFile(join(dir, "test_probabilities.f32"));
     if (bytes.length !== labels.length * 40) {
       throw new Error(
-        `test_probabilities.f32 holds ${bytes.length} bytes, expected ${labels.length * 40}`,
+        `it holds ${bytes.length} bytes, expected ${labels.length * 40}`,
       );
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -462,13 +498,14 @@ export async function loadRun(dir: string): Promise<RunRecord> {
       labels,
       lossKind: metrics.lossKind,
     };
+    file = "probe.json";
     const probe = await exists(join(dir, "probe.json"))
       ? await readJson<ProbeData>(join(dir, "probe.json"))
       : null;
     const hasWeights = await exists(join(dir, "weights.bin"));
     return { id: config.runId, dir, config, history, metrics, evaluation, probe, hasWeights };
   } catch (e) {
-    throw new Error(`run record ${dir} is unreadable: ${(e as Error).message}`);
+    throw new RunRecordError(dir, `${file}: ${(e as Error).message}`);
   }
 }
 
@@ -483,20 +520,57 @@ async function readConfig(dir: string): Promise<RunConfig | null> {
 }
 
 /**
- * The newest finished record with this key under any of `roots` (default `recordRoots()`),
- * or null. Only complete folders count (`.tmp-*` and dot-folders are skipped).
+ * The newest readable finished record with this key under any of `roots` (default
+ * `recordRoots()`), or null. Only complete folders count (`.tmp-*` and dot-folders are skipped).
+ * A damaged record with the key is reported by `onDamaged` (default: one warning line) and
+ * treated as absent — never changed or deleted; the run then trains into a new folder.
  */
-export async function findRun(key: string, roots = recordRoots()): Promise<RunRecord | null> {
-  let best: { dir: string; createdAt: string } | null = null;
+export async function findRun(
+  key: string,
+  roots = recordRoots(),
+  onDamaged: (e: RunRecordError) => void = (e) => console.warn(damagedLine(e)),
+): Promise<RunRecord | null> {
+  const found: { dir: string; createdAt: string }[] = [];
   for (const root of roots) {
     for (const name of await runFolders(root)) {
       const config = await readConfig(join(root, name));
-      if (config?.key === key && (!best || config.createdAt > best.createdAt)) {
-        best = { dir: join(root, name), createdAt: config.createdAt };
+      if (config?.key === key) found.push({ dir: join(root, name), createdAt: config.createdAt });
+    }
+  }
+  found.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  for (const { dir } of found) {
+    try {
+      return await loadRun(dir);
+    } catch (e) {
+      if (!(e instanceof RunRecordError)) throw e;
+      onDamaged(e);
+    }
+  }
+  return null;
+}
+
+/** The one line a damaged record gets where it is passed over. */
+export function damagedLine(e: RunRecordError): string {
+  return `⚠ ${e.message} — treated as absent and left as it is (move it away or delete it)`;
+}
+
+/**
+ * Every record folder under `roots` that cannot be read (a damaged file, an old schema), with
+ * what is wrong: what the report's plan and `deno task results --check` list.
+ */
+export async function damagedRecords(roots = recordRoots()): Promise<RunRecordError[]> {
+  const out: RunRecordError[] = [];
+  for (const root of roots) {
+    for (const name of await runFolders(root)) {
+      try {
+        await loadRun(join(root, name));
+      } catch (e) {
+        if (!(e instanceof RunRecordError)) throw e;
+        out.push(e);
       }
     }
   }
-  return best ? await loadRun(best.dir) : null;
+  return out;
 }
 
 /**
@@ -553,7 +627,8 @@ export async function loadRuns(root: string | string[] = recordRoots()): Promise
         seen.add(record.id);
         records.push(record);
       } catch (e) {
-        console.warn(`⚠ skipping ${(e as Error).message}`);
+        if (!(e instanceof RunRecordError)) throw e;
+        console.warn(damagedLine(e));
       }
     }
   }

@@ -35,6 +35,12 @@ export interface SetupFacts {
   chromium: string | null;
   /** `CHROMIUM` when set (the tests use it instead of /usr/bin/chromium). */
   chromiumEnv: string | null;
+  /** A font with Korean glyphs (the notebooks' section titles), or null. */
+  cjkFont: string | null;
+  /** The notebook UI installed: "JupyterLab 4.2.5", "Notebook 6.4.12", or null. */
+  notebookUi: string | null;
+  /** GNU parallel (a test runs the plan's commands through it), or null; absent: not probed. */
+  parallel?: string | null;
 }
 
 /** Jupyter as report.ts runs it: `jupyter nbconvert --execute`, through nbclient and jupyter-client. */
@@ -47,7 +53,16 @@ export interface JupyterFacts {
   jupyterClient: string | null;
 }
 
-export type PieceId = "jupyter" | "kernel" | "openblas" | "onednn" | "vulkan" | "chromium";
+export type PieceId =
+  | "jupyter"
+  | "kernel"
+  | "openblas"
+  | "onednn"
+  | "vulkan"
+  | "chromium"
+  | "cjkfont"
+  | "notebookui"
+  | "parallel";
 
 /** One thing the study needs, as found. */
 export interface Piece {
@@ -87,6 +102,9 @@ function need(id: PieceId, purpose: Purpose, os: string): Piece["need"] {
   // WebGPU's software adapter (for the WebGPU tests) and the browser check of the HTML pages.
   // Elsewhere than Linux, WebGPU runs on the system's own graphics API: no Mesa needed.
   if (id === "vulkan") return purpose === "test" && os === "linux" ? "required" : "none";
+  // The way a reader opens the notebooks: installed with the report when it can be, and its
+  // test (tests/notebook_ui_test.ts) drives it.
+  if (id === "notebookui") return purpose === "test" ? "required" : "optional";
   return purpose === "test" ? "required" : "none";
 }
 
@@ -160,6 +178,31 @@ export function pieces(f: SetupFacts, purpose: Purpose): Piece[] {
         (f.chromiumEnv ? `CHROMIUM=${f.chromiumEnv} does not exist` : "no /usr/bin/chromium"),
       apt: ["chromium"],
       otherwise: "install Chromium and set CHROMIUM to its path",
+    },
+    {
+      id: "cjkfont",
+      label: "CJK font (the Korean section titles, in the browser check)",
+      present: f.cjkFont !== null,
+      detail: f.cjkFont ?? "no font with Korean glyphs: Chromium draws them as boxes",
+      apt: ["fonts-noto-cjk"],
+      otherwise: "install a font with Korean glyphs (Noto Sans CJK)",
+    },
+    {
+      id: "notebookui",
+      label: "Notebook UI (JupyterLab, or the classic Notebook)",
+      present: f.notebookUi !== null,
+      detail: f.notebookUi ?? "neither JupyterLab nor Jupyter Notebook",
+      // Debian packages the classic Notebook only; JupyterLab comes from pip
+      apt: ["jupyter-notebook"],
+      otherwise: "pip install jupyterlab",
+    },
+    {
+      id: "parallel",
+      label: "GNU parallel (runs the plan's commands in the tests)",
+      present: f.parallel !== null && f.parallel !== undefined,
+      detail: f.parallel ?? "no parallel on PATH",
+      apt: ["parallel"],
+      otherwise: "install GNU parallel with the system's package manager",
     },
   ];
   return list.map((p) => ({ ...p, need: need(p.id, purpose, f.os) }));
@@ -242,6 +285,50 @@ export interface SetupSystem {
     args: string[],
     env?: Record<string, string>,
   ): Promise<{ code: number; output: string }>;
+  /** Waits `ms` (tests pass a fake clock); default a real wait. */
+  sleep?(ms: number): Promise<void>;
+}
+
+/**
+ * How long the set-up waits for another package manager to let go of dpkg's lock: on a freshly
+ * booted cloud machine unattended upgrades often hold it for minutes.
+ */
+export const APT_LOCK_WAIT_S = 300;
+const APT_LOCK_RETRY_S = 10;
+
+/** Whether apt-get's output says another process holds dpkg's or apt's lock. */
+export function aptLockHeld(output: string): boolean {
+  return /Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock (the )?(administration )?directory/i
+    .test(output);
+}
+
+/**
+ * apt-get, tried again every 10 s while another process holds the package manager's lock
+ * (saying so once, with the holder apt names), for up to APT_LOCK_WAIT_S; then its last answer.
+ */
+async function aptGetWaiting(
+  system: SetupSystem,
+  args: string[],
+  env: Record<string, string>,
+  log: (line: string) => void,
+): Promise<{ code: number; output: string; lockHeld: boolean }> {
+  const sleep = system.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let waited = 0;
+  while (true) {
+    const r = await system.run("apt-get", args, env);
+    const lockHeld = r.code !== 0 && aptLockHeld(r.output);
+    if (!lockHeld || waited >= APT_LOCK_WAIT_S) return { ...r, lockHeld };
+    if (waited === 0) {
+      const holder = r.output.match(/held by process (\d+) \(([^)]*)\)/);
+      log(
+        `set-up: another package manager holds the dpkg lock` +
+          `${holder ? ` (PID ${holder[1]}, ${holder[2]})` : ""} — often unattended upgrades ` +
+          `after a boot; waiting for it, up to ${APT_LOCK_WAIT_S / 60} min…`,
+      );
+    }
+    await sleep(APT_LOCK_RETRY_S * 1000);
+    waited += APT_LOCK_RETRY_S;
+  }
 }
 
 export interface SetupResult {
@@ -268,7 +355,14 @@ export async function runSetup(
     log(`set-up: installing ${pkgs.join(" ")} with apt-get (a minute or more)…`);
     const env = { DEBIAN_FRONTEND: "noninteractive" };
     for (const args of [["update", "-qq"], ["install", "-y", "-qq", ...pkgs]]) {
-      const r = await system.run("apt-get", args, env);
+      const r = await aptGetWaiting(system, args, env, log);
+      if (r.lockHeld) {
+        throw new SetupError(
+          `set-up: another package manager still holds the dpkg lock after ` +
+            `${APT_LOCK_WAIT_S / 60} min (\`apt-get ${args.join(" ")}\`):\n${tail(r.output)}\n` +
+            `Wait for it to finish, then run \`${RERUN[purpose]}\` again.`,
+        );
+      }
       if (r.code !== 0) {
         throw new SetupError(
           `set-up: \`apt-get ${args.join(" ")}\` failed (exit ${r.code}):\n` +
@@ -389,10 +483,16 @@ function nbconvertPython(script: string): string[] | null {
   }
 }
 
+/** The Python that runs Jupyter (`jupyter-nbconvert`'s interpreter) as argv, or null. */
+export function jupyterPython(): string[] | null {
+  const script = which("jupyter-nbconvert");
+  return script ? nbconvertPython(script) : null;
+}
+
 const PY_PROBE = `
 import json
 out = {}
-for m in ("nbconvert", "nbclient", "jupyter_client"):
+for m in ("nbconvert", "nbclient", "jupyter_client", "jupyterlab", "notebook"):
     try:
         out[m] = getattr(__import__(m), "__version__", "?")
     except Exception:
@@ -410,6 +510,8 @@ print(json.dumps(out))
 `;
 
 interface PyProbe {
+  jupyterlab: string | null;
+  notebook: string | null;
   nbconvert: string | null;
   nbclient: string | null;
   jupyter_client: string | null;
@@ -448,6 +550,30 @@ function userKernel(): { dir: string; argv0: string } | null {
   }
 }
 
+/** A font with Korean glyphs as fontconfig lists it (its file), or null. */
+async function koreanFont(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("fc-list", {
+      args: [":lang=ko", "file"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const first = new TextDecoder().decode(out.stdout).split("\n").find((l) => l.trim());
+    return first ? first.replace(/:\s*$/, "").trim() : null;
+  } catch {
+    return null; // no fontconfig: no font Chromium could use either
+  }
+}
+
+/** The notebook UI the Python of `jupyter` can run, JupyterLab first. */
+function notebookUi(py: PyProbe | null): string | null {
+  if (py?.jupyterlab && which("jupyter-lab")) return `JupyterLab ${py.jupyterlab} (jupyter lab)`;
+  if (py?.notebook && which("jupyter-notebook")) {
+    return `Notebook ${py.notebook} (jupyter notebook)`;
+  }
+  return null;
+}
+
 /** Reads this machine: what is installed, who we are. Touches nothing. */
 export async function probeSetup(): Promise<SetupFacts> {
   const py = await probePython();
@@ -476,6 +602,9 @@ export async function probeSetup(): Promise<SetupFacts> {
     vulkan: Deno.build.os === "linux" ? vulkanDrivers() : [],
     chromium: exists(chromium) ? chromium : null,
     chromiumEnv,
+    cjkFont: await koreanFont(),
+    notebookUi: notebookUi(py),
+    parallel: which("parallel"),
   };
 }
 

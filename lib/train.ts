@@ -16,9 +16,10 @@ import {
   rng,
   shuffled,
 } from "./preprocess.ts";
-import { readBackup, restoreBackup, saveBackup } from "./backup.ts";
-import { EPSILON, type LossKind, lossOf, scoringOutputs, trainStep } from "./loss.ts";
+import { BackupWriteError, readBackup, restoreBackup, saveBackup } from "./backup.ts";
+import { EPSILON, type LossKind, lossOf, scoringOutputs, trainStepOnDevice } from "./loss.ts";
 import { progressBar, type ProgressReporter, reporterFor } from "./progress.ts";
+import { trimGpuPool } from "./kernels/webgpu_setup.ts";
 
 /** Keras's `EarlyStopping(monitor, patience, min_delta)` in mode "min", as a pure state machine. */
 export class EarlyStopping {
@@ -158,6 +159,73 @@ export interface EpochLogs {
   val_loss?: number;
   val_accuracy?: number;
   seconds: number;
+}
+
+/**
+ * Training steps between two reads of the loss on a GPU backend. The read started after step k
+ * is awaited after step k + N: by then the GPU has long finished step k, so training never waits
+ * on it, and no more than N steps are queued ahead of the GPU. Progress, `onBatchEnd` and the
+ * divergence guard see each step's loss up to 2N steps late (a diverged run stops that much
+ * later). On CPU backends a read costs nothing: every step is read at once (N = 1).
+ */
+export const GPU_READ_EVERY = 16;
+
+/** Steps between loss reads on `backend` (the current one by default): see GPU_READ_EVERY. */
+export function readEvery(backend = tf.getBackend()): number {
+  return backend === "webgpu" ? GPU_READ_EVERY : 1;
+}
+
+/** One training step's numbers, once read back. */
+export interface StepOutcome {
+  batch: number;
+  /** Samples in the batch. */
+  n: number;
+  loss: number;
+  accuracy: number;
+}
+
+/**
+ * Collects steps' loss and accuracy scalars on the backend and reads them back together, one
+ * asynchronous read per `every` steps (every = 1: each step at once). `push` hands back the
+ * steps whose read has finished, in order; `flush` reads the rest and hands back everything.
+ */
+export class StepReads {
+  #queued: { batch: number; n: number; loss: tf.Scalar; accuracy: tf.Scalar }[] = [];
+  #reading: Promise<StepOutcome[]> | null = null;
+  constructor(readonly every: number) {}
+
+  async push(batch: number, n: number, loss: tf.Scalar, accuracy: tf.Scalar) {
+    this.#queued.push({ batch, n, loss, accuracy });
+    if (this.#queued.length < this.every) return [];
+    if (this.every === 1) return await this.#read();
+    const done = this.#reading ? await this.#reading : [];
+    this.#reading = this.#read();
+    return done;
+  }
+
+  async flush(): Promise<StepOutcome[]> {
+    const done = this.#reading ? await this.#reading : [];
+    this.#reading = null;
+    return this.#queued.length ? [...done, ...await this.#read()] : done;
+  }
+
+  /** Starts one read of every queued step (one stacked tensor) and frees the scalars. */
+  #read(): Promise<StepOutcome[]> {
+    const steps = this.#queued;
+    this.#queued = [];
+    const scalars = steps.flatMap((s) => [s.loss, s.accuracy]);
+    const packed = tf.stack(scalars);
+    tf.dispose(scalars);
+    return packed.data().then((v) => {
+      packed.dispose();
+      return steps.map((s, i) => ({
+        batch: s.batch,
+        n: s.n,
+        loss: v[2 * i],
+        accuracy: v[2 * i + 1],
+      }));
+    });
+  }
 }
 
 /** Per-epoch backups of this fit, so a killed run resumes (lib/backup.ts). */
@@ -368,31 +436,41 @@ async function fitLoop(
     const order = batches(shuffled(train.count, random), opts.batchSize);
     let lossSum = 0, accSum = 0, seen = 0;
     let batchDivergence: Divergence | null = null;
-    for (let b = 0; b < order.length; b++) {
+    // Steps' losses are read in arrears (StepReads): true once a read one says "stop".
+    const take = async (done: StepOutcome[]): Promise<boolean> => {
+      for (const { batch: b, n, loss, accuracy: acc } of done) {
+        lossSum += loss * n;
+        accSum += acc * n;
+        seen += n;
+        await opts.onBatchEnd?.(epoch, b, loss);
+        if (guardMode !== "off" && !batchDivergence) {
+          batchDivergence = guard.checkBatch(epoch, b, loss);
+          if (batchDivergence && guardMode === "stop") return true;
+        }
+        await progress.batch({
+          epoch,
+          epochs: opts.epochs,
+          seen,
+          count: train.count,
+          loss: lossSum / seen,
+          accuracy: accSum / seen,
+          samplesPerSecond: seen / Math.max((performance.now() - e0) / 1000, 1e-9),
+        });
+      }
+      return false;
+    };
+    const reads = new StepReads(readEvery());
+    let stop = false;
+    for (let b = 0; b < order.length && !stop; b++) {
       if (opts.learningRate) setLearningRate(model, opts.learningRate(epoch * order.length + b));
       const { x, y } = train.batch(order[b]);
-      const [loss, acc] = await trainStep(model, x, y);
+      const { loss, accuracy } = trainStepOnDevice(model, x, y);
       tf.dispose([x, y]);
-      const n = order[b].length;
-      lossSum += loss * n;
-      accSum += acc * n;
-      seen += n;
-      samples += n;
-      await opts.onBatchEnd?.(epoch, b, loss);
-      if (guardMode !== "off" && !batchDivergence) {
-        batchDivergence = guard.checkBatch(epoch, b, loss);
-        if (batchDivergence && guardMode === "stop") break;
-      }
-      await progress.batch({
-        epoch,
-        epochs: opts.epochs,
-        seen,
-        count: train.count,
-        loss: lossSum / seen,
-        accuracy: accSum / seen,
-        samplesPerSecond: seen / Math.max((performance.now() - e0) / 1000, 1e-9),
-      });
+      samples += order[b].length;
+      stop = await take(await reads.push(b, order[b].length, loss, accuracy));
     }
+    const rest = await reads.flush();
+    if (!stop) await take(rest);
     const logs: EpochLogs = {
       epoch: epoch + 1,
       loss: lossSum / seen,
@@ -407,6 +485,7 @@ async function fitLoop(
     }
     logs.seconds = (performance.now() - e0) / 1000;
     rows.push(logs);
+    trimGpuPool(); // GPU buffers of sizes this epoch did not use (lib/kernels/webgpu_setup.ts)
     await opts.onEpochEnd?.(logs, model);
     await progress.epoch({ ...logs, epochs: opts.epochs, count: train.count });
     if (guardMode !== "off") {
@@ -437,18 +516,28 @@ async function fitLoop(
         seconds: earlierSeconds + (performance.now() - t0) / 1000,
         stateful: opts.stateful?.map((c) => c.saveState()) ?? [],
       };
-      await saveBackup(
-        opts.backup.path,
-        {
-          key: opts.backup.key,
-          describe: opts.backup.describe,
-          epoch: epoch + 1,
-          epochs: opts.epochs,
-          loop: JSON.parse(JSON.stringify(snapshot, nonFinite)),
-        },
-        model,
-        { beforeRename: opts.backup.beforeRename },
-      );
+      try {
+        await saveBackup(
+          opts.backup.path,
+          {
+            key: opts.backup.key,
+            describe: opts.backup.describe,
+            epoch: epoch + 1,
+            epochs: opts.epochs,
+            loop: JSON.parse(JSON.stringify(snapshot, nonFinite)),
+          },
+          model,
+          { beforeRename: opts.backup.beforeRename },
+        );
+      } catch (e) {
+        // A backup that cannot be written (full disk) must not end the run: the previous one
+        // stays as it was, training goes on and the next epoch tries again.
+        if (!(e instanceof BackupWriteError)) throw e;
+        console.warn(
+          `⚠ after epoch ${epoch + 1}/${opts.epochs}: ${e.message}; training goes on and the ` +
+            `next epoch tries again`,
+        );
+      }
     }
   }
   return {
@@ -590,13 +679,17 @@ export async function evaluateSource(
   labels: Uint8Array,
   batchSize = 256,
 ): Promise<Evaluation> {
-  const outputs = new Float32Array(source.count * 10);
+  // The outputs stay on the backend and are read once at the end: on a GPU a read per batch
+  // would wait for each batch to finish before the next is queued.
+  const parts: tf.Tensor[] = [];
   for (const idx of batches(range(0, source.count), batchSize)) {
     const { x, y } = source.batch(idx);
-    const out = scoringOutputs(model, x);
-    outputs.set(await out.data() as Float32Array, idx[0] * 10);
-    tf.dispose([x, y, out]);
+    parts.push(scoringOutputs(model, x));
+    tf.dispose([x, y]);
   }
+  const all = parts.length === 1 ? parts[0] : tf.concat(parts.length ? parts : [tf.zeros([0, 10])]);
+  const outputs = await all.data() as Float32Array;
+  tf.dispose([all, ...parts]);
   return lossOf(model) === "logits"
     ? scoreLogits(outputs, labels)
     : scorePredictions(outputs, labels);

@@ -5,10 +5,11 @@
  */
 import pl from "nodejs-polars";
 import { type Chart, metricCurvesChart } from "./charts.ts";
-import { type Displayable, markdown } from "./display.ts";
+import { type Displayable, markdown, publicText } from "./display.ts";
 import type { CacheCost } from "./transfer.ts";
 import type { RunRecord, TransferFacts } from "./runs.ts";
 import { type ImagenetBase, type ImagenetName, KERAS_WEIGHTS, weightsUrl } from "./weights.ts";
+import { accuracyInterval, compareContenders, formatInterval, seedsOf } from "./stats.ts";
 
 /** The label every table, chart and run record carries when the base is random. */
 export const RANDOM_FEATURES_LABEL = "random features (ImageNet weights unavailable)";
@@ -32,7 +33,9 @@ function weightsHelp(base: ImagenetBase, name: ImagenetName): string {
       weightsUrl(spec)
     }\` and checks the md5.`,
     `>`,
-    `> Why it failed here: ${base.error?.attempts.map((a) => `\`${a}\``).join("; ") ?? "unknown"}`,
+    `> Why it failed here: ${
+      base.error?.attempts.map((a) => `\`${publicText(a)}\``).join("; ") ?? "unknown"
+    }`,
   ].join("\n");
 }
 
@@ -102,6 +105,11 @@ export function preprocessingFrame(records: RunRecord[], label: string): pl.Data
     pl.Series("preprocessing", records.map((r) => described[mode(r)] ?? mode(r)), pl.Utf8),
     pl.Series("features", records.map(() => label), pl.Utf8),
     pl.Series("test_accuracy", records.map((r) => r.metrics.testAccuracy), pl.Float64),
+    pl.Series(
+      "95% interval (Wilson)",
+      records.map((r) => formatInterval(accuracyInterval(r))),
+      pl.Utf8,
+    ),
     pl.Series("test_loss", records.map((r) => r.metrics.testLoss ?? NaN), pl.Float64),
     pl.Series("final_train_loss", records.map((r) => lastOf(r.history, "loss")), pl.Float64),
     pl.Series("epochs", records.map((r) => r.metrics.epochsRun), pl.Int32),
@@ -128,4 +136,48 @@ export function preprocessingCurves(records: RunRecord[], title: string): Promis
     )
   );
   return metricCurvesChart(values, title, { color: "preprocessing" });
+}
+
+/** A transfer run (its variant at every seed in `pool`) as a contender for lib/stats.ts. */
+function contender(r: RunRecord, pool: RunRecord[], name: string) {
+  return { name, runs: seedsOf(r, pool).runs };
+}
+
+/**
+ * Whether Keras's preprocessing beat the study's on this base: the paired sentence (exact
+ * McNemar on the same test digits, over the seeds `pool` holds) between a notebook's two runs.
+ */
+export function preprocessingVerdict(records: RunRecord[], pool: RunRecord[] = []): string {
+  const study = records.find((r) => transferOf(r).preprocessing === "study");
+  const keras = records.find((r) => transferOf(r).preprocessing !== "study");
+  if (!study || !keras) return "*Only one preprocessing has a run record: nothing to compare.*";
+  return compareContenders(
+    contender(keras, pool, `Keras's preprocessing (${transferOf(keras).preprocessing})`),
+    contender(study, pool, "the study's [0, 1] inputs"),
+  ).sentence;
+}
+
+/**
+ * This notebook's head on the study's preprocessing against the other transfer notebook's (05
+ * against 06, the study's claim that the deeper ResNet152V2 did worse), where a record of it with
+ * the same profile and precision is in `pool`.
+ */
+export function againstOtherBase(records: RunRecord[], pool: RunRecord[]): string {
+  const own = records.find((r) => transferOf(r).preprocessing === "study");
+  if (!own) return "*No run with the study's preprocessing here: nothing to compare.*";
+  const builder = own.config.keyParts.model.builder;
+  const other = pool.filter((r) =>
+    r.config.transfer?.preprocessing === "study" &&
+    r.config.keyParts.model.builder !== builder &&
+    r.config.profile.name === own.config.profile.name &&
+    r.config.backend.precision === own.config.backend.precision
+  ).sort((a, b) => b.config.createdAt.localeCompare(a.config.createdAt))[0];
+  if (!other) {
+    return `*No ${own.config.profile.name}-profile run record of the other transfer notebook ` +
+      `yet: run it, then this comparison appears.*`;
+  }
+  return compareContenders(
+    contender(own, pool, `${own.config.modelName} (this notebook)`),
+    contender(other, pool, `${other.config.modelName} (${other.config.section})`),
+  ).sentence;
 }

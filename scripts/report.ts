@@ -9,15 +9,22 @@
  */
 import { parseArgs } from "node:util";
 import { basename, join, resolve } from "node:path";
-import { escapeHtml } from "../lib/display.ts";
-import { runsOfProfile, runsTable } from "../lib/compare.ts";
-import { envVar, REPO_ROOT, repoRelative } from "../lib/env.ts";
-import { formatDuration } from "../lib/run_cache.ts";
-import { planSetup, probeSetup } from "../lib/setup.ts";
+import { envVar, REPO_ROOT } from "../lib/env.ts";
+import { listBackups } from "../lib/backup.ts";
+import { formatDuration, runCommand } from "../lib/cli_error.ts";
+import { runsRoot } from "../lib/runs.ts";
+import { onStop, stopProcessTree } from "../lib/signals.ts";
+import { jupyterPython, planSetup, probeSetup } from "../lib/setup.ts";
 import { setupStep } from "./setup.ts";
-import { loadRuns, type RunRecord, runsRoot } from "../lib/runs.ts";
+import { indexHtml, type PageResult, selfContained, TEMPLATE, weightNote } from "./report_page.ts";
 import { initBackend } from "../lib/backend.ts";
-import { fullProfileWarning, planLines, planStudy } from "../lib/plan.ts";
+import {
+  damagedRecordLines,
+  fullProfileWarning,
+  planCommands,
+  planLines,
+  planStudy,
+} from "../lib/plan.ts";
 import { currentProfile } from "../lib/profile.ts";
 
 const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
@@ -35,11 +42,47 @@ interface Run {
   stderr: string;
 }
 
+/**
+ * Runs a command to its end. If the report is told to stop (SIGTERM, SIGHUP) meanwhile, the
+ * command and everything it started — nbconvert's kernel runs in a session of its own, beyond
+ * the reach of a process-group signal — are stopped, and a line says where the report stopped.
+ */
 async function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Run> {
-  const out = await new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" })
-    .output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  const child = new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" })
+    .spawn();
+  const t0 = performance.now();
+  const unregister = onStop(async (signal) => {
+    const tree = await stopProcessTree(child.pid);
+    return stoppedLine(signal, cmd, args, tree, (performance.now() - t0) / 1000);
+  });
+  try {
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  } finally {
+    unregister();
+  }
+}
+
+/** Where the report stopped: the notebook (or command), its processes, and what will resume. */
+function stoppedLine(
+  signal: Deno.Signal,
+  cmd: string,
+  args: string[],
+  tree: number[],
+  seconds: number,
+): string {
+  const notebook = args.find((a) => a.endsWith(".ipynb"));
+  const what = notebook
+    ? `${args.includes("--execute") ? "executing" : "exporting"} ` +
+      basename(notebook)
+    : `${cmd} ${args[0] ?? ""}`.trim();
+  const resumable = listBackups(runsRoot(), new Date(Date.now() - seconds * 1000 - 60_000))
+    .map((b) => `${b.header.describe} after epoch ${b.header.epoch}/${b.header.epochs}`);
+  return `report: stopped by ${signal} while ${what} (after ${formatDuration(seconds)}); ` +
+    `stopped its ${tree.length} process(es) (nbconvert, kernel). ` +
+    (resumable.length ? `Backups that resume: ${resumable.join("; ")}. ` : "") +
+    `Run the same command again to continue: finished runs are kept.`;
 }
 
 /**
@@ -141,20 +184,6 @@ function describeFailure(name: string, f: CellFailure): string {
   return `notebook ${name} failed${where}:\n${f.error.replace(/^/gm, "    ")}`;
 }
 
-/**
- * Makes an nbconvert HTML page self-contained: drops the `<script src>` tags the template adds
- * (require.js and MathJax, from file:// or a CDN — the notebooks need neither; SVG charts and
- * tables are inline) and adds a link back to the index.
- */
-export function selfContained(html: string, title: string): string {
-  const noExternal = html.replace(/<script\b[^>]*\bsrc=["'][^"']*["'][^>]*>\s*<\/script>/gi, "")
-    .replace(/<link\b[^>]*\bhref=["'](?:https?:|file:|\/\/)[^"']*["'][^>]*>/gi, "");
-  const nav =
-    `<nav style="font:14px sans-serif;padding:8px 16px"><a href="index.html">← all notebooks</a> · ` +
-    `${escapeHtml(title)}</nav>`;
-  return noExternal.replace(/<body([^>]*)>/i, (b) => `${b}\n${nav}`);
-}
-
 /** The first Markdown heading of a notebook, for the index ("7. Comparison: …"). */
 export function notebookTitle(nb: NotebookJson, fallback: string): string {
   for (const c of nb.cells) {
@@ -165,27 +194,26 @@ export function notebookTitle(nb: NotebookJson, fallback: string): string {
   return fallback;
 }
 
-/** One notebook's outcome. */
-export interface PageResult {
-  notebook: string;
-  title: string;
-  html: string | null;
-  seconds: number;
-  failure: string | null;
-}
-
 /**
- * nbconvert's lab template with SVG outputs passed through as they are. Some builds (Debian's
- * 6.5.3) run every SVG through lxml's `clean_html`, which strips all SVG elements and leaves
- * only the text: the charts vanish. Our SVG comes from our own vega renderer, so it is trusted.
+ * Signs an executed notebook as trusted on this machine (Jupyter's notary, as `jupyter trust`
+ * does), so that a notebook UI opening it shows its charts and tables instead of asking to trust
+ * it first. Debian's nbformat has no `jupyter trust` command; its module does the same.
  */
-const TEMPLATE = `{%- extends 'lab/index.html.j2' -%}
-{% block data_svg scoped -%}
-<div class="jp-RenderedSVG jp-OutputArea-output {{ extra_class }}" data-mime-type="image/svg+xml">
-{{ output.data['image/svg+xml'] }}
-</div>
-{%- endblock data_svg %}
-`;
+export async function signNotebook(path: string): Promise<void> {
+  const sign = "import sys, nbformat\nfrom nbformat.sign import NotebookNotary\n" +
+    "nb = nbformat.read(sys.argv[1], as_version=4)\nNotebookNotary().sign(nb)";
+  const py = jupyterPython() ?? ["python3"];
+  const r = await run(py[0], [...py.slice(1), "-c", sign, path]).catch((e) => ({
+    code: -1,
+    stdout: "",
+    stderr: String(e),
+  }));
+  if (r.code !== 0) {
+    console.warn(
+      `report: could not sign ${basename(path)} as trusted (${r.stderr.trim().split("\n").pop()})`,
+    );
+  }
+}
 
 /** Executes one notebook (kernel cwd = the notebook's folder) and exports its HTML page. */
 export async function executeNotebook(
@@ -223,6 +251,7 @@ export async function executeNotebook(
     };
   }
   const executedPath = join(executedDir, name);
+  await signNotebook(executedPath);
   const executed = JSON.parse(await Deno.readTextFile(executedPath)) as NotebookJson;
   const errors = errorOutputs(executed);
   if (errors.length) {
@@ -257,110 +286,10 @@ export async function executeNotebook(
     };
   }
   const htmlPath = join(outDir, `${stem}.html`);
-  await Deno.writeTextFile(htmlPath, selfContained(await Deno.readTextFile(htmlPath), title));
-  return { notebook: name, title, html: `${stem}.html`, seconds, failure: null };
-}
-
-/** A count as a reader takes it in: 1,407,178 → "1.41 M", 20,490 → "20.5 k". */
-function shortCount(n: number): string {
-  return n >= 1e6
-    ? `${(n / 1e6).toPrecision(3)} M`
-    : n >= 1e3
-    ? `${(n / 1e3).toPrecision(3)} k`
-    : `${n}`;
-}
-
-/**
- * The index's runs table: the columns a reader compares, test accuracy as a percentage, narrow
- * enough for a 1280-px window. Notebook 07 has the full table: here the run id is the model
- * cell's tooltip, and throughput and feature-extraction time are left out.
- */
-export function runsIndexTable(records: RunRecord[], caption: string): string {
-  const rows = runsTable(records).toRecords() as Record<string, string | number>[];
-  const num = (v: string) => `<td class="num">${v}</td>`;
-  const body = rows.map((r) => {
-    const params = Number(r.parameters), trained = Number(r.trained);
-    const stopped = r.stopped ? ` <span class="meta">${escapeHtml(String(r.stopped))}</span>` : "";
-    return "<tr>" +
-      `<td title="run ${escapeHtml(String(r.run))}">${escapeHtml(String(r.model))}</td>` +
-      `<td>${escapeHtml(String(r.section))}</td>` +
-      num(`<strong>${(Number(r.test_accuracy) * 100).toFixed(2)} %</strong>`) +
-      num(
-        `${shortCount(params)}${
-          trained < params ? `<br><span class="meta">${shortCount(trained)} trained</span>` : ""
-        }`,
-      ) +
-      num(`${r.epochs}${stopped}`) +
-      num(escapeHtml(formatDuration(Number(r.wall_s)))) +
-      `<td>${escapeHtml(String(r.backend))}</td>` +
-      `<td>${escapeHtml(String(r.weights))}</td>` +
-      "</tr>";
-  }).join("\n");
-  const head = [
-    ["model", ""],
-    ["notebook", ""],
-    ["test accuracy", "num"],
-    ["parameters", "num"],
-    ["epochs", "num"],
-    ["time", "num"],
-    ["backend", ""],
-    ["weights", ""],
-  ].map(([h, c]) => `<th${c ? ` class="${c}"` : ""}>${h}</th>`).join("");
-  return `<table class="runs"><caption>${escapeHtml(caption)}</caption>` +
-    `<thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
-}
-
-/** The index page: links to every notebook page and the comparison table from the run records. */
-export async function indexHtml(
-  pages: PageResult[],
-  profile: string,
-  records?: RunRecord[],
-): Promise<string> {
-  records ??= await loadRuns();
-  const rows = pages.map((p) =>
-    `<li>${
-      p.html ? `<a href="${escapeHtml(p.html)}">${escapeHtml(p.title)}</a>` : escapeHtml(p.title)
-    } ` +
-    `<span class="meta">${escapeHtml(p.notebook)} · ${formatDuration(p.seconds)}` +
-    `${p.html ? ` · <a href="notebooks/${escapeHtml(p.notebook)}">executed .ipynb</a>` : ""}` +
-    `${p.failure ? ` · <strong class="fail">failed</strong>` : ""}</span></li>`
-  ).join("\n");
-  const section = (name: string, caption: string) => {
-    const rs = runsOfProfile(records, name);
-    return rs.length
-      ? runsIndexTable(rs, caption)
-      : `<p><em>${escapeHtml(caption)}: no run records.</em></p>`;
-  };
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>MNIST CNN study — report</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-.meta{color:#666;font-size:13px}.fail{color:#b00}
-table.runs{border-collapse:collapse;font-size:13px;margin:1em 0;width:100%}
-table.runs th,table.runs td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
-table.runs th{background:#f6f6f6;text-align:left}
-table.runs .num{text-align:right;white-space:nowrap}
-table.runs caption{text-align:left;font-weight:bold;padding:4px 0}
-</style></head><body>
-<h1>MNIST CNN study — report</h1>
-<p class="meta">Generated ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · profile
-<strong>${escapeHtml(profile)}</strong> · run records from <code>${
-    escapeHtml(repoRelative(runsRoot()))
-  }</code></p>
-<h2>Notebooks</h2>
-<ol style="list-style:none;padding-left:0">
-${rows}
-</ol>
-<h2>All runs</h2>
-<p>Full-profile runs are the study's settings; reduced-profile runs use the study's epochs on a
-tenth of the data; quick-profile runs are smoke tests. Each is listed apart. Parameters count a
-transfer model's frozen base; time includes its one feature pass. Notebook 07 has every column.</p>
-${section("full", "full-profile runs")}
-${section("reduced", "reduced-profile runs")}
-${section("quick", "quick-profile runs (smoke tests)")}
-</body></html>
-`;
+  const page = selfContained(await Deno.readTextFile(htmlPath), title);
+  await Deno.writeTextFile(htmlPath, page);
+  const bytes = new TextEncoder().encode(page).length;
+  return { notebook: name, title, html: `${stem}.html`, seconds, failure: null, bytes };
 }
 
 /** Runs the report; returns the pages. Throws a ReportError naming every notebook that failed. */
@@ -392,7 +321,9 @@ export async function report(
     log(
       page.failure
         ? `✗ ${page.failure}`
-        : `✓ ${basename(nb)} (${page.seconds.toFixed(1)} s) → ${page.html}`,
+        : `✓ ${basename(nb)} (${page.seconds.toFixed(1)} s) → ${page.html} (${
+          weightNote(page.bytes ?? 0)
+        })`,
     );
   }
   await Deno.writeTextFile(join(outDir, "index.html"), await indexHtml(pages, profile));
@@ -417,13 +348,42 @@ async function planSummary(notebooks: string[], profileName: string): Promise<st
   const profile = currentProfile(profileName);
   const names = notebooks.map((nb) => basename(nb, ".ipynb"));
   const plan = (await planStudy(profile, backend)).filter((p) => names.includes(p.notebook));
-  if (plan.length === 0) return [];
+  const damaged = await damagedRecordLines();
+  if (plan.length === 0) return damaged;
   const warning = fullProfileWarning(plan, profile, backend);
   return [
     `plan on ${backend.name} (${backend.precision}):`,
     ...planLines(plan).map((l) => `  ${l}`),
     ...(warning ? [warning] : []),
+    ...damaged,
   ];
+}
+
+/**
+ * `--plan`: the plan of the chosen notebooks, without running them (no set-up step: the plan
+ * reads records and backups only); with `--commands`, each run still to make as one command
+ * line on stdout and everything else on stderr, so the output pipes into a job runner.
+ */
+async function printPlan(opts: { only?: string[]; commands: boolean }): Promise<number> {
+  const notebooks = await listNotebooks(NOTEBOOKS_DIR, opts.only);
+  const profile = envVar("MNIST_PROFILE") ?? "full";
+  const say = opts.commands ? (s: string) => console.error(s) : (s: string) => console.log(s);
+  const lines = await planSummary(notebooks, profile);
+  for (const line of lines.length ? lines : ["plan: these notebooks train nothing"]) say(line);
+  if (!opts.commands) return 0;
+  const backend = await initBackend({ quiet: true });
+  const names = notebooks.map((nb) => basename(nb, ".ipynb"));
+  const plan = (await planStudy(currentProfile(profile), backend))
+    .filter((p) => names.includes(p.notebook));
+  const { commands, notes } = planCommands(plan, {
+    profile: currentProfile(profile),
+    backend,
+    runsDir: envVar("RUNS_DIR"),
+  });
+  for (const n of notes) say(`# ${n}`);
+  for (const c of commands) console.log(c);
+  say(`${commands.length} command(s)`);
+  return 0;
 }
 
 const HELP = `deno task report [options]
@@ -434,8 +394,12 @@ set-up step (deno task setup report): installs Jupyter and the Deno kernel when 
 
 Options:
   --only 01,07       run only these notebooks (number prefix or file name)
+  --plan             print the plan (runs cached, resuming, to train, and how long) and exit
+  --commands         with --plan: print each run still to make as one command line on stdout
+                     (the plan goes to stderr), for GNU parallel, a Slurm array or any runner
   --out DIR          output folder (default outputs/html)
   --timeout SECONDS  per-cell time limit (default: none)
+  --debug            show the stack trace of an error (also MNIST_DEBUG=1)
   -h, --help         this text
 
 Environment: MNIST_PROFILE=quick for a fast run; RUNS_DIR to read/write run records elsewhere.`;
@@ -449,6 +413,8 @@ export function parseReportArgs(args: string[]) {
       options: {
         only: { type: "string" },
         out: { type: "string" },
+        plan: { type: "boolean" },
+        commands: { type: "boolean" },
         timeout: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -466,13 +432,23 @@ export function parseReportArgs(args: string[]) {
   if (values.only !== undefined && !only?.length) {
     throw new ReportError(`--only needs notebook numbers or names, e.g. --only 01,07`);
   }
-  return { help: false as const, only, outDir: values.out, timeoutS };
+  if (values.commands && !values.plan) {
+    throw new ReportError(`--commands goes with --plan: deno task report --plan --commands`);
+  }
+  return {
+    help: false as const,
+    only,
+    outDir: values.out,
+    timeoutS,
+    plan: values.plan ?? false,
+    commands: values.commands ?? false,
+  };
 }
 
-async function main(): Promise<number> {
+async function main(args: string[]): Promise<number> {
   let opts: ReturnType<typeof parseReportArgs>;
   try {
-    opts = parseReportArgs(Deno.args);
+    opts = parseReportArgs(args);
   } catch (e) {
     console.error(`report: ${(e as Error).message}\n\n${HELP}`);
     return 2;
@@ -481,6 +457,7 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  if (opts.plan) return await printPlan(opts);
   if (!(await setupStep("report"))) return 1;
   try {
     await report(opts);
@@ -494,4 +471,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) await runCommand("report", main);

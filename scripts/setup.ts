@@ -6,16 +6,19 @@
  *   deno task setup [test|report]
  */
 import { type Purpose, runSetup, SetupError } from "../lib/setup.ts";
+import { cliArgs, formatCliError } from "../lib/cli_error.ts";
 
 const HELP = `deno task setup [test|report]
 
 Finds what the study needs and installs what is missing: Jupyter's nbconvert, nbclient and
-jupyter-client, the Deno Jupyter kernel, OpenBLAS and oneDNN (the CPU fast path), and for the
-tests Mesa's Vulkan drivers and Chromium. Debian packages are installed with apt-get when run as
+jupyter-client, the Deno Jupyter kernel, OpenBLAS and oneDNN (the CPU fast path), a notebook UI
+(Debian's classic Notebook; JupyterLab if you pip-install it), and for the tests Mesa's Vulkan
+drivers, Chromium and a CJK font (fonts-noto-cjk). Debian packages are installed with apt-get when run as
 root; otherwise it stops with the command to run. Fast (well under 2 s) when all is there.
 
   test      what \`deno task test\` needs (default)
   report    what \`deno task report\` needs
+  --debug     show the stack trace of an error (also MNIST_DEBUG=1)
   -h, --help  this text`;
 
 /** Runs the set-up and prints its checklist and the backend line; false when it had to stop. */
@@ -41,7 +44,7 @@ export async function setupStep(purpose: Purpose): Promise<boolean> {
 }
 
 if (import.meta.main) {
-  const args = Deno.args;
+  const args = cliArgs();
   if (args.includes("-h") || args.includes("--help")) {
     console.log(HELP);
   } else if (args.length > 1 || (args.length === 1 && args[0] !== "test" && args[0] !== "report")) {
@@ -49,7 +52,7 @@ if (import.meta.main) {
     Deno.exit(2);
   } else {
     const ok = await setupStep((args[0] ?? "test") as Purpose).catch((e) => {
-      console.error(`setup: ${(e as Error).message}`);
+      console.error(formatCliError("setup", e));
       return false;
     });
     if (!ok) Deno.exit(1);

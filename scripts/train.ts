@@ -17,8 +17,11 @@ import { runsRoot } from "../lib/runs.ts";
 import { type ModelName, STUDY_MODELS, studyModel } from "../lib/settings.ts";
 import { testLine } from "../lib/study.ts";
 import { studyRun } from "../lib/study_run.ts";
+import { studyLrFind } from "../lib/lr_find_run.ts";
 import type { Variant } from "../lib/settings.ts";
 import { formatDuration } from "../lib/run_cache.ts";
+import { runCommand, UserError } from "../lib/cli_error.ts";
+import { stopAlsoOn } from "../lib/signals.ts";
 
 const HELP = `deno task train <model> [options]
 
@@ -56,10 +59,13 @@ Options:
   --precision P       float32 (default, the study's) | mixed_bfloat16: convolutions in bf16 with
                       fp32 accumulation, on CPUs with native bf16 (also MNIST_PRECISION)
   --retrain           train even when a record of this run exists (also MNIST_RETRAIN=1)
+  --debug             show the stack trace of an error (also MNIST_DEBUG=1)
   VGG models only, the experiments of notebook 04 (the study: linear convs, Glorot, no BN):
   --conv-activation A linear (default) | relu
   --conv-init I       glorot (default) | he
   --batch-norm        BatchNormalization after every convolution
+  --lr-find           run notebook 04's learning-rate finder on this net instead of training it
+                      (Adam's rate swept from 1e-6 to 1; its record under .lr-find/)
   -h, --help          this text
 
 Example: deno task train baseline --profile quick --seed 1
@@ -87,6 +93,7 @@ export function parseTrainArgs(args: string[]) {
       "conv-activation": { type: "string" },
       "conv-init": { type: "string" },
       "batch-norm": { type: "boolean" },
+      "lr-find": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -168,25 +175,45 @@ export function parseTrainArgs(args: string[]) {
     loss: loss as LossKind,
     precision,
     retrain: values.retrain ?? false,
+    lrFind: values["lr-find"] ?? false,
   };
 }
 
-async function main(): Promise<void> {
+/** `fn()`, its error turned into a UserError saying what it was about (and what to do). */
+function asUserError<T>(what: string, fn: () => T, todo?: string): T {
+  const wrap = (e: unknown) =>
+    new UserError(`${what}: ${(e as Error).message}${todo ? ` — ${todo}` : ""}`, { cause: e });
+  try {
+    const out = fn();
+    return (out instanceof Promise ? out.catch((e) => Promise.reject(wrap(e))) : out) as T;
+  } catch (e) {
+    throw wrap(e);
+  }
+}
+
+async function main(args: string[]): Promise<number> {
   let opts: ReturnType<typeof parseTrainArgs>;
   try {
-    opts = parseTrainArgs(Deno.args);
+    opts = parseTrainArgs(args);
   } catch (e) {
     console.error(`train: ${(e as Error).message}\n\n${HELP}`);
-    Deno.exit(2);
+    return 2;
   }
   if (opts.help) {
     console.log(HELP);
-    return;
+    return 0;
   }
+  // Ctrl-C, like SIGTERM and SIGHUP, releases the run's lock and says where the run stopped.
+  stopAlsoOn("SIGINT");
   const spec = studyModel(opts.model);
-  const profile = currentProfile(opts.profile);
+  const profile = asUserError("--profile", () => currentProfile(opts.profile));
   console.log(describeProfile(profile));
-  const backend = await initBackend({ force: opts.backend, precision: opts.precision });
+  // A backend that cannot start (a missing library, no GPU adapter) is the user's to fix.
+  const backend = await asUserError(
+    "backend",
+    () => initBackend({ force: opts.backend, precision: opts.precision }),
+    "choose another with --backend, or run `deno task setup` to see what is missing",
+  );
   const mnist = await loadMnist();
   const splits = profileSplits(mnist, profile, spec.data);
   const train = opts.trainSamples === undefined
@@ -198,6 +225,23 @@ async function main(): Promise<void> {
     `model: ${spec.title}, ${spec.input} input, seed ${seed}; data: ${train.count} train / ` +
       `${test.count} test digits`,
   );
+  if (opts.lrFind) {
+    const found = await studyLrFind({
+      model: opts.model,
+      variant: opts.variant,
+      profile,
+      backend,
+      train,
+      seed,
+      loss: opts.loss,
+    }, { retrain: opts.retrain || undefined });
+    const r = found.result;
+    console.log(
+      `divergence point ${r.divergenceLr ?? "none (reached the sweep's end)"}, steepest descent ` +
+        `${r.steepestLr ?? "–"} · ${r.points.length} steps · finder record: ${found.dir}`,
+    );
+    return 0;
+  }
   const { record, cached } = await studyRun({
     model: opts.model,
     profile,
@@ -221,6 +265,7 @@ async function main(): Promise<void> {
   );
   console.log(`run record: ${record.dir}`);
   if (!record.dir.startsWith(runsRoot())) console.log(`(runs root ${runsRoot()})`);
+  return 0;
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) await runCommand("train", main);

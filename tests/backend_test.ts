@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, probeGpu } from "../lib/backend.ts";
+import { gpuVersusCpu, initBackend, machineKey, probeGpu } from "../lib/backend.ts";
 
 /**
  * A small model of the study's layer types; weights come from `weights` so runs can match. The
@@ -178,4 +179,59 @@ Deno.test("other warnings still print: only DEP0040 is silenced", async () => {
   `);
   assert.doesNotMatch(run.stderr, /DEP0040/);
   assert.match(run.stderr, /\[DEP0999\] DeprecationWarning: old API/);
+});
+
+Deno.test("the GPU-versus-CPU probe is measured once per machine, then remembered", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "webgpu-probe-" });
+  const path = `${dir}/mnist-study/backend-probe.json`;
+  try {
+    const measured: string[] = [];
+    const measure = (rates: Record<string, number>) => (b: "webgpu" | "cpu-fast") => {
+      measured.push(b);
+      return Promise.resolve(rates[b]);
+    };
+    const first = await gpuVersusCpu("Fake GPU A", measure({ webgpu: 900, "cpu-fast": 300 }), path);
+    assert.deepEqual([first.webgpu, first.cpuFast], [900, 300]);
+    assert.deepEqual(measured, ["webgpu", "cpu-fast"]);
+    const again = await gpuVersusCpu("Fake GPU A", measure({ webgpu: 1, "cpu-fast": 2 }), path);
+    assert.deepEqual(again, first, "read back from the file, not measured");
+    assert.equal(measured.length, 2);
+    // another adapter on the same CPU is another machine; both stay in the file
+    const other = await gpuVersusCpu("Fake GPU B", measure({ webgpu: 100, "cpu-fast": 300 }), path);
+    assert.equal(other.webgpu, 100);
+    const file = JSON.parse(await Deno.readTextFile(path));
+    assert.deepEqual(Object.keys(file).sort(), [
+      machineKey("Fake GPU A"),
+      machineKey("Fake GPU B"),
+    ]);
+    assert.match(machineKey("Fake GPU A"), /^Fake GPU A \| .+ × \d+$/);
+    // an unwritable cache is no error: it measures again next time
+    const blocked = `${dir}/file`;
+    await Deno.writeTextFile(blocked, "");
+    const p = await gpuVersusCpu(
+      "Fake GPU C",
+      measure({ webgpu: 5, "cpu-fast": 6 }),
+      `${blocked}/x.json`,
+    );
+    assert.equal(p.cpuFast, 6);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("on a software adapter the study keeps cpu-fast and measures nothing", async () => {
+  const gpu = await probeGpu();
+  if (!gpu?.software) return; // a real GPU here: the probe decides (tested above)
+  const dir = await Deno.makeTempDir({ prefix: "webgpu-probe-" });
+  try {
+    const run = await freshDeno(
+      `import { initBackend } from "./lib/backend.ts"; console.log((await initBackend()).name);`,
+      { XDG_CACHE_HOME: dir },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /the only GPU adapter is a software one .*\ncpu-fast$/s);
+    assert.ok(!existsSync(`${dir}/mnist-study`), "no probe file");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { BackupError, backupPath, readBackup, removeBackup } from "../lib/backup.ts";
+import {
+  BackupError,
+  backupPath,
+  inspectBackup,
+  listBackups,
+  moveAside,
+  readBackup,
+  removeBackup,
+} from "../lib/backup.ts";
+import { formatBytes } from "../lib/cli_error.ts";
 import { compileStudy, glorot } from "../lib/models/common.ts";
 import { GRAY32 } from "../lib/preprocess.ts";
 import { fit, type FitOptions } from "../lib/train.ts";
@@ -144,7 +153,7 @@ Deno.test("a crash while a backup is written leaves the previous backup usable",
     await Deno.writeFile(path, new TextEncoder().encode("MNISTBAK garbage"));
     await assert.rejects(
       readBackup(path),
-      (e) => e instanceof BackupError && /delete it/.test(e.message),
+      (e) => e instanceof BackupError && /move it aside/.test(e.message),
     );
     await removeBackup(path);
     assert.equal(await readBackup(path), null);
@@ -167,6 +176,82 @@ Deno.test("a backup of another run (another key) is not restored", async () => {
     });
     assert.equal(r.resumedFrom, 0);
     assert.deepEqual(notes, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a backup that cannot be written is one warning; training goes on and the next epoch writes it", async () => {
+  const dir = await Deno.makeTempDir();
+  const warn = console.warn;
+  const warnings: string[] = [];
+  console.warn = (...a: unknown[]) => void warnings.push(a.join(" "));
+  try {
+    const path = backupPath(dir, "k1");
+    let writes = 0;
+    const result = await fit(tinyModel(), train, {
+      ...options(path, new Counter()),
+      epochs: 3,
+      backup: {
+        path,
+        key: "k1",
+        describe: "tiny",
+        beforeRename: () => {
+          if (++writes === 1) throw new Error("No space left on device (os error 28)");
+        },
+      },
+    });
+    assert.equal(result.epochsRun, 3, "the run went on");
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    const size = (await Deno.stat(path)).size;
+    assert.equal(
+      warnings[0],
+      `⚠ after epoch 1/3: could not write the backup in ${join(dir, ".backups")} (it needs ` +
+        `about ${formatBytes(size)} free): No space left on device (os error 28); training goes ` +
+        `on and the next epoch tries again`,
+    );
+    assert.equal(inspectBackup(path)?.epoch, 3, "the next epochs wrote it");
+    assert.deepEqual([...Deno.readDirSync(join(dir, ".backups"))].map((e) => e.name), [
+      "k1.backup",
+    ]);
+  } finally {
+    console.warn = warn;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("inspectBackup reads the header only and names a damaged file; moveAside keeps it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = backupPath(dir, "k1");
+    assert.equal(inspectBackup(path), null, "none yet");
+    await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 2 });
+    // the fit removes nothing: its caller (lib/run_cache.ts) removes the backup of a finished run
+    const header = inspectBackup(path)!;
+    assert.deepEqual([header.key, header.epoch, header.epochs], ["k1", 2, 2]);
+    assert.deepEqual(listBackups(dir).map((b) => b.header.epoch), [2]);
+    const bytes = await Deno.readFile(path);
+    const cases: [Uint8Array, string][] = [
+      [bytes.subarray(0, bytes.length - 4), "truncated"],
+      [bytes.subarray(0, 200), "damaged header"],
+      [new TextEncoder().encode("not a backup at all"), "not a backup file"],
+      [new Uint8Array(0), "not a backup file"],
+    ];
+    for (const [damaged, why] of cases) {
+      await Deno.writeFile(path, damaged);
+      assert.throws(
+        () => inspectBackup(path),
+        (e: Error) =>
+          e instanceof BackupError && e.message.includes(`${path} is unreadable (${why})`),
+        why,
+      );
+      await assert.rejects(readBackup(path), BackupError, why);
+    }
+    assert.deepEqual(listBackups(dir), [], "a damaged backup is nothing to resume");
+    const aside = await moveAside(path, new Date("2026-12-02T21:50:00Z"));
+    assert.equal(aside, `${path}.damaged-2026-12-02T21-50-00`);
+    assert.equal((await Deno.stat(aside)).size, 0, "kept as it was");
+    assert.equal(inspectBackup(path), null);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import pl from "nodejs-polars";
-import { DISPLAY, markdown, table, tableHtml } from "../lib/display.ts";
+import {
+  DISPLAY,
+  LiveOutput,
+  LiveText,
+  markdown,
+  type MimeBundle,
+  publicPath,
+  publicText,
+  table,
+  tableHtml,
+} from "../lib/display.ts";
 
 Deno.test("table(): an HTML table with a text fallback, numbers formatted", () => {
   const df = pl.DataFrame({ model: ["a<b", "c"], params: [1407178, 10], acc: [0.98765, 0.5] });
@@ -20,6 +30,37 @@ Deno.test("markdown(): a markdown bundle", () => {
     "text/markdown": "**hi**",
     "text/plain": "**hi**",
   });
+});
+
+Deno.test("LiveOutput rewrites one slot in place; detach starts a new one; nothing without a kernel", async () => {
+  const sent: { bundle: MimeBundle; display_id: string; update: boolean }[] = [];
+  const send = (bundle: MimeBundle, o: { display_id: string; update: boolean }) => {
+    sent.push({ bundle, ...o });
+    return Promise.resolve();
+  };
+  const line = new LiveText(false, send);
+  await line.update("a <b>");
+  await line.update("c");
+  line.detach();
+  await line.update("d");
+  assert.deepEqual(sent.map((m) => m.update), [false, true, false]);
+  assert.equal(sent[0].display_id, sent[1].display_id);
+  assert.notEqual(sent[1].display_id, sent[2].display_id);
+  assert.equal(sent[0].bundle["text/html"], "<pre>a &lt;b&gt;</pre>");
+  const outside = new LiveOutput(); // tests run outside a kernel
+  assert.equal(outside.active, false);
+  await outside.update({ "text/plain": "x" }); // goes nowhere, throws nothing
+});
+
+Deno.test("publicPath: repository paths relative, others by their last name only", () => {
+  const repo = new URL("../", import.meta.url).pathname;
+  assert.equal(publicPath(`${repo}outputs/runs`), "outputs/runs");
+  assert.equal(publicPath("/home/someone/scratch/runs/"), "…/runs");
+  const home = Deno.env.get("HOME")!;
+  assert.equal(
+    publicText(`cache ${repo}data/weights/a.h5: not there; ${home}/.keras/models/a.h5: not there`),
+    "cache data/weights/a.h5: not there; ~/.keras/models/a.h5: not there",
+  );
 });
 
 Deno.test("lib/ never reads tensors synchronously (fails on WebGPU in Deno)", async () => {

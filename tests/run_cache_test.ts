@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { PROFILES } from "../lib/profile.ts";
 import { compileStudy } from "../lib/models/common.ts";
-import { evaluateSource, fitSource } from "../lib/train.ts";
+import { type BackupOptions, evaluateSource, fitSource } from "../lib/train.ts";
+import { backupPath } from "../lib/backup.ts";
 import { cachedRun, estimateSeconds, formatDuration, retrainRequested } from "../lib/run_cache.ts";
 import { canonicalJson, runKey } from "../lib/run_key.ts";
 import { studyKeyParts, type StudyRunOptions } from "../lib/study_run.ts";
@@ -158,4 +159,109 @@ Deno.test("MNIST_RETRAIN, durations and the time estimate", () => {
   // 300 train digits, 1 epoch, validating on 500: 300/100 + 500/300 (validation) + 500/300 (test).
   const s = estimateSeconds(studyKeyParts(base), 100);
   assert.ok(Math.abs(s - (3 + 5 / 3 + 5 / 3)) < 1e-9, `${s}`);
+});
+
+/** A real (tiny) training function: a softmax layer on 4 features; counts its calls in `calls`. */
+function tinyTrainer(calls: { n: number }, delayMs = 0) {
+  return async (backup: BackupOptions) => {
+    calls.n++;
+    await new Promise((r) => setTimeout(r, delayMs));
+    const model = tf.sequential();
+    model.add(tf.layers.dense({ inputShape: [4], units: 10, activation: "softmax" }));
+    compileStudy(model);
+    const source = {
+      count: 30,
+      batch: (idx: Int32Array) => ({
+        x: tf.tensor2d(Array.from(idx, (i) => [i % 3, 1, i % 5, 0.5])),
+        y: tf.tensor1d(Array.from(idx, (i) => i % 10)),
+      }),
+    };
+    const fit = await fitSource(model, source, {
+      epochs: 2,
+      batchSize: 10,
+      seed: 1,
+      progress: false,
+      backup,
+    });
+    const labels = Uint8Array.from({ length: 30 }, (_, i) => i % 10);
+    return { model, fit, evaluation: await evaluateSource(model, source, labels) };
+  };
+}
+
+Deno.test("cachedRun asked twice at once trains once: the second waits for the lock and shows the record", async () => {
+  const root = await Deno.makeTempDir({ prefix: "run_cache_lock_" });
+  try {
+    const lines: string[] = [];
+    const opts = {
+      root,
+      roots: [root],
+      log: (l: string) => void lines.push(l),
+      retrain: false,
+      lockPollMs: 20,
+    };
+    const spec = {
+      modelName: "fake",
+      section: "test",
+      keyParts: studyKeyParts({ ...base, seed: 3 }),
+      profile: PROFILES.quick,
+      backend: CPU,
+      weightsSource: "random init",
+    };
+    const calls = { n: 0 };
+    const [a, b] = await Promise.all([
+      cachedRun(spec, tinyTrainer(calls, 200), opts),
+      new Promise((r) => setTimeout(r, 50)).then(() => cachedRun(spec, tinyTrainer(calls), opts)),
+    ]);
+    assert.equal(calls.n, 1, "trained once");
+    assert.equal(a.cached, false);
+    assert.equal(b.cached, true);
+    assert.equal(b.record.id, a.record.id);
+    assert.equal(lines.filter((l) => l.startsWith("waiting for fake (quick, seed 3)")).length, 1);
+    assert.deepEqual(
+      [...Deno.readDirSync(`${root}/.locks`)].filter((e) => e.name.endsWith(".lock")),
+      [],
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cachedRun: a damaged backup is moved aside with one line and the run starts from epoch 1", async () => {
+  const root = await Deno.makeTempDir({ prefix: "run_cache_damaged_" });
+  try {
+    const lines: string[] = [];
+    const keyParts = studyKeyParts({ ...base, seed: 4 });
+    const spec = {
+      modelName: "fake",
+      section: "test",
+      keyParts,
+      profile: PROFILES.quick,
+      backend: CPU,
+      weightsSource: "random init",
+    };
+    const path = backupPath(root, await runKey(keyParts));
+    await Deno.mkdir(`${root}/.backups`);
+    await Deno.writeTextFile(path, 'MNISTBAK\u0005\u0000\u0000\u0000{"ep');
+    const calls = { n: 0 };
+    const out = await cachedRun(spec, tinyTrainer(calls), {
+      root,
+      roots: [root],
+      log: (l: string) => void lines.push(l),
+      retrain: false,
+    });
+    assert.equal(out.record.config.resumedFrom, 0, "from epoch 1");
+    const said = lines.filter((l) => l.startsWith("⚠ backup"));
+    assert.equal(said.length, 1, lines.join("\n"));
+    assert.match(
+      said[0],
+      new RegExp(
+        `^⚠ backup ${path} is unreadable \\(damaged header\\): moved to ${path}\\.damaged-[0-9T-]+; fake \\(quick, seed 4\\) starts again from epoch 1$`,
+      ),
+    );
+    const names = [...Deno.readDirSync(`${root}/.backups`)].map((e) => e.name);
+    assert.equal(names.length, 1, "the finished run removed its own backup; the damaged one stays");
+    assert.match(names[0], /\.backup\.damaged-/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

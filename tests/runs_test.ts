@@ -6,6 +6,7 @@ import { PROFILES } from "../lib/profile.ts";
 import { GRAY32, makeBatch, range } from "../lib/preprocess.ts";
 import { evaluate, fit } from "../lib/train.ts";
 import {
+  damagedRecords,
   findRun,
   historyCsv,
   loadRun,
@@ -13,6 +14,7 @@ import {
   loadRuns,
   parseHistoryCsv,
   type RunInput,
+  RunRecordError,
   RunWriteError,
   saveRun,
 } from "../lib/runs.ts";
@@ -275,6 +277,72 @@ Deno.test("a record of the old schema is refused with a message that says what t
       /schema 1, this version reads schema 2.*MNIST_RETRAIN=1/,
     );
     assert.deepEqual(await loadRuns(root), [], "loadRuns skips it (with a warning)");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a damaged record is passed over with one line, never changed; the others still count", async () => {
+  const root = await Deno.makeTempDir({ prefix: "runs_damaged_" });
+  try {
+    const input = await trainedRun();
+    const older = await saveRun(input, { root, weights: false, now: new Date("2026-01-01") });
+    const newer = await saveRun(input, { root, weights: false, now: new Date("2026-02-01") });
+    const metrics = join(newer, "metrics.json");
+    const broken = (await Deno.readTextFile(metrics)).replace("{", '{"label": "a\tb",');
+    await Deno.writeTextFile(metrics, broken);
+
+    const seen: RunRecordError[] = [];
+    const found = await findRun("00112233aabbccdd", [root], (e) => seen.push(e));
+    assert.equal(found?.dir, older, "the readable record with the key");
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0].dir, newer);
+    assert.match(
+      seen[0].message,
+      new RegExp(`^run record ${newer} is unreadable: metrics\\.json: Bad control character`),
+    );
+    assert.equal(await Deno.readTextFile(metrics), broken, "left as it is");
+
+    await Deno.writeFile(join(older, "test_labels.u8"), new Uint8Array(3));
+    assert.equal(await findRun("00112233aabbccdd", [root], () => {}), null, "none readable");
+    const damaged = await damagedRecords([root]);
+    assert.deepEqual(damaged.map((e) => e.dir).sort(), [older, newer].sort());
+    assert.match(
+      damaged.find((e) => e.dir === older)!.problem,
+      /^test_probabilities\.f32: it holds \d+ bytes, expected 120$/,
+    );
+    assert.deepEqual(await loadRuns(root), [], "loadRuns skips both (with a warning each)");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a record that does not fit on the disk: an error naming the folder and the space needed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "runs_full_" });
+  try {
+    const input = await trainedRun();
+    await assert.rejects(
+      saveRun(input, {
+        root,
+        afterFile: (name) => {
+          if (name === "weights.bin") {
+            throw new Error("No space left on device (os error 28): writefile 'weights.bin'");
+          }
+        },
+      }),
+      (e: Error) => {
+        assert.ok(e instanceof RunWriteError);
+        const n = input.evaluation.labels.length, params = input.model.countParams();
+        const kB = Math.ceil((n * 41 + params * 4 + 64 * 1024) / 1e3);
+        assert.equal(
+          e.message,
+          `cannot write the run record in ${root} (it needs about ${kB} kB free): No space ` +
+            `left on device (os error 28): writefile 'weights.bin'`,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(await entries(root), [], "nothing half-written");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  APT_LOCK_WAIT_S,
   checklist,
   type PieceId,
   planSetup,
@@ -40,6 +41,9 @@ function allThere(): SetupFacts {
     vulkan: ["lvp_icd.x86_64.json"],
     chromium: "/usr/bin/chromium",
     chromiumEnv: null,
+    cjkFont: "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    notebookUi: "Notebook 6.4.12 (jupyter notebook)",
+    parallel: "/usr/bin/parallel",
   };
 }
 
@@ -58,6 +62,12 @@ function without(id: PieceId, f = allThere()): SetupFacts {
       return { ...f, vulkan: [] };
     case "chromium":
       return { ...f, chromium: null };
+    case "cjkfont":
+      return { ...f, cjkFont: null };
+    case "notebookui":
+      return { ...f, notebookUi: null };
+    case "parallel":
+      return { ...f, parallel: null };
   }
 }
 
@@ -67,6 +77,9 @@ const PACKAGES: Record<Exclude<PieceId, "kernel">, string[]> = {
   onednn: ["libdnnl2"],
   vulkan: ["mesa-vulkan-drivers"],
   chromium: ["chromium"],
+  cjkfont: ["fonts-noto-cjk"],
+  notebookui: ["jupyter-notebook"],
+  parallel: ["parallel"],
 };
 
 /** A faked system: probes return `states` in turn (the last one repeats); commands are recorded. */
@@ -100,8 +113,9 @@ Deno.test("all present: nothing to install, nothing run, a checklist of ticks", 
     assert.equal(sys.probes, 1, "probed once: nothing changed");
     assert.deepEqual(result.installed, []);
     const ticks = result.lines.filter((l) => l.startsWith("  ✓ "));
-    // The report needs neither the Vulkan driver nor Chromium: they are not listed for it.
-    assert.equal(ticks.length, purpose === "test" ? 6 : 4, result.lines.join("\n"));
+    // The report needs neither the Vulkan driver, Chromium, the CJK font nor GNU parallel: not
+    // listed for it.
+    assert.equal(ticks.length, purpose === "test" ? 9 : 5, result.lines.join("\n"));
     assert.ok(result.lines.every((l) => !/✗|–/.test(l)));
   }
   const lines = checklist(planSetup(allThere(), "test"), []);
@@ -127,12 +141,17 @@ Deno.test("as root, each missing piece is installed with its Debian packages onl
 });
 
 Deno.test("the report does not install what only the tests need", async () => {
-  for (const id of ["vulkan", "chromium"] as const) {
+  for (const id of ["vulkan", "chromium", "cjkfont"] as const) {
     const sys = fakeSystem([without(id)]);
     await runSetup("report", sys);
     assert.deepEqual(sys.commands, [], id);
   }
   assert.deepEqual(planSetup(without("openblas"), "report").aptInstall, ["libopenblas0-pthread"]);
+  // the notebook UI comes with the report where apt-get can install it; without, it is advice
+  assert.deepEqual(planSetup(without("notebookui"), "report").aptInstall, ["jupyter-notebook"]);
+  const noApt = { ...without("notebookui"), aptGet: false };
+  assert.deepEqual(planSetup(noApt, "report").advice, ["pip install jupyterlab"]);
+  assert.deepEqual(planSetup(noApt, "report").stop, []);
 });
 
 Deno.test("the Deno kernel is registered when absent and re-registered when it runs another Deno", async () => {
@@ -231,4 +250,45 @@ Deno.test("scripts/setup.ts answers --help, and an unknown argument with one lin
   const bad = await run(["tset"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^setup: expected `test` or `report`, got tset\n\ndeno task setup/);
+});
+
+Deno.test("apt-get waits for another package manager's dpkg lock (a few minutes at most), saying so once", async () => {
+  const LOCKED = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 812 " +
+    "(unattended-upgr)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend)";
+  /** apt-get answers "locked" `busy` times, then succeeds; waits are counted, not slept. */
+  const lockedFor = (busy: number) => {
+    const sys = {
+      ...fakeSystem([without("chromium"), allThere()]),
+      slept: 0,
+      sleep(ms: number) {
+        sys.slept += ms;
+        return Promise.resolve();
+      },
+    };
+    const run = sys.run;
+    sys.run = (cmd: string, args: string[]) =>
+      cmd === "apt-get" && busy-- > 0
+        ? (sys.commands.push(`apt-get ${args.join(" ")}`),
+          Promise.resolve({ code: 100, output: LOCKED }))
+        : run(cmd, args);
+    return sys;
+  };
+  const lines: string[] = [];
+  const waiting = lockedFor(3);
+  const r = await runSetup("test", waiting, (l) => lines.push(l));
+  assert.deepEqual(r.installed, ["apt-get: chromium"]);
+  assert.equal(waiting.commands.filter((c) => c === "apt-get update -qq").length, 4, "tried again");
+  assert.equal(waiting.slept, 30_000, "three waits of 10 s");
+  const said = lines.filter((l) => l.includes("holds the dpkg lock"));
+  assert.equal(said.length, 1, lines.join("\n"));
+  assert.match(said[0], /\(PID 812, unattended-upgr\) .*waiting for it, up to 5 min/);
+
+  const stuck = lockedFor(1000);
+  await assert.rejects(runSetup("test", stuck, () => {}), (e: Error) => {
+    assert.ok(e instanceof SetupError);
+    assert.match(e.message, /still holds the dpkg lock after 5 min .*\n.*Could not get lock/s);
+    assert.match(e.message, /Wait for it to finish, then run `deno task test` again\.$/);
+    return true;
+  });
+  assert.equal(stuck.slept, APT_LOCK_WAIT_S * 1000, "gave up after the limit");
 });

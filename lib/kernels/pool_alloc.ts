@@ -9,7 +9,7 @@
  * so such an array may live on in user code).
  */
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
-import { envVar } from "../env.ts";
+import { envVar, type Knob } from "../env.ts";
 
 /**
  * Arrays smaller than this (in floats; env CPU_FAST_POOL_MIN for experiments) are not pooled.
@@ -24,7 +24,7 @@ const MAX_POOLED_BYTES = 1536 * 2 ** 20;
 /** Arrays kept per length (env CPU_FAST_POOL_PER_SIZE for experiments). */
 const MAX_PER_SIZE = Number(envOr("CPU_FAST_POOL_PER_SIZE", "4"));
 
-function envOr(name: string, dflt: string): string {
+function envOr(name: Knob, dflt: string): string {
   return envVar(name) ?? dflt;
 }
 

@@ -1,0 +1,60 @@
+/**
+ * lib/env.ts: the one table of environment variables (KNOBS) is the only place the project's code
+ * reads the environment, lists nothing stale, and is the table the README shows.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { envVar, KNOBS, knobsTable, REPO_ROOT } from "../lib/env.ts";
+
+function tsFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(dir)) {
+    const p = join(dir, e.name);
+    if (e.isDirectory) out.push(...tsFiles(p));
+    else if (e.name.endsWith(".ts")) out.push(p);
+  }
+  return out;
+}
+
+const CODE = ["lib", "scripts", "bench"].flatMap((d) => tsFiles(join(REPO_ROOT, d)));
+const ENV_TS = join(REPO_ROOT, "lib", "env.ts");
+
+Deno.test("only lib/env.ts reads the environment (lib/, scripts/, bench/)", () => {
+  const readers = CODE.filter((f) => f !== ENV_TS)
+    .filter((f) => /Deno\.env\.get\(|process\.env\b/.test(Deno.readTextFileSync(f)));
+  assert.deepEqual(readers.map((f) => f.slice(REPO_ROOT.length)), []);
+});
+
+Deno.test("every knob in the table is read somewhere (no stale rows)", () => {
+  const all = [...CODE, ...tsFiles(join(REPO_ROOT, "tests"))].filter((f) => f !== ENV_TS)
+    .map((f) => Deno.readTextFileSync(f)).join("\n");
+  const unread = Object.keys(KNOBS).filter((k) => !all.includes(`"${k}"`));
+  assert.deepEqual(unread, []);
+});
+
+Deno.test("envVar reads a knob, and treats empty as unset", () => {
+  const before = Deno.env.get("CPU_FAST_GEMM");
+  try {
+    Deno.env.set("CPU_FAST_GEMM", "js");
+    assert.equal(envVar("CPU_FAST_GEMM"), "js");
+    Deno.env.set("CPU_FAST_GEMM", "");
+    assert.equal(envVar("CPU_FAST_GEMM"), undefined);
+  } finally {
+    if (before === undefined) Deno.env.delete("CPU_FAST_GEMM");
+    else Deno.env.set("CPU_FAST_GEMM", before);
+  }
+});
+
+Deno.test("README's knobs table is the one generated from KNOBS", async () => {
+  const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+  const m = readme.match(/<!-- knobs:start[^>]*-->\n([\s\S]*?)\n<!-- knobs:end -->/);
+  assert.ok(m, "README.md has no <!-- knobs:start --> … <!-- knobs:end --> block");
+  const cells = (t: string) =>
+    t.trim().split("\n").map((l) => l.split("|").map((c) => c.trim()).join("|"));
+  // compared cell by cell, so `deno fmt`'s column padding does not matter
+  assert.deepEqual(
+    cells(m[1]).map((l) => l.replace(/-{3,}/g, "---")),
+    cells(knobsTable()),
+    "regenerate it: deno eval 'import {knobsTable} from \"./lib/env.ts\"; console.log(knobsTable())'",
+  );
+});
