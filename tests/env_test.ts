@@ -3,18 +3,9 @@
  * reads the environment, lists nothing stale, and is the table the README shows.
  */
 import assert from "node:assert/strict";
+import { tsFiles } from "./fixtures/source_files.ts";
 import { join } from "node:path";
 import { envVar, KNOBS, knobsTable, REPO_ROOT } from "../lib/env.ts";
-
-function tsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(dir)) {
-    const p = join(dir, e.name);
-    if (e.isDirectory) out.push(...tsFiles(p));
-    else if (e.name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
 
 const CODE = ["lib", "scripts", "bench"].flatMap((d) => tsFiles(join(REPO_ROOT, d)));
 const ENV_TS = join(REPO_ROOT, "lib", "env.ts");

@@ -3,21 +3,11 @@
  * a type that closes a circle lives in the wrong module).
  */
 import assert from "node:assert/strict";
+import { tsFiles } from "./fixtures/source_files.ts";
 import { dirname, join, relative, resolve } from "node:path";
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
 const SOURCES = ["lib", "scripts", "bench"];
-
-/** Every .ts file under `dir`, as absolute paths. */
-function tsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(dir)) {
-    const p = join(dir, e.name);
-    if (e.isDirectory) out.push(...tsFiles(p));
-    else if (e.name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
 
 /** The relative modules a source imports or re-exports statically (`import type` included). */
 export function relativeImports(source: string): string[] {
