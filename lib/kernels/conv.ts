@@ -212,7 +212,6 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
   }
 }
 
-/** y = conv(x, w) into a new array, NHWC; the shared core of Conv2D and FusedConv2D. */
 /**
  * oneDNN for a forward convolution, or null for im2col + GEMM. oneDNN's direct kernels lose to
  * the GEMM where there is little spatial work to block over: ResNet152V2 at 32×32 (batch 256)
@@ -226,16 +225,18 @@ export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: F
 function forwardDnnl(g: Geom): Dnnl | null {
   const d = convDnnl();
   if (d !== null && !d.bf16 && smallMapConv(g)) return null;
-  if (d === null || d.bf16 || !gemmHasAvx512()) return d;
+  if (d === null || d.bf16 || !smallConvsOnGemm()) return d;
   return isPointwise(g) || g.outH * g.outW <= 4 ? null : d;
 }
 
-function gemmHasAvx512(): boolean {
+/** Whether little-spatial-work convolutions go to the GEMM: it has AVX-512, and no one said otherwise. */
+function smallConvsOnGemm(): boolean {
   return getGemm().avx512 && !smallOnDnnl;
 }
 
 const smallOnDnnl = envVar("CPU_FAST_CONV_SMALL") === "dnnl";
 
+/** y = conv(x, w) into a new array, NHWC; the shared core of Conv2D and FusedConv2D. */
 function convForward(
   x: Float32Array,
   w: Float32Array,
