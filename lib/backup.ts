@@ -8,7 +8,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
-import { formatBytes, UserError } from "./cli_error.ts";
+import { UserError } from "./cli_error.ts";
+import { formatBytes } from "./format.ts";
 
 /** A tensor with its name, as optimizers hand out their state. */
 export interface NamedTensor {

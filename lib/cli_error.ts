@@ -8,7 +8,7 @@
  * listed in `EXPECTED`); its message is the whole explanation. Errors of the file system that a
  * user fixes (no space, no permission, a missing file) are named as such with what to do.
  * Anything else is a bug: its message, then a line saying how to see the stack. The units those
- * lines use (durations, byte counts) are written here too, so every message says them alike.
+ * lines use (durations, byte counts) come from lib/format.ts, as everywhere else.
  */
 import { envVar } from "./env.ts";
 
@@ -56,25 +56,6 @@ export const EXPECTED = new Set([
 /** "No space left on device" as Deno reports it (os error 28, ENOSPC). */
 export function isNoSpace(e: unknown): boolean {
   return e instanceof Error && /No space left on device|os error 28|ENOSPC/i.test(e.message);
-}
-
-/** "1 h 05 min", "12 min", "40 s". */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "unknown";
-  if (seconds < 90) return `${Math.round(seconds)} s`;
-  const min = Math.round(seconds / 60);
-  return min < 60
-    ? `${min} min`
-    : `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
-}
-
-/** A byte count as a reader takes it in: "17 MB", "420 kB". */
-export function formatBytes(n: number): string {
-  return n >= 1e9
-    ? `${(n / 1e9).toFixed(1)} GB`
-    : n >= 1e6
-    ? `${Math.ceil(n / 1e6)} MB`
-    : `${Math.ceil(n / 1e3)} kB`;
 }
 
 /** What to do about a file-system error the user can fix, or null for other errors. */

@@ -8,6 +8,7 @@
  * prints its own line.
  */
 import { backupPath, readBackup } from "./backup.ts";
+import { formatDuration } from "./format.ts";
 import type { BackendInfo } from "./backend.ts";
 import { envVar } from "./env.ts";
 import { RESNET152V2_HEAD, VGG16_HEAD } from "./models/heads.ts";
@@ -15,7 +16,6 @@ import { epochsFor, type Profile } from "./profile.ts";
 import {
   estimateSeconds,
   expectedThroughput,
-  formatDuration,
   retrainRequested,
   ROUGH_CPU_THROUGHPUT,
 } from "./run_cache.ts";

@@ -14,7 +14,7 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import { BackupError, backupPath, inspectBackup, moveAside, removeBackup } from "./backup.ts";
-import { formatDuration } from "./cli_error.ts";
+import { formatDuration } from "./format.ts";
 import { envVar } from "./env.ts";
 import { acquireRunLock, lockPath } from "./run_lock.ts";
 import type { Profile } from "./profile.ts";
@@ -83,8 +83,6 @@ export function retrainRequested(): boolean {
   const v = envVar("MNIST_RETRAIN");
   return v !== undefined && v !== "0" && v.toLowerCase() !== "false";
 }
-
-export { formatDuration };
 
 /** The line a cache hit prints: which record, when and where it was trained, how long it took. */
 export function cachedLine(r: RunRecord): string {

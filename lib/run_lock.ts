@@ -17,7 +17,7 @@
  * SIGTERM and SIGHUP (lib/signals.ts).
  */
 import { dirname, join } from "node:path";
-import { formatDuration } from "./cli_error.ts";
+import { formatDuration } from "./format.ts";
 import { onStop } from "./signals.ts";
 
 /** Who holds a lock: what the lock file holds. */

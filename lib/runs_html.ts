@@ -5,7 +5,7 @@
  * window. Rows come from `runsTable` (lib/compare.ts); the records add seed and notes.
  */
 import { escapeHtml } from "./display.ts";
-import { formatDuration } from "./run_cache.ts";
+import { formatDuration } from "./format.ts";
 import type { RunRecord } from "./runs.ts";
 
 /** One row of `runsTable` (lib/compare.ts), by column name. */

@@ -8,7 +8,7 @@ import * as vl from "vega-lite";
 import { escapeHtml, publicPath } from "../lib/display.ts";
 import { VEGALITE_MIME } from "../lib/charts.ts";
 import { runsOfProfile, runsTable } from "../lib/compare.ts";
-import { formatDuration } from "../lib/run_cache.ts";
+import { formatDuration } from "../lib/format.ts";
 import { loadRuns, type RunRecord, runsRoot } from "../lib/runs.ts";
 import { type RunRow, RUNS_TABLE_CSS, runsTableHtml } from "../lib/runs_html.ts";
 

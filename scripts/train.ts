@@ -19,7 +19,7 @@ import { testLine } from "../lib/study.ts";
 import { studyRun } from "../lib/study_run.ts";
 import { studyLrFind } from "../lib/lr_find_run.ts";
 import type { Variant } from "../lib/settings.ts";
-import { formatDuration } from "../lib/run_cache.ts";
+import { formatDuration } from "../lib/format.ts";
 import { runCommand, UserError } from "../lib/cli_error.ts";
 import { stopAlsoOn } from "../lib/signals.ts";
 

@@ -10,7 +10,7 @@ import {
   readBackup,
   removeBackup,
 } from "../lib/backup.ts";
-import { formatBytes } from "../lib/cli_error.ts";
+import { formatBytes } from "../lib/format.ts";
 import { compileStudy, glorot } from "../lib/models/common.ts";
 import { GRAY32 } from "../lib/preprocess.ts";
 import { fit, type FitOptions } from "../lib/train.ts";

@@ -1,18 +1,10 @@
 /**
  * How commands report failures: one line for what the user can act on, a second line (how to see
- * the stack) only for a bug, the stack with --debug; units as a reader takes them in.
+ * the stack) only for a bug, the stack with --debug.
  * End to end through a real command: tests/train_cli_test.ts.
  */
 import assert from "node:assert/strict";
-import {
-  cliArgs,
-  formatBytes,
-  formatCliError,
-  formatDuration,
-  isExpected,
-  isNoSpace,
-  UserError,
-} from "../lib/cli_error.ts";
+import { cliArgs, formatCliError, isExpected, isNoSpace, UserError } from "../lib/cli_error.ts";
 import { BackupError } from "../lib/backup.ts";
 import { RunWriteError } from "../lib/runs.ts";
 
@@ -80,15 +72,4 @@ Deno.test("a UserError carries no stack unless debugging (a notebook cell shows 
     "2",
   ]);
   assert.match(new UserError("m").stack!, /^UserError: m\n\s+at /, "--debug keeps the stack");
-});
-
-Deno.test("byte counts and durations as a reader takes them in", () => {
-  assert.equal(formatBytes(16_888_404), "17 MB");
-  assert.equal(formatBytes(5_700_000), "6 MB");
-  assert.equal(formatBytes(70_001), "71 kB");
-  assert.equal(formatBytes(2.5e9), "2.5 GB");
-  assert.equal(formatDuration(40), "40 s");
-  assert.equal(formatDuration(12 * 60), "12 min");
-  assert.equal(formatDuration(3 * 3600 + 5 * 60), "3 h 05 min");
-  assert.equal(formatDuration(NaN), "unknown");
 });
