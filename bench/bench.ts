@@ -13,10 +13,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { fileURLToPath } from "node:url";
-import { type BackendName, initBackend, probeGpu } from "../lib/backend.ts";
+import { type BackendName, initBackend, probeGpu } from "../lib/machine/backend.ts";
 import { fallbackCounts } from "../lib/kernels/mod.ts";
-import { trainStep } from "../lib/loss.ts";
-import { benchModels } from "../lib/settings.ts";
+import { trainStep } from "../lib/train/loss.ts";
+import { benchModels } from "../lib/study/settings.ts";
 import {
   benchHelp,
   type BenchOptions,
@@ -28,13 +28,13 @@ import {
   runCli,
   sideBySideTable,
 } from "./cli.ts";
-import { cliArgs } from "../lib/cli_error.ts";
+import { cliArgs } from "../lib/machine/cli_error.ts";
 import { trainFlopsPerSample } from "./flops.ts";
 import { peerDir, peerMissing, peerPython, runPeer, threadEnv } from "./peer.ts";
-import { envVar } from "../lib/env.ts";
+import { envVar } from "../lib/machine/env.ts";
 
 /** The study's models with their batch sizes and input shapes. */
-/** The study's models with their batch sizes and input shapes (lib/settings.ts). */
+/** The study's models with their batch sizes and input shapes (lib/study/settings.ts). */
 const MODELS = benchModels();
 
 /** Recompiles with tfjs's own `tf.train.adam` (Keras's other defaults; the loss stays the study's). */

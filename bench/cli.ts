@@ -4,8 +4,8 @@
  * them; tests/bench_test.ts checks them with hand-made numbers.
  */
 import { parseArgs } from "node:util";
-import type { Precision } from "../lib/backend.ts";
-import { cliArgs, formatCliError } from "../lib/cli_error.ts";
+import type { Precision } from "../lib/machine/backend.ts";
+import { cliArgs, formatCliError } from "../lib/machine/cli_error.ts";
 
 export const PRECISIONS: readonly Precision[] = ["float32", "mixed_bfloat16"];
 export const BENCH_BACKENDS = ["cpu-fast", "cpu", "wasm", "webgpu"] as const;
@@ -236,7 +236,7 @@ export function parseProfileArgs(
 
 /**
  * Runs `main`; a UsageError prints `<name>: <message>`, a blank line and the usage, exit 2; any
- * other error one or two lines (lib/cli_error.ts: `--debug` or MNIST_DEBUG=1 adds the stack),
+ * other error one or two lines (lib/machine/cli_error.ts: `--debug` or MNIST_DEBUG=1 adds the stack),
  * exit 1. `main` reads its arguments with `cliArgs()`, which leaves `--debug` out.
  */
 export async function runCli(

@@ -2,7 +2,7 @@
  * The GPU check (bench/README.md, "GPU check"): on a machine with a real GPU, in one run,
  *
  * 1. the study's three models train on webgpu without stalls: one loss read per
- *    GPU_READ_EVERY steps and every kernel on the GPU (lib/kernels/webgpu_audit.ts);
+ *    GPU_READ_EVERY steps and every kernel on the GPU (lib/kernels/webgpu/webgpu_audit.ts);
  * 2. their training throughput on webgpu beside the PyTorch peer on CUDA at the same batch sizes
  *    (`../shared/peer-bench/bench_torch.py --device cuda`, and `--bf16` for autocast), as a table;
  * 3. VGG16's step with each choice of convolution gradients (alternating);
@@ -15,15 +15,15 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
-import { initBackend, probeGpu } from "../lib/backend.ts";
-import { auditWebGpu, kernelLine } from "../lib/kernels/webgpu_audit.ts";
-import { convGradChoice, useConvGrad } from "../lib/kernels/webgpu_setup.ts";
-import { trainStepOnDevice } from "../lib/loss.ts";
-import { loadMnist, type MnistSplit } from "../lib/mnist.ts";
-import { benchModels, STUDY_MODELS } from "../lib/settings.ts";
-import { evaluate, fit, fitSource, GPU_READ_EVERY } from "../lib/train.ts";
-import { terminalProgress } from "../lib/progress.ts";
-import { envVar, REPO_ROOT } from "../lib/env.ts";
+import { initBackend, probeGpu } from "../lib/machine/backend.ts";
+import { auditWebGpu, kernelLine } from "../lib/kernels/webgpu/webgpu_audit.ts";
+import { convGradChoice, useConvGrad } from "../lib/kernels/webgpu/webgpu_setup.ts";
+import { trainStepOnDevice } from "../lib/train/loss.ts";
+import { loadMnist, type MnistSplit } from "../lib/data/mnist.ts";
+import { benchModels, STUDY_MODELS } from "../lib/study/settings.ts";
+import { evaluate, fit, fitSource, GPU_READ_EVERY } from "../lib/train/train.ts";
+import { terminalProgress } from "../lib/train/progress.ts";
+import { envVar, REPO_ROOT } from "../lib/machine/env.ts";
 import { peerDir, peerPython } from "./peer.ts";
 
 const USAGE = `deno run -A bench/gpu_check.ts [options]

@@ -1,7 +1,7 @@
 /**
  * Frozen-base feature extraction throughput (notebooks 05 and 06): images/s of the ImageNet
  * base over a batch of 32×32×3 images, run as tfjs-layers runs it (`model.predict`) and as
- * feature extraction runs it (`inferenceGraph`, lib/inference.ts: BatchNorm, ReLU and padding
+ * feature extraction runs it (`inferenceGraph`, lib/transfer/inference.ts: BatchNorm, ReLU and padding
  * folded), alternating, median of the rounds; `--kernels` adds where the time goes.
  *
  *   deno run -A bench/inference.ts [--model resnet152v2|vgg16] [--batch 256] [--rounds 3]
@@ -9,8 +9,8 @@
  */
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, initBackend } from "../lib/backend.ts";
-import { inferenceGraph } from "../lib/inference.ts";
+import { type BackendName, initBackend } from "../lib/machine/backend.ts";
+import { inferenceGraph } from "../lib/transfer/inference.ts";
 import { buildResNet152V2Base } from "../lib/models/resnet152v2.ts";
 import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
 

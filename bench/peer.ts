@@ -4,10 +4,10 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Precision } from "../lib/backend.ts";
-import { openBlasThreadTimeout } from "../lib/kernels/blas.ts";
+import type { Precision } from "../lib/machine/backend.ts";
+import { openBlasThreadTimeout } from "../lib/kernels/blas/blas.ts";
 import type { PeerResult } from "./cli.ts";
-import { envVar } from "../lib/env.ts";
+import { envVar } from "../lib/machine/env.ts";
 
 /** The install command the one-line "not installed" message names. */
 export const PEER_INSTALL = "apt-get install -y python3-torch libopenblas0-pthread";
@@ -44,7 +44,7 @@ export async function peerMissing(dir: string, python: string): Promise<string |
 
 /**
  * Thread settings both sides get, so the comparison is like for like: the thread counts, and
- * OpenBLAS's idle spin as cpu-fast sets it for itself (lib/kernels/blas.ts) — PyTorch's fp32
+ * OpenBLAS's idle spin as cpu-fast sets it for itself (lib/kernels/blas/blas.ts) — PyTorch's fp32
  * dense layers run on OpenBLAS too, and measured ~5% faster on VGG16 with it (2-core Zen 5).
  */
 export function threadEnv(threads: number): Record<string, string> {

@@ -8,13 +8,13 @@
  * `--help` for the options.
  */
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, initBackend } from "../lib/backend.ts";
-import { trainStep } from "../lib/loss.ts";
-import { benchModels } from "../lib/settings.ts";
+import { type BackendName, initBackend } from "../lib/machine/backend.ts";
+import { trainStep } from "../lib/train/loss.ts";
+import { benchModels } from "../lib/study/settings.ts";
 import { parseProfileArgs, profileHelp, runCli } from "./cli.ts";
-import { envVar } from "../lib/env.ts";
+import { envVar } from "../lib/machine/env.ts";
 
-/** The study's models and notebook 05's head, with batch sizes and inputs (lib/settings.ts). */
+/** The study's models and notebook 05's head, with batch sizes and inputs (lib/study/settings.ts). */
 const MODELS = benchModels({ heads: true });
 
 async function main(): Promise<void> {

@@ -9,24 +9,24 @@
  */
 import { parseArgs } from "node:util";
 import { basename, join, resolve } from "node:path";
-import { envVar, REPO_ROOT } from "../lib/env.ts";
-import { listBackups } from "../lib/backup.ts";
-import { formatDuration } from "../lib/format.ts";
-import { runCommand } from "../lib/cli_error.ts";
-import { runsRoot } from "../lib/runs.ts";
-import { onStop, stopProcessTree } from "../lib/signals.ts";
-import { jupyterPython, planSetup, probeSetup } from "../lib/setup.ts";
+import { envVar, REPO_ROOT } from "../lib/machine/env.ts";
+import { listBackups } from "../lib/runs/backup.ts";
+import { formatDuration } from "../lib/report/format.ts";
+import { runCommand } from "../lib/machine/cli_error.ts";
+import { runsRoot } from "../lib/runs/runs.ts";
+import { onStop, stopProcessTree } from "../lib/machine/signals.ts";
+import { jupyterPython, planSetup, probeSetup } from "../lib/machine/setup.ts";
 import { setupStep } from "./setup.ts";
 import { indexHtml, type PageResult, selfContained, TEMPLATE, weightNote } from "./report_page.ts";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/machine/backend.ts";
 import {
   damagedRecordLines,
   fullProfileWarning,
   planCommands,
   planLines,
   planStudy,
-} from "../lib/plan.ts";
-import { currentProfile } from "../lib/profile.ts";
+} from "../lib/runs/plan.ts";
+import { currentProfile } from "../lib/study/profile.ts";
 
 const NOTEBOOKS_DIR = join(REPO_ROOT, "notebooks");
 /** nbconvert configuration that keeps cell outputs arriving after the cell's "idle" message. */

@@ -5,12 +5,12 @@
  * style sheet dropped), and the index page with the runs tables.
  */
 import * as vl from "vega-lite";
-import { escapeHtml, publicPath } from "../lib/display.ts";
-import { VEGALITE_MIME } from "../lib/charts.ts";
-import { runsOfProfile, runsTable } from "../lib/compare.ts";
-import { formatDuration } from "../lib/format.ts";
-import { loadRuns, type RunRecord, runsRoot } from "../lib/runs.ts";
-import { type RunRow, RUNS_TABLE_CSS, runsTableHtml } from "../lib/runs_html.ts";
+import { escapeHtml, publicPath } from "../lib/report/display.ts";
+import { VEGALITE_MIME } from "../lib/report/charts.ts";
+import { runsOfProfile, runsTable } from "../lib/report/compare.ts";
+import { formatDuration } from "../lib/report/format.ts";
+import { loadRuns, type RunRecord, runsRoot } from "../lib/runs/runs.ts";
+import { type RunRow, RUNS_TABLE_CSS, runsTableHtml } from "../lib/report/runs_html.ts";
 
 /**
  * nbconvert's lab template with chart outputs written as we need them. Some builds (Debian's
@@ -179,7 +179,7 @@ export interface PageResult {
 }
 
 /**
- * The index's runs table for one profile: grouped by section, best first (lib/runs_html.ts);
+ * The index's runs table for one profile: grouped by section, best first (lib/report/runs_html.ts);
  * the run id, device and weights caveat are in tooltips where they are shortened.
  */
 export function runsIndexTable(records: RunRecord[], caption: string): string {

@@ -5,16 +5,16 @@
  * record that cannot be read fails both: the table would silently lose its row.
  */
 import { parseArgs } from "node:util";
-import { REPO_ROOT, repoRelative } from "../lib/env.ts";
-import { runCommand } from "../lib/cli_error.ts";
-import { damagedRecords, STUDY_RECORDS } from "../lib/runs.ts";
+import { REPO_ROOT, repoRelative } from "../lib/machine/env.ts";
+import { runCommand } from "../lib/machine/cli_error.ts";
+import { damagedRecords, STUDY_RECORDS } from "../lib/runs/runs.ts";
 import {
   currentResults,
   normalizeMarkdown,
   publishRecord,
   replaceResults,
   resultsBlock,
-} from "../lib/results.ts";
+} from "../lib/runs/results.ts";
 import { basename, join } from "node:path";
 
 const HELP = `deno task results [--publish <record folder>…] [--check]

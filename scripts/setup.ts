@@ -5,8 +5,8 @@
  *
  *   deno task setup [test|report]
  */
-import { type Purpose, runSetup, SetupError } from "../lib/setup.ts";
-import { cliArgs, formatCliError } from "../lib/cli_error.ts";
+import { type Purpose, runSetup, SetupError } from "../lib/machine/setup.ts";
+import { cliArgs, formatCliError } from "../lib/machine/cli_error.ts";
 
 const HELP = `deno task setup [test|report]
 
@@ -32,7 +32,7 @@ export async function setupStep(purpose: Purpose): Promise<boolean> {
     return false;
   }
   // Loaded only now: the CPU fast path opens OpenBLAS/oneDNN when it starts, after any install.
-  const { initBackend } = await import("../lib/backend.ts");
+  const { initBackend } = await import("../lib/machine/backend.ts");
   try {
     const b = await initBackend({ quiet: true });
     console.log(`  backend: ${b.name} — ${b.why}`);

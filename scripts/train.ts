@@ -7,21 +7,26 @@
  * Run with --help for the options.
  */
 import { parseArgs } from "node:util";
-import { BACKEND_NAMES, type BackendName, initBackend, type Precision } from "../lib/backend.ts";
-import { LOSS_KINDS, type LossKind } from "../lib/loss.ts";
-import { loadMnist, takeFirst } from "../lib/mnist.ts";
-import { LR_SCHEDULES, type LrScheduleName } from "../lib/lr_schedule.ts";
-import { currentProfile, describeProfile, profileSplits } from "../lib/profile.ts";
-import { terminalProgress } from "../lib/progress.ts";
-import { runsRoot } from "../lib/runs.ts";
-import { type ModelName, STUDY_MODELS, studyModel } from "../lib/settings.ts";
-import { testLine } from "../lib/study.ts";
-import { studyRun } from "../lib/study_run.ts";
-import { studyLrFind } from "../lib/lr_find_run.ts";
-import type { Variant } from "../lib/settings.ts";
-import { formatDuration } from "../lib/format.ts";
-import { runCommand, UserError } from "../lib/cli_error.ts";
-import { stopAlsoOn } from "../lib/signals.ts";
+import {
+  BACKEND_NAMES,
+  type BackendName,
+  initBackend,
+  type Precision,
+} from "../lib/machine/backend.ts";
+import { LOSS_KINDS, type LossKind } from "../lib/train/loss.ts";
+import { loadMnist, takeFirst } from "../lib/data/mnist.ts";
+import { LR_SCHEDULES, type LrScheduleName } from "../lib/train/lr_schedule.ts";
+import { currentProfile, describeProfile, profileSplits } from "../lib/study/profile.ts";
+import { terminalProgress } from "../lib/train/progress.ts";
+import { runsRoot } from "../lib/runs/runs.ts";
+import { type ModelName, STUDY_MODELS, studyModel } from "../lib/study/settings.ts";
+import { testLine } from "../lib/study/study.ts";
+import { studyRun } from "../lib/study/study_run.ts";
+import { studyLrFind } from "../lib/study/lr_find_run.ts";
+import type { Variant } from "../lib/study/settings.ts";
+import { formatDuration } from "../lib/report/format.ts";
+import { runCommand, UserError } from "../lib/machine/cli_error.ts";
+import { stopAlsoOn } from "../lib/machine/signals.ts";
 
 const HELP = `deno task train <model> [options]
 

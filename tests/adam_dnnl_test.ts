@@ -1,12 +1,12 @@
 /**
- * Adam on large weights (lib/kernels/adam_dnnl.ts: oneDNN's passes, used by fusedAdam on
+ * Adam on large weights (lib/kernels/onednn/adam_dnnl.ts: oneDNN's passes, used by fusedAdam on
  * cpu-fast from 65,536 weights on) against tfjs's own Adam on its cpu backend, in tfjs's form,
  * and against the Keras form computed with tfjs ops; moments included.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
-import { fusedAdam } from "../lib/kernels/adam.ts";
+import { fusedAdam } from "../lib/kernels/js/adam.ts";
 import { rand } from "./fixtures/kernels.ts";
 import { skipWithout } from "./fixtures/native.ts";
 

@@ -43,8 +43,8 @@ for (
 }
 
 Deno.test("initBackend puts mixed_bfloat16 in force on cpu-fast only where the CPU has bf16", async () => {
-  const { initBackend } = await import("../lib/backend.ts");
-  const { nativeBf16 } = await import("../lib/kernels/conv.ts");
+  const { initBackend } = await import("../lib/machine/backend.ts");
+  const { nativeBf16 } = await import("../lib/kernels/js/conv.ts");
   try {
     const info = await initBackend({ force: "cpu-fast", precision: "mixed_bfloat16", quiet: true });
     if (nativeBf16()) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
-import { gpuVersusCpu, initBackend, machineKey, probeGpu } from "../lib/backend.ts";
+import { gpuVersusCpu, initBackend, machineKey, probeGpu } from "../lib/machine/backend.ts";
 
 /**
  * A small model of the study's layer types; weights come from `weights` so runs can match. The
@@ -139,8 +139,8 @@ Deno.test("a clean start: the GPU probe and the chart library print nothing on s
   // Without XDG_RUNTIME_DIR, Mesa's device-select layer made libwayland print an "error:" line
   // twice per adapter request; vega's node-fetch printed a punycode deprecation (DEP0040).
   const run = await freshDeno(`
-    import { initBackend, probeGpu } from "./lib/backend.ts";
-    import "./lib/charts.ts";
+    import { initBackend, probeGpu } from "./lib/machine/backend.ts";
+    import "./lib/report/charts.ts";
     await probeGpu();
     await initBackend({ quiet: true });
     console.log(Deno.env.get("XDG_RUNTIME_DIR"));
@@ -158,7 +158,7 @@ Deno.test({
   ignore: Deno.build.os !== "linux",
   async fn() {
     const code =
-      `import { ensureRuntimeDir } from "./lib/backend.ts"; console.log(ensureRuntimeDir());`;
+      `import { ensureRuntimeDir } from "./lib/machine/backend.ts"; console.log(ensureRuntimeDir());`;
     const own = await Deno.makeTempDir();
     try {
       assert.equal((await freshDeno(code, { XDG_RUNTIME_DIR: own })).stdout, own);
@@ -172,7 +172,7 @@ Deno.test({
 
 Deno.test("other warnings still print: only DEP0040 is silenced", async () => {
   const run = await freshDeno(`
-    import "./lib/node_warnings.ts";
+    import "./lib/machine/node_warnings.ts";
     import process from "node:process";
     process.emitWarning("punycode", "DeprecationWarning", "DEP0040");
     process.emitWarning("old API", { type: "DeprecationWarning", code: "DEP0999" });
@@ -225,7 +225,7 @@ Deno.test("on a software adapter the study keeps cpu-fast and measures nothing",
   const dir = await Deno.makeTempDir({ prefix: "webgpu-probe-" });
   try {
     const run = await freshDeno(
-      `import { initBackend } from "./lib/backend.ts"; console.log((await initBackend()).name);`,
+      `import { initBackend } from "./lib/machine/backend.ts"; console.log((await initBackend()).name);`,
       { XDG_CACHE_HOME: dir },
     );
     assert.equal(run.code, 0, run.stderr);

@@ -9,11 +9,11 @@ import {
   moveAside,
   readBackup,
   removeBackup,
-} from "../lib/backup.ts";
-import { formatBytes } from "../lib/format.ts";
+} from "../lib/runs/backup.ts";
+import { formatBytes } from "../lib/report/format.ts";
 import { compileStudy, glorot } from "../lib/models/common.ts";
-import { GRAY32 } from "../lib/preprocess.ts";
-import { fit, type FitOptions } from "../lib/train.ts";
+import { GRAY32 } from "../lib/data/preprocess.ts";
+import { fit, type FitOptions } from "../lib/train/train.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");
@@ -226,7 +226,7 @@ Deno.test("inspectBackup reads the header only and names a damaged file; moveAsi
     const path = backupPath(dir, "k1");
     assert.equal(inspectBackup(path), null, "none yet");
     await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 2 });
-    // the fit removes nothing: its caller (lib/run_cache.ts) removes the backup of a finished run
+    // the fit removes nothing: its caller (lib/runs/run_cache.ts) removes the backup of a finished run
     const header = inspectBackup(path)!;
     assert.deepEqual([header.key, header.epoch, header.epochs], ["k1", 2, 2]);
     assert.deepEqual(listBackups(dir).map((b) => b.header.epoch), [2]);

@@ -1,5 +1,5 @@
 /**
- * lib/kernels/batchnorm.ts (and pad.ts) against tfjs's reference "cpu" backend: Mean, Sum, Tile and
+ * lib/kernels/js/batchnorm.ts (and pad.ts) against tfjs's reference "cpu" backend: Mean, Sum, Tile and
  * FusedBatchNorm on random inputs, then a whole BatchNormalization layer (training and
  * inference mode) with its gradients and moving averages.
  */
@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { fallbackCounts, FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { type Inputs, maxRelDiff, rand, runOn } from "./fixtures/kernels.ts";
-import { batchNormRuns, setNativeBatchNorm } from "../lib/kernels/batchnorm_layer.ts";
-import { loadDnnl } from "../lib/kernels/dnnl.ts";
+import { batchNormRuns, setNativeBatchNorm } from "../lib/kernels/js/batchnorm_layer.ts";
+import { loadDnnl } from "../lib/kernels/onednn/dnnl.ts";
 
 await registerFastCpuBackend();
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { batchNormModeGap } from "../lib/batchnorm_mode.ts";
+import { batchNormModeGap } from "../lib/transfer/batchnorm_mode.ts";
 
 await tf.setBackend("cpu");
 

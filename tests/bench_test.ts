@@ -13,7 +13,7 @@ import {
   UsageError,
 } from "../bench/cli.ts";
 import { PEER_INSTALL, peerDir, peerMissing, threadEnv } from "../bench/peer.ts";
-import { OPENBLAS_THREAD_TIMEOUT } from "../lib/kernels/blas.ts";
+import { OPENBLAS_THREAD_TIMEOUT } from "../lib/kernels/blas/blas.ts";
 
 const MODELS = ["baseline", "vgg_small", "vgg16"];
 
@@ -218,7 +218,7 @@ Deno.test("threadEnv: both sides get the thread counts and cpu-fast's OpenBLAS s
   const env = threadEnv(2);
   assert.equal(env.OMP_NUM_THREADS, "2");
   assert.equal(env.OPENBLAS_NUM_THREADS, "2");
-  // cpu-fast sets it for itself when the user has not (lib/kernels/blas.ts): the peer gets the same
+  // cpu-fast sets it for itself when the user has not (lib/kernels/blas/blas.ts): the peer gets the same
   assert.equal(
     env.OPENBLAS_THREAD_TIMEOUT,
     Deno.env.get("OPENBLAS_THREAD_TIMEOUT") || OPENBLAS_THREAD_TIMEOUT,

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { FAST_CPU, registerFastCpuBackend, setFastPrecision } from "../lib/kernels/mod.ts";
-import { convDnnl, nativeBf16, setConvBf16 } from "../lib/kernels/conv.ts";
+import { convDnnl, nativeBf16, setConvBf16 } from "../lib/kernels/js/conv.ts";
 import { rand } from "./fixtures/kernels.ts";
 import { skipWithout } from "./fixtures/native.ts";
 

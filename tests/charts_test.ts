@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import pl from "nodejs-polars";
-import { classCountChart, digitGrid, historyChart, VEGALITE_MIME } from "../lib/charts.ts";
-import { DISPLAY } from "../lib/display.ts";
+import { classCountChart, digitGrid, historyChart, VEGALITE_MIME } from "../lib/report/charts.ts";
+import { DISPLAY } from "../lib/report/display.ts";
 
 Deno.test("learning-curve chart: one line per split and metric, with a point per epoch", async () => {
   const history = pl.DataFrame({

@@ -4,9 +4,15 @@
  * End to end through a real command: tests/train_cli_test.ts.
  */
 import assert from "node:assert/strict";
-import { cliArgs, formatCliError, isExpected, isNoSpace, UserError } from "../lib/cli_error.ts";
-import { BackupError } from "../lib/backup.ts";
-import { RunWriteError } from "../lib/runs.ts";
+import {
+  cliArgs,
+  formatCliError,
+  isExpected,
+  isNoSpace,
+  UserError,
+} from "../lib/machine/cli_error.ts";
+import { BackupError } from "../lib/runs/backup.ts";
+import { RunWriteError } from "../lib/runs/runs.ts";
 
 class SetupError extends Error {
   override name = "SetupError";

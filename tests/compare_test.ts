@@ -11,9 +11,9 @@ import {
   shortDevice,
   variantFrame,
   variantRanking,
-} from "../lib/compare.ts";
-import { DISPLAY } from "../lib/display.ts";
-import { loadRuns } from "../lib/runs.ts";
+} from "../lib/report/compare.ts";
+import { DISPLAY } from "../lib/report/display.ts";
+import { loadRuns } from "../lib/runs/runs.ts";
 import { atSeed } from "./fixtures/seeded_records.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/runs", import.meta.url));

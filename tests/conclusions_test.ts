@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { METHOD_NOTE, precisionComparisons, studyConclusions } from "../lib/conclusions.ts";
-import { runsOfProfile } from "../lib/compare.ts";
-import { loadRuns, type RunRecord } from "../lib/runs.ts";
+import { METHOD_NOTE, precisionComparisons, studyConclusions } from "../lib/report/conclusions.ts";
+import { runsOfProfile } from "../lib/report/compare.ts";
+import { loadRuns, type RunRecord } from "../lib/runs/runs.ts";
 import { atSeed } from "./fixtures/seeded_records.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/runs", import.meta.url));

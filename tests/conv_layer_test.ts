@@ -1,5 +1,5 @@
 /**
- * lib/kernels/conv_layer.ts against tfjs's reference "cpu" backend: a linear or ReLU Conv2D
+ * lib/kernels/js/conv_layer.ts against tfjs's reference "cpu" backend: a linear or ReLU Conv2D
  * layer's output and gradients (input, kernel, bias), where cpu-fast runs it as one FusedConv2D
  * with a lazy gradient and cpu as tfjs-core builds it; and that training skips the gradient
  * with respect to the images.

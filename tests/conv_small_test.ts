@@ -1,12 +1,12 @@
 /**
- * Convolutions over maps smaller than the kernel (lib/kernels/conv_small.ts) against tfjs's
+ * Convolutions over maps smaller than the kernel (lib/kernels/js/conv_small.ts) against tfjs's
  * own cpu conv2d: explicit and "same" padding, strides, asymmetric padding, a fused bias and
  * ReLU through cpu-fast's FusedConv2D, and the geometries that stay on the other paths.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { smallMapConv } from "../lib/kernels/conv_small.ts";
-import { geom } from "../lib/kernels/conv.ts";
+import { smallMapConv } from "../lib/kernels/js/conv_small.ts";
+import { geom } from "../lib/kernels/js/conv.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
 import { randomFloats } from "./fixtures/keras_h5.ts";
 import { maxRelDiff } from "./fixtures/kernels.ts";

@@ -14,10 +14,10 @@ import {
   seedStory,
   TrainingProbe,
   weightNorms,
-} from "../lib/diagnostics.ts";
+} from "../lib/report/diagnostics.ts";
 import { compileStudy } from "../lib/models/common.ts";
-import { GRAY32 } from "../lib/preprocess.ts";
-import { fit, historyFrame } from "../lib/train.ts";
+import { GRAY32 } from "../lib/data/preprocess.ts";
+import { fit, historyFrame } from "../lib/train/train.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");

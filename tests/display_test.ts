@@ -10,7 +10,7 @@ import {
   publicText,
   table,
   tableHtml,
-} from "../lib/display.ts";
+} from "../lib/report/display.ts";
 
 Deno.test("table(): an HTML table with a text fallback, numbers formatted", () => {
   const df = pl.DataFrame({ model: ["a<b", "c"], params: [1407178, 10], acc: [0.98765, 0.5] });

@@ -1,16 +1,16 @@
 /**
- * lib/env.ts: the one table of environment variables (KNOBS) is the only place the project's code
+ * lib/machine/env.ts: the one table of environment variables (KNOBS) is the only place the project's code
  * reads the environment, lists nothing stale, and is the table the README shows.
  */
 import assert from "node:assert/strict";
 import { tsFiles } from "./fixtures/source_files.ts";
 import { join } from "node:path";
-import { envVar, KNOBS, knobsTable, REPO_ROOT } from "../lib/env.ts";
+import { envVar, KNOBS, knobsTable, REPO_ROOT } from "../lib/machine/env.ts";
 
 const CODE = ["lib", "scripts", "bench"].flatMap((d) => tsFiles(join(REPO_ROOT, d)));
-const ENV_TS = join(REPO_ROOT, "lib", "env.ts");
+const ENV_TS = join(REPO_ROOT, "lib", "machine", "env.ts");
 
-Deno.test("only lib/env.ts reads the environment (lib/, scripts/, bench/)", () => {
+Deno.test("only lib/machine/env.ts reads the environment (lib/, scripts/, bench/)", () => {
   const readers = CODE.filter((f) => f !== ENV_TS)
     .filter((f) => /Deno\.env\.get\(|process\.env\b/.test(Deno.readTextFileSync(f)));
   assert.deepEqual(readers.map((f) => f.slice(REPO_ROOT.length)), []);
@@ -46,6 +46,6 @@ Deno.test("README's knobs table is the one generated from KNOBS", async () => {
   assert.deepEqual(
     cells(m[1]).map((l) => l.replace(/-{3,}/g, "---")),
     cells(knobsTable()),
-    "regenerate it: deno eval 'import {knobsTable} from \"./lib/env.ts\"; console.log(knobsTable())'",
+    "regenerate it: deno eval 'import {knobsTable} from \"./lib/machine/env.ts\"; console.log(knobsTable())'",
   );
 });

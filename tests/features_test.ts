@@ -8,7 +8,7 @@ import {
   type FeatureKey,
   fingerprint,
   preprocessInput,
-} from "../lib/features.ts";
+} from "../lib/transfer/features.ts";
 import { randomFloats, tempDir } from "./fixtures/keras_h5.ts";
 
 await tf.setBackend("cpu");

@@ -1,6 +1,6 @@
-/** lib/format.ts: durations and byte counts as a reader takes them in. */
+/** lib/report/format.ts: durations and byte counts as a reader takes them in. */
 import assert from "node:assert/strict";
-import { formatBytes, formatDuration } from "../lib/format.ts";
+import { formatBytes, formatDuration } from "../lib/report/format.ts";
 
 Deno.test("byte counts and durations as a reader takes them in", () => {
   assert.equal(formatBytes(16_888_404), "17 MB");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import h5wasm from "h5wasm";
-import { H5FormatError, h5Fs, memPath, openKerasH5, withKerasH5 } from "../lib/h5.ts";
+import { H5FormatError, h5Fs, memPath, openKerasH5, withKerasH5 } from "../lib/transfer/h5.ts";
 import { tinyVgg, vggFixture, writeKerasH5 } from "./fixtures/keras_h5.ts";
 
 await tf.setBackend("cpu");

@@ -1,16 +1,16 @@
 /**
- * The folded inference pass (lib/inference.ts) against tfjs-layers' own `model.predict` on
+ * The folded inference pass (lib/transfer/inference.ts) against tfjs-layers' own `model.predict` on
  * tfjs's "cpu" backend: a small ResNet-v2 with non-trivial BatchNorm statistics (every fold
  * kind: padding into the convolution, BatchNorm into kernel and bias, ReLU into the epilogue),
  * on cpu and on cpu-fast; and a model it does not rewrite.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { inferenceGraph } from "../lib/inference.ts";
+import { inferenceGraph } from "../lib/transfer/inference.ts";
 import { buildResNetV2Base } from "../lib/models/resnet152v2.ts";
 import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
-import { probeGpu } from "../lib/backend.ts";
+import { probeGpu } from "../lib/machine/backend.ts";
 import { randomFloats } from "./fixtures/keras_h5.ts";
 import { maxRelDiff } from "./fixtures/kernels.ts";
 

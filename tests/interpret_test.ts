@@ -7,10 +7,10 @@ import {
   mostConfused,
   perClassAccuracy,
   worstMistakes,
-} from "../lib/interpret.ts";
-import { scorePredictions } from "../lib/train.ts";
-import type { MnistSplit } from "../lib/mnist.ts";
-import { DISPLAY } from "../lib/display.ts";
+} from "../lib/report/interpret.ts";
+import { scorePredictions } from "../lib/train/train.ts";
+import type { MnistSplit } from "../lib/data/mnist.ts";
+import { DISPLAY } from "../lib/report/display.ts";
 
 // Hand-made predictions: 4s mistaken for 9 three times, 7 for 1 twice, 3 for 5 once.
 const labels = [4, 4, 4, 4, 7, 7, 7, 3, 3, 0, 9, 9];

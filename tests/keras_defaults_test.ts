@@ -1,14 +1,14 @@
-/** One test per row of the Keras-defaults table (lib/keras_defaults.ts), against the code. */
+/** One test per row of the Keras-defaults table (lib/train/keras_defaults.ts), against the code. */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { KERAS_DEFAULTS, kerasDefaultsFrame } from "../lib/keras_defaults.ts";
+import { KERAS_DEFAULTS, kerasDefaultsFrame } from "../lib/train/keras_defaults.ts";
 import { FAST_CPU, registerFastCpuBackend } from "../lib/kernels/mod.ts";
-import { fusedAdam } from "../lib/kernels/adam.ts";
-import { lossOf } from "../lib/loss.ts";
+import { fusedAdam } from "../lib/kernels/js/adam.ts";
+import { lossOf } from "../lib/train/loss.ts";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { compileStudy } from "../lib/models/common.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { EarlyStopping, evaluateSource, fitSource } from "../lib/train.ts";
+import { EarlyStopping, evaluateSource, fitSource } from "../lib/train/train.ts";
 
 await tf.setBackend("cpu");
 const fast = await registerFastCpuBackend();

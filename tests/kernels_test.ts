@@ -11,11 +11,11 @@ import {
   fusedAdam,
   registerFastCpuBackend,
 } from "../lib/kernels/mod.ts";
-import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/gemm.ts";
-import { loadOpenBlas, OPENBLAS_THREAD_TIMEOUT, preferDnnlGemm } from "../lib/kernels/blas.ts";
-import { setConvChunkFloats, setConvEngine } from "../lib/kernels/conv.ts";
-import { loadDnnl } from "../lib/kernels/dnnl.ts";
-import { openDnnl } from "../lib/kernels/dnnl_load.ts";
+import { getGemm, jsGemm, useJsGemm } from "../lib/kernels/blas/gemm.ts";
+import { loadOpenBlas, OPENBLAS_THREAD_TIMEOUT, preferDnnlGemm } from "../lib/kernels/blas/blas.ts";
+import { setConvChunkFloats, setConvEngine } from "../lib/kernels/js/conv.ts";
+import { loadDnnl } from "../lib/kernels/onednn/dnnl.ts";
+import { openDnnl } from "../lib/kernels/onednn/dnnl_load.ts";
 import { type Inputs, rand, runOn } from "./fixtures/kernels.ts";
 import { IN_CI, missingNative, skipWithout } from "./fixtures/native.ts";
 
@@ -110,7 +110,7 @@ Deno.test({
     // a fresh process each: OpenBLAS reads the variable once, when it loads
     const timeoutSeen = async (env: Record<string, string>) => {
       const code = `import { loadOpenBlas } from "${new URL(
-        "../lib/kernels/blas.ts",
+        "../lib/kernels/blas/blas.ts",
         import.meta.url,
       )}";
         console.log(loadOpenBlas()?.openblas?.threadTimeout);`;

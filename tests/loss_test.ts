@@ -8,8 +8,8 @@ import {
   lossOf,
   setLoss,
   trainStep,
-} from "../lib/loss.ts";
-import { scoreLogits } from "../lib/train.ts";
+} from "../lib/train/loss.ts";
+import { scoreLogits } from "../lib/train/train.ts";
 import { buildBaseline } from "../lib/models/baseline.ts";
 
 await tf.setBackend("cpu");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { finderChart, finderSentences, formatRate } from "../lib/lr_find_report.ts";
-import type { LrFindRecord } from "../lib/lr_find_run.ts";
-import { readCurve } from "../lib/lr_finder.ts";
+import { finderChart, finderSentences, formatRate } from "../lib/report/lr_find_report.ts";
+import type { LrFindRecord } from "../lib/study/lr_find_run.ts";
+import { readCurve } from "../lib/train/lr_finder.ts";
 
 /** A record whose smoothed loss is `losses` at rates 1e-5, 1e-4, …; `ended` as given. */
 function record(id: string, net: string, losses: number[], ended: "diverged" | "end") {

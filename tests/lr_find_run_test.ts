@@ -11,12 +11,12 @@ import {
   studyFinderParts,
   studyFinderSettings,
   studyLrFind,
-} from "../lib/lr_find_run.ts";
-import { initBackend } from "../lib/backend.ts";
-import { loadMnist, takeFirst } from "../lib/mnist.ts";
-import { PROFILES } from "../lib/profile.ts";
-import { loadRuns } from "../lib/runs.ts";
-import { publishRecord } from "../lib/results.ts";
+} from "../lib/study/lr_find_run.ts";
+import { initBackend } from "../lib/machine/backend.ts";
+import { loadMnist, takeFirst } from "../lib/data/mnist.ts";
+import { PROFILES } from "../lib/study/profile.ts";
+import { loadRuns } from "../lib/runs/runs.ts";
+import { publishRecord } from "../lib/runs/results.ts";
 
 const CPU = { name: "cpu", device: "test", why: "test", precision: "float32" };
 const base = {

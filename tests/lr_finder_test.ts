@@ -9,8 +9,8 @@ import {
   smoothLosses,
   steepestRate,
   sweepRate,
-} from "../lib/lr_finder.ts";
-import type { BatchSource } from "../lib/train.ts";
+} from "../lib/train/lr_finder.ts";
+import type { BatchSource } from "../lib/train/train.ts";
 
 await tf.setBackend("cpu");
 

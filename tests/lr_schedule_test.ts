@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cosineDecay, scheduleFn, scheduleSpec } from "../lib/lr_schedule.ts";
+import { cosineDecay, scheduleFn, scheduleSpec } from "../lib/train/lr_schedule.ts";
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
 

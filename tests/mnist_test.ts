@@ -6,7 +6,7 @@ import {
   MnistFormatError,
   packagedMnistName,
   parseIdx,
-} from "../lib/mnist.ts";
+} from "../lib/data/mnist.ts";
 
 function idx(magic: number, dims: number[], payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + 4 * dims.length + payload.length);

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { probeSetup } from "../lib/setup.ts";
+import { probeSetup } from "../lib/machine/setup.ts";
 
 // The browser's globals as the functions handed to page.evaluate see them. Not the DOM lib: it
 // would change the types of every other test file checked together with this one.

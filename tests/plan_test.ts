@@ -10,16 +10,16 @@ import {
   planStudy,
   RUN_OVERHEAD_S,
   RUN_OVERHEAD_SHARE,
-} from "../lib/plan.ts";
-import { PROFILES } from "../lib/profile.ts";
-import { runKey } from "../lib/run_key.ts";
-import { STUDY_MODELS } from "../lib/settings.ts";
-import { studyKeyParts } from "../lib/study_run.ts";
-import { initBackend } from "../lib/backend.ts";
+} from "../lib/runs/plan.ts";
+import { PROFILES } from "../lib/study/profile.ts";
+import { runKey } from "../lib/runs/run_key.ts";
+import { STUDY_MODELS } from "../lib/study/settings.ts";
+import { studyKeyParts } from "../lib/study/study_run.ts";
+import { initBackend } from "../lib/machine/backend.ts";
 import { parseTrainArgs } from "../scripts/train.ts";
-import { lrFindKey, studyFinderParts } from "../lib/lr_find_run.ts";
-import { recordSummaries, STUDY_RECORDS } from "../lib/runs.ts";
-import { estimateSeconds } from "../lib/run_cache.ts";
+import { lrFindKey, studyFinderParts } from "../lib/study/lr_find_run.ts";
+import { recordSummaries, STUDY_RECORDS } from "../lib/runs/runs.ts";
+import { estimateSeconds } from "../lib/runs/run_cache.ts";
 import { join } from "node:path";
 
 const REPO = new URL("..", import.meta.url).pathname;

@@ -9,8 +9,8 @@ import {
   rng,
   shuffled,
   studyTransform,
-} from "../lib/preprocess.ts";
-import type { MnistSplit } from "../lib/mnist.ts";
+} from "../lib/data/preprocess.ts";
+import type { MnistSplit } from "../lib/data/mnist.ts";
 
 await tf.setBackend("cpu");
 

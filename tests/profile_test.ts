@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import type { Mnist, MnistSplit } from "../lib/mnist.ts";
+import type { Mnist, MnistSplit } from "../lib/data/mnist.ts";
 import {
   currentProfile,
   describeProfile,
   epochsFor,
   PROFILES,
   profileSplits,
-} from "../lib/profile.ts";
+} from "../lib/study/profile.ts";
 
 function split(count: number): MnistSplit {
   return {

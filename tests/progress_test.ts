@@ -4,9 +4,9 @@ import {
   LiveCurves,
   notebookProgress,
   terminalProgress,
-} from "../lib/progress.ts";
-import { type MimeBundle } from "../lib/display.ts";
-import { VEGALITE_MIME } from "../lib/charts.ts";
+} from "../lib/train/progress.ts";
+import { type MimeBundle } from "../lib/report/display.ts";
+import { VEGALITE_MIME } from "../lib/report/charts.ts";
 
 /** A fake kernel: every display message, in order. */
 function fakeKernel() {

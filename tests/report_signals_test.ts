@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { inspectBackup } from "../lib/backup.ts";
-import { processExists, processTree } from "../lib/signals.ts";
+import { inspectBackup } from "../lib/runs/backup.ts";
+import { processExists, processTree } from "../lib/machine/signals.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const lib = (m: string) => JSON.stringify(new URL(`../lib/${m}`, import.meta.url).href);
@@ -16,10 +16,10 @@ const lib = (m: string) => JSON.stringify(new URL(`../lib/${m}`, import.meta.url
 /** A notebook whose one cell trains a baseline for many epochs, with backups, as notebooks do. */
 function trainingNotebook(): string {
   const source = [
-    `const { initBackend } = await import(${lib("backend.ts")});`,
-    `const { loadMnist } = await import(${lib("mnist.ts")});`,
-    `const { currentProfile, profileSplits } = await import(${lib("profile.ts")});`,
-    `const { studyRun } = await import(${lib("study_run.ts")});`,
+    `const { initBackend } = await import(${lib("machine/backend.ts")});`,
+    `const { loadMnist } = await import(${lib("data/mnist.ts")});`,
+    `const { currentProfile, profileSplits } = await import(${lib("study/profile.ts")});`,
+    `const { studyRun } = await import(${lib("study/study_run.ts")});`,
     `const backend = await initBackend({ force: "cpu-fast", quiet: true });`,
     `const profile = currentProfile("quick");`,
     `const { train, test } = profileSplits(await loadMnist(), profile);`,

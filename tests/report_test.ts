@@ -25,9 +25,9 @@ import {
   runsIndexTable,
   selfContained,
 } from "../scripts/report_page.ts";
-import { loadRuns, STUDY_RECORDS } from "../lib/runs.ts";
-import { runsTable } from "../lib/compare.ts";
-import { jupyterPython } from "../lib/setup.ts";
+import { loadRuns, STUDY_RECORDS } from "../lib/runs/runs.ts";
+import { runsTable } from "../lib/report/compare.ts";
+import { jupyterPython } from "../lib/machine/setup.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";

@@ -6,7 +6,7 @@ import {
   RESNET152V2_STACKS,
   type ResNetV2Stack,
 } from "../lib/models/resnet152v2.ts";
-import { loadKerasWeights } from "../lib/weights.ts";
+import { loadKerasWeights } from "../lib/transfer/weights.ts";
 import {
   fixtureFromModel,
   type FixtureLayer,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { REPO_ROOT } from "../lib/env.ts";
+import { REPO_ROOT } from "../lib/machine/env.ts";
 import {
   currentResults,
   normalizeMarkdown,
@@ -10,10 +10,10 @@ import {
   RESULTS_START,
   resultsBlock,
   resultsTable,
-} from "../lib/results.ts";
-import { loadRun, loadRuns, STUDY_RECORDS } from "../lib/runs.ts";
-import { correctCount } from "../lib/stats.ts";
-import { METHOD_NOTE } from "../lib/conclusions.ts";
+} from "../lib/runs/results.ts";
+import { loadRun, loadRuns, STUDY_RECORDS } from "../lib/runs/runs.ts";
+import { correctCount } from "../lib/report/stats.ts";
+import { METHOD_NOTE } from "../lib/report/conclusions.ts";
 import { atSeed } from "./fixtures/seeded_records.ts";
 
 const FIXTURES = new URL("./fixtures/runs", import.meta.url).pathname;

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { PROFILES } from "../lib/profile.ts";
+import { PROFILES } from "../lib/study/profile.ts";
 import { compileStudy } from "../lib/models/common.ts";
-import { type BackupOptions, evaluateSource, fitSource } from "../lib/train.ts";
-import { backupPath } from "../lib/backup.ts";
-import { cachedRun, estimateSeconds, retrainRequested } from "../lib/run_cache.ts";
-import { canonicalJson, runKey } from "../lib/run_key.ts";
-import { studyKeyParts, type StudyRunOptions } from "../lib/study_run.ts";
+import { type BackupOptions, evaluateSource, fitSource } from "../lib/train/train.ts";
+import { backupPath } from "../lib/runs/backup.ts";
+import { cachedRun, estimateSeconds, retrainRequested } from "../lib/runs/run_cache.ts";
+import { canonicalJson, runKey } from "../lib/runs/run_key.ts";
+import { studyKeyParts, type StudyRunOptions } from "../lib/study/study_run.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");

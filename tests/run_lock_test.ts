@@ -14,7 +14,7 @@ import {
   ownerHere,
   processStart,
   readLock,
-} from "../lib/run_lock.ts";
+} from "../lib/runs/run_lock.ts";
 
 async function withRoot(fn: (root: string) => Promise<void>): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "run_lock_test_" });

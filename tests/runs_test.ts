@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { compileStudy, glorot } from "../lib/models/common.ts";
-import { PROFILES } from "../lib/profile.ts";
-import { GRAY32, makeBatch, range } from "../lib/preprocess.ts";
-import { evaluate, fit } from "../lib/train.ts";
+import { PROFILES } from "../lib/study/profile.ts";
+import { GRAY32, makeBatch, range } from "../lib/data/preprocess.ts";
+import { evaluate, fit } from "../lib/train/train.ts";
 import {
   damagedRecords,
   findRun,
@@ -17,8 +17,8 @@ import {
   RunRecordError,
   RunWriteError,
   saveRun,
-} from "../lib/runs.ts";
-import { kerasAdam, type RunKeyParts } from "../lib/run_key.ts";
+} from "../lib/runs/runs.ts";
+import { kerasAdam, type RunKeyParts } from "../lib/runs/run_key.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
 
 await tf.setBackend("cpu");

@@ -13,7 +13,7 @@ import {
   SetupError,
   type SetupFacts,
   type SetupSystem,
-} from "../lib/setup.ts";
+} from "../lib/machine/setup.ts";
 
 const DENO = "/usr/lib/node_modules/deno/deno";
 

@@ -14,8 +14,8 @@ import {
   seedsOf,
   variantKey,
   wilsonInterval,
-} from "../lib/stats.ts";
-import type { RunRecord } from "../lib/runs.ts";
+} from "../lib/report/stats.ts";
+import type { RunRecord } from "../lib/runs/runs.ts";
 
 const close = (a: number, b: number, tol: number, what = "") =>
   assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b} (±${tol})`);

@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { pickTrainingSeed, runName, studyKeyParts } from "../lib/study_run.ts";
-import { PROFILES } from "../lib/profile.ts";
-import { initBackend } from "../lib/backend.ts";
-import { planStudy } from "../lib/plan.ts";
+import { pickTrainingSeed, runName, studyKeyParts } from "../lib/study/study_run.ts";
+import { PROFILES } from "../lib/study/profile.ts";
+import { initBackend } from "../lib/machine/backend.ts";
+import { planStudy } from "../lib/runs/plan.ts";
 import { LATE_OUTPUTS_CONFIG } from "../scripts/report.ts";
 
 const NOTEBOOKS = new URL("../notebooks/", import.meta.url).pathname;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runCaption, setupStudy, testLine } from "../lib/study.ts";
+import { runCaption, setupStudy, testLine } from "../lib/study/study.ts";
 
 /** Runs `fn` with the given environment and console.log captured. */
 async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>) {

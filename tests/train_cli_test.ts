@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadRun, loadRuns } from "../lib/runs.ts";
+import { loadRun, loadRuns } from "../lib/runs/runs.ts";
 import { parseTrainArgs } from "../scripts/train.ts";
 
 const SCRIPT = new URL("../scripts/train.ts", import.meta.url).pathname;

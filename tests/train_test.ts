@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { DivergenceGuard, EarlyStopping, evaluate, fit, scorePredictions } from "../lib/train.ts";
-import { loadMnist, type MnistSplit, takeFirst } from "../lib/mnist.ts";
-import { GRAY32 } from "../lib/preprocess.ts";
+import {
+  DivergenceGuard,
+  EarlyStopping,
+  evaluate,
+  fit,
+  scorePredictions,
+} from "../lib/train/train.ts";
+import { loadMnist, type MnistSplit, takeFirst } from "../lib/data/mnist.ts";
+import { GRAY32 } from "../lib/data/preprocess.ts";
 
 await tf.setBackend("cpu");
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
-import type { RunRecord, TransferFacts } from "../lib/runs.ts";
+import type { RunRecord, TransferFacts } from "../lib/runs/runs.ts";
 import {
   againstOtherBase,
   cacheCosts,
@@ -12,8 +12,8 @@ import {
   preprocessingVerdict,
   RANDOM_FEATURES_LABEL,
   weightsNotice,
-} from "../lib/transfer_report.ts";
-import { type ImagenetBase, WeightsUnavailableError } from "../lib/weights.ts";
+} from "../lib/transfer/transfer_report.ts";
+import { type ImagenetBase, WeightsUnavailableError } from "../lib/transfer/weights.ts";
 
 await tf.setBackend("cpu");
 

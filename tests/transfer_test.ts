@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { preprocessInput } from "../lib/features.ts";
-import type { MnistSplit } from "../lib/mnist.ts";
+import { preprocessInput } from "../lib/transfer/features.ts";
+import type { MnistSplit } from "../lib/data/mnist.ts";
 import { buildHead, RESNET152V2_HEAD } from "../lib/models/heads.ts";
-import { makeBatch, range } from "../lib/preprocess.ts";
-import { scorePredictions } from "../lib/train.ts";
+import { makeBatch, range } from "../lib/data/preprocess.ts";
+import { scorePredictions } from "../lib/train/train.ts";
 import {
   evaluateFeatures,
   featureBatch,
@@ -12,9 +12,9 @@ import {
   fitFeatures,
   splitFeatures,
   transferRun,
-} from "../lib/transfer.ts";
-import { PROFILES } from "../lib/profile.ts";
-import type { ImagenetBase } from "../lib/weights.ts";
+} from "../lib/transfer/transfer.ts";
+import { PROFILES } from "../lib/study/profile.ts";
+import type { ImagenetBase } from "../lib/transfer/weights.ts";
 import { tempDir } from "./fixtures/keras_h5.ts";
 
 await tf.setBackend("cpu");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { buildVgg16Base } from "../lib/models/vgg16_imagenet.ts";
 import { join } from "node:path";
-import { imagenetBase, loadKerasWeights } from "../lib/weights.ts";
+import { imagenetBase, loadKerasWeights } from "../lib/transfer/weights.ts";
 import {
   fixtureFromModel,
   type FixtureLayer,

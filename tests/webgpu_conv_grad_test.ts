@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
-import { probeGpu } from "../lib/backend.ts";
-import { filterGradPlan, gemmPlan, inputGradPlan } from "../lib/kernels/webgpu_conv_grad.ts";
-import { setupWebGpu, useConvGrad } from "../lib/kernels/webgpu_setup.ts";
+import { probeGpu } from "../lib/machine/backend.ts";
+import { filterGradPlan, gemmPlan, inputGradPlan } from "../lib/kernels/webgpu/webgpu_conv_grad.ts";
+import { setupWebGpu, useConvGrad } from "../lib/kernels/webgpu/webgpu_setup.ts";
 
 /**
  * [x shape, filter shape, strides, padding]: odd sizes, strides, padding, 1×1, split-K; at least

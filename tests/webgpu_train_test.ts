@@ -6,23 +6,23 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
-import { probeGpu } from "../lib/backend.ts";
-import { auditWebGpu, kernelLine } from "../lib/kernels/webgpu_audit.ts";
+import { probeGpu } from "../lib/machine/backend.ts";
+import { auditWebGpu, kernelLine } from "../lib/kernels/webgpu/webgpu_audit.ts";
 import {
   convGradChoice,
   setupWebGpu,
   trimGpuPool,
   useConvGrad,
-} from "../lib/kernels/webgpu_setup.ts";
+} from "../lib/kernels/webgpu/webgpu_setup.ts";
 import { compileStudy } from "../lib/models/common.ts";
-import { setLoss, trainStep, trainStepOnDevice } from "../lib/loss.ts";
+import { setLoss, trainStep, trainStepOnDevice } from "../lib/train/loss.ts";
 import {
   type BatchSource,
   evaluateSource,
   fitSource,
   GPU_READ_EVERY,
   readEvery,
-} from "../lib/train.ts";
+} from "../lib/train/train.ts";
 
 const gpu = await probeGpu();
 

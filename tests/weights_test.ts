@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import h5wasm from "h5wasm";
-import { h5Fs, memPath, openKerasH5 } from "../lib/h5.ts";
+import { h5Fs, memPath, openKerasH5 } from "../lib/transfer/h5.ts";
 import {
   checkFile,
   imagenetBase,
@@ -16,7 +16,7 @@ import {
   WeightsMismatchError,
   WeightsUnavailableError,
   weightsUrl,
-} from "../lib/weights.ts";
+} from "../lib/transfer/weights.ts";
 import {
   fixtureFromModel,
   type FixtureLayer,
@@ -420,9 +420,9 @@ Deno.test("imagenetBase falls back to a seeded random base and says so when weig
 Deno.test("lib never reads tensors synchronously", async () => {
   for (
     const f of [
-      "h5.ts",
-      "weights.ts",
-      "features.ts",
+      "transfer/h5.ts",
+      "transfer/weights.ts",
+      "transfer/features.ts",
       "models/vgg16_imagenet.ts",
       "models/resnet152v2.ts",
     ]

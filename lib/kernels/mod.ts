@@ -31,17 +31,17 @@ import {
   conv2DBackpropInput,
   describeConv,
   fusedConv2D,
-} from "./conv.ts";
-import { getGemm } from "./gemm.ts";
-import { convDnnl, nativeBf16, setConvBf16 } from "./conv.ts";
-import { batchMatMulKernel, fusedMatMulKernel, setMatmulBf16 } from "./matmul.ts";
-import { maxPool, maxPoolGrad } from "./pool.ts";
+} from "./js/conv.ts";
+import { getGemm } from "./blas/gemm.ts";
+import { convDnnl, nativeBf16, setConvBf16 } from "./js/conv.ts";
+import { batchMatMulKernel, fusedMatMulKernel, setMatmulBf16 } from "./js/matmul.ts";
+import { maxPool, maxPoolGrad } from "./js/pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
-import { BINARY_KERNELS, UNARY_KERNELS } from "./elementwise.ts";
-import { BATCHNORM_KERNELS } from "./batchnorm.ts";
-import { installFusedBatchNorm } from "./batchnorm_layer.ts";
-import { installFusedConvLayer } from "./conv_layer.ts";
-import { padV2 } from "./pad.ts";
+import { BINARY_KERNELS, UNARY_KERNELS } from "./js/elementwise.ts";
+import { BATCHNORM_KERNELS } from "./js/batchnorm.ts";
+import { installFusedBatchNorm } from "./js/batchnorm_layer.ts";
+import { installFusedConvLayer } from "./js/conv_layer.ts";
+import { padV2 } from "./js/pad.ts";
 import type { FastKernel, KernelArgs } from "./util.ts";
 
 /** The backend's registered name. */
@@ -144,4 +144,4 @@ export function setFastPrecision(
   return { precision: "mixed_bfloat16", note: "bf16 convolutions and matmuls (oneDNN)" };
 }
 
-export { fusedAdam, FusedAdamOptimizer } from "./adam.ts";
+export { fusedAdam, FusedAdamOptimizer } from "./js/adam.ts";

@@ -9,7 +9,7 @@
  * so such an array may live on in user code).
  */
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
-import { envVar, type Knob } from "../env.ts";
+import { envVar, type Knob } from "../machine/env.ts";
 
 /**
  * Arrays smaller than this (in floats; env CPU_FAST_POOL_MIN for experiments) are not pooled.

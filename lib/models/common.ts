@@ -1,7 +1,7 @@
 /** What every study model shares: Keras's default initialiser (seedable) and compile settings. */
 import * as tf from "@tensorflow/tfjs";
-import { fusedAdam } from "../kernels/adam.ts";
-import { type LossKind, setLoss } from "../loss.ts";
+import { fusedAdam } from "../kernels/js/adam.ts";
+import { type LossKind, setLoss } from "../train/loss.ts";
 export type Initializer = ReturnType<typeof tf.initializers.glorotUniform>;
 
 export interface BuildOptions {
@@ -16,7 +16,7 @@ export interface BuildOptions {
   compile?: boolean;
   /**
    * The cross-entropy to train with: "logits" (default; Keras 2.x's, from the softmax's
-   * logits) or "clipped" (tfjs's, from clipped probabilities) — see lib/loss.ts.
+   * logits) or "clipped" (tfjs's, from clipped probabilities) — see lib/train/loss.ts.
    */
   loss?: LossKind;
 }

@@ -1,6 +1,6 @@
 /**
  * The dense heads the transfer notebooks put on a frozen ImageNet base, as the study declares them,
- * built on the base's feature shape so they train on cached features (lib/transfer.ts).
+ * built on the base's feature shape so they train on cached features (lib/transfer/transfer.ts).
  */
 import * as tf from "@tensorflow/tfjs";
 import { compileStudy, glorot } from "./common.ts";

@@ -1,0 +1,342 @@
+/**
+ * Runs are computed once. Every training run has a key (lib/runs/run_key.ts); asking for a run
+ * whose finished record exists uses the record and trains nothing, saying so in one line.
+ * Otherwise the run trains with per-epoch backups (so a killed run resumes), its record is
+ * written, its backup removed, and the record read back — so what a notebook shows after a
+ * fresh run and after a cached one comes from the same place. `MNIST_RETRAIN=1` (or
+ * `retrain`) trains even when a record exists.
+ *
+ * One process trains a key at a time (lib/runs/run_lock.ts): a second one asking for the same run
+ * waits for the first and then shows the record it wrote. A damaged record is passed over (and
+ * left as it is); a damaged backup is moved aside and the run starts again from epoch 1. When
+ * the record cannot be written the trained run is not lost: its last backup holds it, or, when
+ * that could not be written either, the record goes to a temporary folder the error names.
+ */
+import type * as tf from "@tensorflow/tfjs";
+import { BackupError, backupPath, inspectBackup, moveAside, removeBackup } from "./backup.ts";
+import { formatDuration } from "../report/format.ts";
+import { envVar } from "../machine/env.ts";
+import { acquireRunLock, lockPath } from "./run_lock.ts";
+import type { Profile } from "../study/profile.ts";
+import type { ProbeData } from "../report/diagnostics.ts";
+import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
+import {
+  findRun,
+  loadRun,
+  recordRoots,
+  recordSummaries,
+  type RunInput,
+  type RunRecord,
+  runsRoot,
+  RunWriteError,
+  saveRun,
+  type TransferFacts,
+} from "./runs.ts";
+import type { BackupOptions, Evaluation, FitResult } from "../train/train.ts";
+
+/** What identifies and labels a run, besides how it trains. */
+export interface RunSpec {
+  /** The name its record carries, e.g. "vgg16_scratch (relu convs)". */
+  modelName: string;
+  section: string;
+  keyParts: RunKeyParts;
+  profile: Profile;
+  backend: { name: string; device: string; why: string; precision: string };
+  weightsSource: string;
+  label?: string;
+}
+
+/** What a training function hands back for the record. */
+export interface TrainedRun {
+  model: tf.LayersModel;
+  fit: FitResult;
+  evaluation: Evaluation;
+  probe?: ProbeData;
+  transfer?: TransferFacts;
+}
+
+export interface CachedRunOptions {
+  /** Train even when a record exists (default: `MNIST_RETRAIN=1`). */
+  retrain?: boolean;
+  /** Where the record and backup are written (default `runsRoot()`). */
+  root?: string;
+  /** Where records are looked for (default `recordRoots()`). */
+  roots?: string[];
+  /** Where the one-line messages go (default console.log). */
+  log?: (line: string) => void | Promise<void>;
+  /** Write the trained weights beside the record (default true). */
+  weights?: boolean;
+  /** How often a process waiting for another's run looks again (default 2 s). */
+  lockPollMs?: number;
+}
+
+/** A run's record, and whether it came from an earlier run. */
+export interface RunOutcome {
+  record: RunRecord;
+  cached: boolean;
+  /** The trained model, when this call trained it. */
+  model: tf.LayersModel | null;
+}
+
+/** Whether `MNIST_RETRAIN` asks for training even when records exist. */
+export function retrainRequested(): boolean {
+  const v = envVar("MNIST_RETRAIN");
+  return v !== undefined && v !== "0" && v.toLowerCase() !== "false";
+}
+
+/** The line a cache hit prints: which record, when and where it was trained, how long it took. */
+export function cachedLine(r: RunRecord): string {
+  const t = r.config.transfer;
+  const wall = r.metrics.trainSeconds + (t ? t.extractSeconds : 0);
+  return `from run record ${r.id}: trained ${
+    r.config.createdAt.slice(0, 16).replace("T", " ")
+  } UTC ` +
+    `on ${r.config.backend.name} (${r.config.backend.precision}, ${r.config.machine.cpu}), ` +
+    `${formatDuration(wall)}`;
+}
+
+/**
+ * Training throughput (samples/s) for a run like this one, from the newest record of the same
+ * model, options, batch size, backend and precision (any profile) made with the same backend
+ * line (`device`: the libraries, threads and kernels in use — a record trained before the
+ * kernels changed, or on another set-up, says little about this one); null when none exists.
+ */
+export async function measuredThroughput(
+  parts: RunKeyParts,
+  device: string,
+  roots = recordRoots(),
+): Promise<number | null> {
+  const same = (await recordSummaries(roots).catch(() => [])).filter((r) => {
+    const k = r.config.keyParts;
+    return k.model.builder === parts.model.builder &&
+      JSON.stringify(k.model.options) === JSON.stringify(parts.model.options) &&
+      k.training.batchSize === parts.training.batchSize && k.backend === parts.backend &&
+      k.precision === parts.precision && r.config.backend.device === device &&
+      r.metrics.samplesPerSecond > 0;
+  });
+  return same.length ? same.at(-1)!.metrics.samplesPerSecond : null;
+}
+
+/**
+ * Rough training throughput (samples/s) of cpu-fast in fp32 on a 2-core development machine,
+ * for estimates before any record of a model exists on this machine. Transfer entries: the
+ * base's images/s (feature extraction, batch 256) and the head's samples/s. Measured 2026-11-29
+ * on a 2-core Zen 5 AMD EPYC (`deno task train <model> --profile reduced --epochs 1`,
+ * `bench/inference.ts`, the heads' `fitFeatures` on random features), rounded down. Other CPUs
+ * differ; a machine's own records replace these as soon as it has some.
+ */
+export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
+  baseline: 1500,
+  vgg_small: 400,
+  vgg16_scratch: 280,
+  "vgg16_scratch+batchNorm": 220,
+  vgg16_imagenet_head: 3500,
+  resnet152v2_head: 100_000,
+  "vgg16 base": 1200,
+  "resnet152v2 base": 500,
+};
+
+/** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */
+export async function expectedThroughput(
+  parts: RunKeyParts,
+  backend: { name: string; device: string },
+  roots = recordRoots(),
+): Promise<number | null> {
+  const measured = await measuredThroughput(parts, backend.device, roots);
+  if (measured) return measured;
+  if (backend.name !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
+  const bn = parts.model.options.batchNorm === true ? "+batchNorm" : "";
+  return ROUGH_CPU_THROUGHPUT[parts.model.builder + bn] ?? null;
+}
+
+/**
+ * Seconds a run will take at `samplesPerSecond`: its epochs over the training set, plus one
+ * inference pass over the test set per epoch when it validates (inference ≈ 3× training speed).
+ */
+export function estimateSeconds(parts: RunKeyParts, samplesPerSecond: number): number {
+  const t = parts.training, d = parts.data;
+  const perEpoch = d.trainSamples / samplesPerSecond +
+    (t.validation ? d.testSamples / (3 * samplesPerSecond) : 0);
+  return t.epochs * perEpoch + d.testSamples / (3 * samplesPerSecond);
+}
+
+/**
+ * The run's record: an existing one with the same key, else `train` runs (with `backup` for
+ * its `fit`) and its result becomes the record. Training holds the key's lock; while another
+ * process holds it, this one waits and then shows that process's record.
+ */
+export async function cachedRun(
+  spec: RunSpec,
+  train: (backup: BackupOptions) => Promise<TrainedRun>,
+  opts: CachedRunOptions = {},
+): Promise<RunOutcome> {
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const key = await runKey(spec.keyParts);
+  const root = opts.root ?? runsRoot();
+  const roots = opts.roots ?? recordRoots();
+  const retrain = opts.retrain ?? retrainRequested();
+  const cached = async (found: RunRecord): Promise<RunOutcome> => {
+    await log(cachedLine(found));
+    return { record: found, cached: true, model: null };
+  };
+  if (!retrain) {
+    const found = await findRun(key, roots);
+    if (found) return await cached(found);
+  }
+  const describe = describeRun(spec.modelName, spec.keyParts);
+  const path = backupPath(root, key);
+  // While waiting, a record of this key newer than the wait is the other process's run (with
+  // retrain too: it was asked for at the same time as this one).
+  const waitFrom = new Date().toISOString();
+  let got;
+  try {
+    got = await acquireRunLock(lockPath(root, key), {
+      describe,
+      log,
+      pollMs: opts.lockPollMs,
+      done: async () => {
+        const r = await findRun(key, roots, () => {});
+        return r && (!retrain || r.config.createdAt >= waitFrom) ? r : null;
+      },
+      whereStopped: (signal) => stoppedLine(signal, describe, path),
+    });
+  } catch (e) {
+    // The lock is the first file a run writes: a runs folder that cannot take it cannot take
+    // the record either, so say so now rather than after training.
+    if (e instanceof Deno.errors.PermissionDenied || (e as Error).message?.includes("os error")) {
+      throw new RunWriteError(
+        `cannot write in the runs folder ${root}: ${(e as Error).message}. Check that it is ` +
+          `writable and has space, or point RUNS_DIR at one that is.`,
+      );
+    }
+    throw e;
+  }
+  if (got.result) return await cached(got.result);
+  const lock = got.lock;
+  try {
+    // A holder may have finished between our first look and our lock.
+    if (!retrain) {
+      const found = await findRun(key, roots, () => {});
+      if (found) return await cached(found);
+    }
+    await setAsideDamagedBackup(path, describe, log);
+    const sps = await expectedThroughput(spec.keyParts, spec.backend, roots);
+    const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
+    await log(
+      `training ${describe} on ${spec.backend.name} ` +
+        `(${spec.backend.precision})${estimate} — run key ${key}`,
+    );
+    const trained = await train({ path, key, describe });
+    const input: RunInput = {
+      model: trained.model,
+      modelName: spec.modelName,
+      section: spec.section,
+      key,
+      keyParts: spec.keyParts,
+      fit: trained.fit,
+      evaluation: trained.evaluation,
+      backend: spec.backend,
+      profile: spec.profile,
+      seed: spec.keyParts.seed,
+      weightsSource: spec.weightsSource,
+      label: spec.label,
+      probe: trained.probe,
+      transfer: trained.transfer,
+    };
+    const dir = await saveKeepingTheRun(input, root, path, opts.weights);
+    await removeBackup(path);
+    return { record: await loadRun(dir), cached: false, model: trained.model };
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * A damaged backup (truncated, not a backup) is moved aside — kept beside the others as
+ * `<file>.damaged-<time>` to look at, never deleted — and the run starts again from epoch 1: a
+ * damaged file cannot be resumed from, and stopping would only ask the user to do the same.
+ */
+async function setAsideDamagedBackup(
+  path: string,
+  describe: string,
+  log: (line: string) => void | Promise<void>,
+): Promise<void> {
+  try {
+    inspectBackup(path);
+  } catch (e) {
+    if (!(e instanceof BackupError)) throw e;
+    const aside = await moveAside(path);
+    await log(
+      `⚠ ${e.message.replace(/;.*$/, "")}: moved to ${aside}; ${describe} starts again from ` +
+        `epoch 1`,
+    );
+  }
+}
+
+/** Where a run stood when a signal stopped its process: the line printed as it exits. */
+function stoppedLine(signal: Deno.Signal, describe: string, backup: string): string {
+  let header = null;
+  try {
+    header = inspectBackup(backup);
+  } catch {
+    // a damaged backup: said as "nothing to resume"
+  }
+  return header
+    ? `stopped by ${signal}: ${describe} after epoch ${header.epoch}/${header.epochs}; its ` +
+      `backup ${backup} resumes it when the same run is asked for again`
+    : `stopped by ${signal}: ${describe} in its first epoch (no backup yet: it starts again)`;
+}
+
+/**
+ * Writes the record; when it cannot be written (a full disk, no permission) the error names the
+ * folder and the space needed, and says where the trained run is kept: in its last backup when
+ * that holds the finished run (asking for the run again writes the record without training), else
+ * in a record written to a temporary folder.
+ */
+async function saveKeepingTheRun(
+  input: RunInput,
+  root: string,
+  backup: string,
+  weights: boolean | undefined,
+): Promise<string> {
+  try {
+    return await saveRun(input, { root, weights });
+  } catch (e) {
+    if (!(e instanceof RunWriteError)) throw e;
+    let header = null;
+    try {
+      header = inspectBackup(backup);
+    } catch {
+      // damaged: not a place the run is kept
+    }
+    if (header && header.epoch === input.fit.epochsRun) {
+      throw new RunWriteError(
+        `${e.message}. The trained run is kept in its backup ${backup} (after epoch ` +
+          `${header.epoch}/${header.epochs}): make space and ask for the run again — the record ` +
+          `is written without training`,
+        e.bytes,
+        { cause: e },
+      );
+    }
+    let elsewhere: string;
+    try {
+      elsewhere = await saveRun(input, {
+        root: await Deno.makeTempDir({ prefix: "mnist-run-" }),
+        weights,
+      });
+    } catch {
+      throw new RunWriteError(
+        `${e.message}. The trained run could not be kept anywhere (its backup and a temporary ` +
+          `folder failed too): make space and train it again`,
+        e.bytes,
+        { cause: e },
+      );
+    }
+    throw new RunWriteError(
+      `${e.message}. The trained run was written instead to ${elsewhere}: make space, then move ` +
+        `that folder into ${root}`,
+      e.bytes,
+      { cause: e },
+    );
+  }
+}
