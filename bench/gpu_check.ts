@@ -21,7 +21,8 @@ import { convGradChoice, useConvGrad } from "../lib/kernels/webgpu/webgpu_setup.
 import { trainStepOnDevice } from "../lib/train/loss.ts";
 import { loadMnist, type MnistSplit } from "../lib/data/mnist.ts";
 import { benchModels, STUDY_MODELS } from "../lib/study/settings.ts";
-import { evaluate, fit, fitSource, GPU_READ_EVERY } from "../lib/train/train.ts";
+import { fit, fitSource, GPU_READ_EVERY } from "../lib/train/train.ts";
+import { evaluate } from "../lib/train/evaluate.ts";
 import { terminalProgress } from "../lib/train/progress.ts";
 import { envVar, REPO_ROOT } from "../lib/machine/env.ts";
 import { peerDir, peerPython } from "./peer.ts";

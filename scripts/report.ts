@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { basename, join, resolve } from "node:path";
 import { envVar, REPO_ROOT } from "../lib/machine/env.ts";
+import { writeFileAtomic } from "../lib/machine/atomic_write.ts";
 import { listBackups } from "../lib/runs/backup.ts";
 import { formatDuration } from "../lib/report/format.ts";
 import { runCommand } from "../lib/machine/cli_error.ts";
@@ -288,7 +289,7 @@ export async function executeNotebook(
   }
   const htmlPath = join(outDir, `${stem}.html`);
   const page = selfContained(await Deno.readTextFile(htmlPath), title);
-  await Deno.writeTextFile(htmlPath, page);
+  await writeFileAtomic(htmlPath, page);
   const bytes = new TextEncoder().encode(page).length;
   return { notebook: name, title, html: `${stem}.html`, seconds, failure: null, bytes };
 }
@@ -327,7 +328,7 @@ export async function report(
         })`,
     );
   }
-  await Deno.writeTextFile(join(outDir, "index.html"), await indexHtml(pages, profile));
+  await writeFileAtomic(join(outDir, "index.html"), await indexHtml(pages, profile));
   log(`index: ${join(outDir, "index.html")}`);
   const failed = pages.filter((p) => p.failure);
   if (failed.length) {

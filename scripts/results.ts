@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { REPO_ROOT, repoRelative } from "../lib/machine/env.ts";
 import { runCommand } from "../lib/machine/cli_error.ts";
+import { writeFileAtomic } from "../lib/machine/atomic_write.ts";
 import { damagedRecords, STUDY_RECORDS } from "../lib/runs/runs.ts";
 import {
   currentResults,
@@ -92,7 +93,7 @@ async function main(args: string[]): Promise<number> {
   }
   const updated = replaceResults(readme, block);
   if (updated !== readme) {
-    await Deno.writeTextFile(path, updated);
+    await writeFileAtomic(path, updated);
     // Keep the README as `deno fmt` leaves it (the table aligned), so fmt stays clean.
     await new Deno.Command(Deno.execPath(), { args: ["fmt", path], stderr: "null" }).output();
   }

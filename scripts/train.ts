@@ -22,6 +22,7 @@ import { runsRoot } from "../lib/runs/runs.ts";
 import { type ModelName, STUDY_MODELS, studyModel } from "../lib/study/settings.ts";
 import { testLine } from "../lib/study/study.ts";
 import { studyRun } from "../lib/study/study_run.ts";
+import { type RunRequest, STUDY_SEED } from "../lib/study/notebooks.ts";
 import { studyLrFind } from "../lib/study/lr_find_run.ts";
 import type { Variant } from "../lib/study/settings.ts";
 import { formatDuration } from "../lib/report/format.ts";
@@ -49,7 +50,7 @@ ${
 Options:
   --epochs N          epochs (default: the study's; the quick profile caps the default at 1)
   --batch-size N      batch size (default: the study's)
-  --seed N            seed of initial weights, shuffles and dropout (default 42, the notebooks')
+  --seed N            seed of initial weights, shuffles and dropout (default ${STUDY_SEED}, the notebooks')
   --profile P         quick | reduced | full (default: $MNIST_PROFILE, else full)
   --train-samples N   train on the profile's first N digits only (default: all of the profile's)
   --backend B         ${
@@ -225,7 +226,7 @@ async function main(args: string[]): Promise<number> {
     ? splits.train
     : takeFirst(splits.train, Math.min(opts.trainSamples, splits.train.count));
   const test = splits.test;
-  const seed = opts.seed ?? 42;
+  const seed = opts.seed ?? STUDY_SEED;
   console.log(
     `model: ${spec.title}, ${spec.input} input, seed ${seed}; data: ${train.count} train / ` +
       `${test.count} test digits`,
@@ -247,18 +248,22 @@ async function main(args: string[]): Promise<number> {
     );
     return 0;
   }
-  const { record, cached } = await studyRun({
+  // The run as a notebook declares it (lib/study/notebooks.ts), with the command line's data.
+  const request: RunRequest = {
     model: opts.model,
+    seed,
+    variant: opts.variant,
+    loss: opts.loss,
+    onDivergence: opts.onDivergence,
+  };
+  const { record, cached } = await studyRun({
+    ...request,
     profile,
     backend,
     train,
     test,
-    seed,
-    variant: opts.variant,
-    loss: opts.loss,
     epochs: opts.epochs,
     batchSize: opts.batchSize,
-    onDivergence: opts.onDivergence,
     retrain: opts.retrain || undefined,
     progress: terminalProgress(),
   });

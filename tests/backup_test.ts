@@ -124,6 +124,44 @@ Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on
   }
 });
 
+Deno.test("the fit loop's state keeps the on-disk shape of earlier backups", async () => {
+  // Backups written before the loop kept one FitState object must still resume, and new ones
+  // read the same: the `loop` JSON is flat, its fields in this order.
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "shape.backup");
+    await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 1 });
+    const loop = inspectBackup(path)!.loop as Record<string, Record<string, unknown>>;
+    assert.deepEqual(Object.keys(loop), [
+      "rows",
+      "shuffle",
+      "dropout",
+      "stopper",
+      "guard",
+      "divergence",
+      "stoppedEarly",
+      "samples",
+      "batchSeconds",
+      "seconds",
+      "stateful",
+    ]);
+    assert.deepEqual(Object.keys(loop.stopper), [
+      "monitor",
+      "patience",
+      "minDelta",
+      "best",
+      "wait",
+      "bestEpoch",
+      "stoppedEpoch",
+    ]);
+    assert.deepEqual(Object.keys(loop.guard), ["best", "smooth", "bestSmooth", "batches"]);
+    assert.equal(loop.guard.bestSmooth, "__Infinity", "±Infinity and NaN kept as strings");
+    assert.deepEqual(loop.stateful, [4], "the callbacks' states, in order");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a crash while a backup is written leaves the previous backup usable", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -199,9 +199,9 @@ Deno.test({
     const d = convDnnl()!;
     assert.equal(setConvBf16(true), true);
     try {
-      d.chainBf16 = false;
+      d.chainBlocked = false;
       const apart = await chainGrads();
-      d.chainBf16 = true;
+      d.chainBlocked = true;
       const before = d.chained;
       const chained = await chainGrads();
       // a → b → c in both forwards (y and the gradient's) and, backwards, c's dy → b → a: the
@@ -211,7 +211,7 @@ Deno.test({
         assert.deepEqual(chained[i], apart[i], `${name}: differs from the unchained run`);
       });
     } finally {
-      d.chainBf16 = true;
+      d.chainBlocked = true;
       setConvBf16(false);
     }
   },

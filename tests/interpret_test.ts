@@ -8,7 +8,7 @@ import {
   perClassAccuracy,
   worstMistakes,
 } from "../lib/report/interpret.ts";
-import { scorePredictions } from "../lib/train/train.ts";
+import { scorePredictions } from "../lib/train/evaluate.ts";
 import type { MnistSplit } from "../lib/data/mnist.ts";
 import { DISPLAY } from "../lib/report/display.ts";
 

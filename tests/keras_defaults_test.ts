@@ -8,7 +8,8 @@ import { lossOf } from "../lib/train/loss.ts";
 import { buildBaseline } from "../lib/models/baseline.ts";
 import { compileStudy } from "../lib/models/common.ts";
 import { buildVgg16Scratch } from "../lib/models/vgg16_scratch.ts";
-import { EarlyStopping, evaluateSource, fitSource } from "../lib/train/train.ts";
+import { EarlyStopping, fitSource } from "../lib/train/train.ts";
+import { evaluateSource } from "../lib/train/evaluate.ts";
 
 await tf.setBackend("cpu");
 const fast = await registerFastCpuBackend();

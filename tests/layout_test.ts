@@ -1,6 +1,7 @@
 /**
  * The code's layout: no import cycles among the project's modules (type-only imports included:
- * a type that closes a circle lives in the wrong module).
+ * a type that closes a circle lives in the wrong module), and lib/README.md's map of lib/ names
+ * every module once and nothing else.
  */
 import assert from "node:assert/strict";
 import { tsFiles } from "./fixtures/source_files.ts";
@@ -78,5 +79,59 @@ Deno.test("no import cycles in lib/, scripts/ and bench/ (type-only imports incl
     cycles.map((c) => c.join(" ↔ ")),
     [],
     "move the type or function that closes each circle into the module that owns the concept",
+  );
+});
+
+/**
+ * The modules a map in lib/README.md's format lists: each "- `room/file.ts` — job" line, with the
+ * folder of the "## room/ — …" or "### room/sub/ — …" heading it sits under.
+ */
+export function mapEntries(markdown: string): { path: string; heading: string | null }[] {
+  const entries: { path: string; heading: string | null }[] = [];
+  let heading: string | null = null;
+  for (const line of markdown.split("\n")) {
+    const h = line.match(/^#{2,}\s+(\S+)\/\s+—/);
+    if (h) heading = h[1];
+    const m = line.match(/^- `([^`]+)` — \S/);
+    if (m) entries.push({ path: m[1], heading });
+  }
+  return entries;
+}
+
+Deno.test("the map parser reads entries and the room each sits under", () => {
+  const md = "# lib/\n\n- `stray.ts` — before any room\n## data/ — MNIST\n\n" +
+    "- `data/mnist.ts` — reads IDX\n- not an entry\n### kernels/js/ — kernels\n" +
+    "- `kernels/js/pad.ts` — PadV2\n";
+  assert.deepEqual(mapEntries(md), [
+    { path: "stray.ts", heading: null },
+    { path: "data/mnist.ts", heading: "data" },
+    { path: "kernels/js/pad.ts", heading: "kernels/js" },
+  ]);
+});
+
+Deno.test("lib/README.md maps every module of lib/ exactly once, each in its own room", () => {
+  const lib = join(ROOT, "lib");
+  const entries = mapEntries(Deno.readTextFileSync(join(lib, "README.md")));
+  const listed = entries.map((e) => e.path);
+  const modules = tsFiles(lib).map((f) => relative(lib, f)).sort();
+  assert.deepEqual(
+    modules.filter((m) => !listed.includes(m)),
+    [],
+    "modules missing from lib/README.md: add a line for each",
+  );
+  assert.deepEqual(
+    listed.filter((p, i) => listed.indexOf(p) !== i),
+    [],
+    "listed more than once in lib/README.md",
+  );
+  assert.deepEqual(
+    listed.filter((p) => !modules.includes(p)),
+    [],
+    "lib/README.md lists files that do not exist",
+  );
+  assert.deepEqual(
+    entries.filter((e) => dirname(e.path) !== e.heading).map((e) => e.path),
+    [],
+    "listed under another room's heading in lib/README.md",
   );
 });

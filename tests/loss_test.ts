@@ -9,7 +9,7 @@ import {
   setLoss,
   trainStep,
 } from "../lib/train/loss.ts";
-import { scoreLogits } from "../lib/train/train.ts";
+import { scoreLogits } from "../lib/train/evaluate.ts";
 import { buildBaseline } from "../lib/models/baseline.ts";
 
 await tf.setBackend("cpu");

@@ -10,7 +10,7 @@ import {
   steepestRate,
   sweepRate,
 } from "../lib/train/lr_finder.ts";
-import type { BatchSource } from "../lib/train/train.ts";
+import type { BatchSource } from "../lib/train/evaluate.ts";
 
 await tf.setBackend("cpu");
 

@@ -17,7 +17,7 @@ import { STUDY_MODELS } from "../lib/study/settings.ts";
 import { studyKeyParts } from "../lib/study/study_run.ts";
 import { initBackend } from "../lib/machine/backend.ts";
 import { parseTrainArgs } from "../scripts/train.ts";
-import { lrFindKey, studyFinderParts } from "../lib/study/lr_find_run.ts";
+import { lrFindKey, lrFindKeys, studyFinderParts } from "../lib/study/lr_find_run.ts";
 import { recordSummaries, STUDY_RECORDS } from "../lib/runs/runs.ts";
 import { estimateSeconds } from "../lib/runs/run_cache.ts";
 import { join } from "node:path";
@@ -34,14 +34,18 @@ const CPU_FAST = {
 Deno.test("the plan lists every run of every training notebook, each with its own key", async () => {
   const runs = await notebookRuns(PROFILES.full, CPU_FAST);
   const count = (nb: string) => runs.filter((r) => r.notebook === nb).length;
-  assert.equal(count("02_baseline_cnn"), 1);
-  assert.equal(count("03_vgg_small"), 1);
+  // the full profile adds the evidence seeds 1 and 2 (lib/study/notebooks.ts)
+  assert.equal(count("02_baseline_cnn"), 3);
+  assert.equal(count("03_vgg_small"), 3);
   assert.equal(
     count("04_vgg16_scratch"),
-    19,
-    "the study's run, its clipped-loss twin, seven fixes, five sweep seeds, one picked, and the " +
-      "learning-rate finder on four nets (linear; ReLU; ReLU + He; ReLU + BatchNorm)",
+    26,
+    "the study's run, its clipped-loss twin, seven fixes, five sweep seeds, one picked (seed 1, " +
+      "also the study's first evidence seed), the study's seed 2 and its three best fixes at seeds " +
+      "1 and 2, and the learning-rate finder on four nets (linear; ReLU; ReLU + He; ReLU + BatchNorm)",
   );
+  const quickRuns = await notebookRuns(PROFILES.quick, CPU_FAST);
+  assert.equal(quickRuns.filter((r) => r.notebook === "04_vgg16_scratch").length, 19, "no seeds");
   assert.equal(count("05_transfer_vgg16"), 2, "two preprocessings");
   assert.equal(count("06_transfer_resnet152v2"), 2);
   const keys = new Set(await Promise.all(runs.map((r) => runKey(r.parts))));
@@ -69,13 +73,16 @@ Deno.test("an empty runs folder: everything to train, with a time from the rough
     const training = 5 * 60_000 / 1500 + 10_000 / 4500;
     const withOverhead = training * (1 + RUN_OVERHEAD_SHARE) + RUN_OVERHEAD_S.baseline;
     assert.ok(Math.abs(baseline.seconds! - withOverhead) < 1e-6);
-    assert.equal(
-      notebookSeconds(plan).get("02_baseline_cnn"),
-      baseline.seconds! + NOTEBOOK_OVERHEAD_S,
+    // seed 42 and the evidence seeds 1 and 2, each as long
+    assert.ok(
+      Math.abs(
+        notebookSeconds(plan).get("02_baseline_cnn")! -
+          (3 * baseline.seconds! + NOTEBOOK_OVERHEAD_S),
+      ) < 1e-6,
     );
     const lines = planLines(plan);
     assert.equal(lines.length, 5);
-    assert.match(lines[0], /^02_baseline_cnn: 1 run, 1 to train — about 5 min$/);
+    assert.match(lines[0], /^02_baseline_cnn: 3 runs, 3 to train — about 13 min$/);
     assert.match(
       fullProfileWarning(plan, PROFILES.full, CPU_FAST),
       /^⚠ the full profile on cpu-fast .*MNIST_PROFILE=reduced/,
@@ -127,8 +134,9 @@ Deno.test("--commands: each run still to make is one train command whose run has
       assert.equal(train.length, plan.filter((p) => p.train).length);
       assert.equal(
         train.length,
-        20,
-        "02, 03, the study and its clipped twin, 7 fixes, 5 sweep seeds, 4 finder nets",
+        profile.name === "full" ? 31 : 20,
+        "02, 03, the study and its clipped twin, 7 fixes, 5 sweep seeds, 4 finder nets; on the " +
+          "full profile the evidence seeds too (11; the study's seed 1 waits for the sweep)",
       );
       assert.equal(train.filter((c) => c.includes(" --lr-find")).length, 4);
       assert.deepEqual(commands.filter((c) => c.includes("deno task report")).length, 2);
@@ -283,4 +291,24 @@ Deno.test("quick profile from the rough figures: notebook 04 as an unloaded 2-co
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("full profile: the plan finds every committed record (run keys unchanged by any refactor)", async () => {
+  // What a fresh clone sees: records/ alone, no weights file at hand (the transfer heads' keys
+  // say random features), the committed records' backend line.
+  const records = await recordSummaries([STUDY_RECORDS]);
+  assert.ok(records.length >= 20);
+  const finders = await lrFindKeys([STUDY_RECORDS]);
+  assert.ok(finders.size >= 4);
+  const plan = await planStudy(PROFILES.full, CPU_FAST, {
+    roots: [STUDY_RECORDS],
+    root: STUDY_RECORDS,
+  });
+  const planned = new Set(plan.map((p) => p.key));
+  assert.deepEqual(
+    records.filter((r) => !planned.has(r.config.key)).map((r) => r.config.runId),
+    [],
+    "committed records no notebook asks for (a changed key, or a run left out of lib/study/notebooks.ts)",
+  );
+  assert.deepEqual([...finders].filter((k) => !planned.has(k)), [], "finder records not planned");
 });

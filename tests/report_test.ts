@@ -26,6 +26,9 @@ import {
   selfContained,
 } from "../scripts/report_page.ts";
 import { loadRuns, STUDY_RECORDS } from "../lib/runs/runs.ts";
+import { planStudy } from "../lib/runs/plan.ts";
+import { PROFILES } from "../lib/study/profile.ts";
+import { lrFindKeys } from "../lib/study/lr_find_run.ts";
 import { runsTable } from "../lib/report/compare.ts";
 import { jupyterPython } from "../lib/machine/setup.ts";
 
@@ -856,6 +859,30 @@ Deno.test({
   },
 });
 
+/**
+ * One declaration of what each notebook trains (lib/study/notebooks.ts): after a report, the plan
+ * finds a record for every run it lists, and every record the notebooks made is one it lists.
+ */
+async function assertPlanMatches(runs: string) {
+  const made = await loadRuns([runs]);
+  const finders = await lrFindKeys([runs]);
+  assert.ok(made.length > 0 && finders.size > 0, "the report made no records");
+  const k = made[0].config.keyParts;
+  const backend = { name: k.backend, precision: k.precision, device: "", why: "" };
+  const plan = await planStudy(PROFILES.quick, backend, { roots: [runs], root: runs });
+  assert.deepEqual(
+    plan.filter((p) => !p.record).map((p) => `${p.notebook}: ${p.name}`),
+    [],
+    "runs the plan lists that no notebook made",
+  );
+  const planned = new Set(plan.map((p) => p.key));
+  assert.deepEqual(
+    [...made.map((r) => r.config.key), ...finders].filter((key) => !planned.has(key)),
+    [],
+    "records the notebooks made that the plan does not list",
+  );
+}
+
 Deno.test({
   name: "report: every notebook in the quick profile runs cleanly and renders in Chromium",
   ignore: Boolean(missing) && !IN_CI,
@@ -893,6 +920,7 @@ Deno.test({
         assert.ok(await trusted(join(out, "notebooks", name)), `${name} signed as trusted`);
       }
       await assertPageRenders(join(out, "index.html"), 0, { fits: true });
+      await assertPlanMatches(runs);
     } finally {
       await Deno.remove(out, { recursive: true });
       await Deno.remove(runs, { recursive: true });

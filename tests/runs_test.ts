@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { compileStudy, glorot } from "../lib/models/common.ts";
 import { PROFILES } from "../lib/study/profile.ts";
 import { GRAY32, makeBatch, range } from "../lib/data/preprocess.ts";
-import { evaluate, fit } from "../lib/train/train.ts";
+import { fit } from "../lib/train/train.ts";
+import { evaluate } from "../lib/train/evaluate.ts";
 import {
   damagedRecords,
   findRun,

@@ -4,7 +4,7 @@ import { preprocessInput } from "../lib/transfer/features.ts";
 import type { MnistSplit } from "../lib/data/mnist.ts";
 import { buildHead, RESNET152V2_HEAD } from "../lib/models/heads.ts";
 import { makeBatch, range } from "../lib/data/preprocess.ts";
-import { scorePredictions } from "../lib/train/train.ts";
+import { scorePredictions } from "../lib/train/evaluate.ts";
 import {
   evaluateFeatures,
   featureBatch,

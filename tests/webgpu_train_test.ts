@@ -16,13 +16,8 @@ import {
 } from "../lib/kernels/webgpu/webgpu_setup.ts";
 import { compileStudy } from "../lib/models/common.ts";
 import { setLoss, trainStep, trainStepOnDevice } from "../lib/train/loss.ts";
-import {
-  type BatchSource,
-  evaluateSource,
-  fitSource,
-  GPU_READ_EVERY,
-  readEvery,
-} from "../lib/train/train.ts";
+import { fitSource, GPU_READ_EVERY, readEvery } from "../lib/train/train.ts";
+import { type BatchSource, evaluateSource } from "../lib/train/evaluate.ts";
 
 const gpu = await probeGpu();
 

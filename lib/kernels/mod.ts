@@ -4,20 +4,10 @@
  * convolutions and max-pooling on oneDNN (libdnnl 2.x, what PyTorch's CPU convolutions use)
  * or else im2col + GEMM; matmuls on OpenBLAS's sgemm (oneDNN's where OpenBLAS runs without
  * AVX-512 on an AVX-512 CPU; else a pure-JS GEMM); element-wise ops as tight JS loops (large
- * Add, Multiply, Relu and Step on oneDNN), large bias sums as sgemv; the Adam update (`fusedAdam`) in
- * place, on oneDNN for large weights; training-mode BatchNorm as oneDNN's primitives; under
- * mixed_bfloat16, convolutions and matmuls in bf16.
- *
- * Files, one job each: blas.ts (BLAS binding and choice), gemm.ts (GEMM + JS fallback),
- * gemm_bf16.ts (bf16 GEMMs), dnnl.ts (oneDNN engine, caches, pooling), dnnl_load.ts (opens libdnnl), dnnl_ffi.ts
- * (its C API and FFI helpers), dnnl_conv.ts (fp32 NHWC and bf16 blocked convolution
- * primitives), conv.ts, conv_small.ts (convolutions over maps smaller than the kernel),
- * pool.ts, pool_alloc.ts (the output pool), matmul.ts, elementwise.ts, binary_dnnl.ts (large
- * Add/Multiply/Relu/Step as oneDNN primitives), batchnorm.ts (BatchNorm, its 1×1-depthwise inference
- * form, and the reductions/tiling it runs on), batchnorm_layer.ts (training-mode BN as one
- * fused forward and backward), batchnorm_dnnl.ts (those two as oneDNN primitives),
- * conv_layer.ts (a linear or ReLU Conv2D layer as one FusedConv2D with a lazy gradient), pad.ts,
- * activation.ts (fused epilogues), adam.ts, adam_dnnl.ts (Adam as oneDNN passes), util.ts.
+ * Add, Multiply, Relu and Step on oneDNN), large bias sums as sgemv; the Adam update
+ * (`fusedAdam`) in place, on oneDNN for large weights; training-mode BatchNorm as oneDNN's
+ * primitives; under mixed_bfloat16, convolutions and matmuls in bf16. lib/README.md maps the
+ * modules that do each part.
  *
  * ```ts
  * const { available, why } = await registerFastCpuBackend();
@@ -29,11 +19,13 @@ import {
   conv2D,
   conv2DBackpropFilter,
   conv2DBackpropInput,
+  convDnnl,
   describeConv,
   fusedConv2D,
+  nativeBf16,
+  setConvBf16,
 } from "./js/conv.ts";
 import { getGemm } from "./blas/gemm.ts";
-import { convDnnl, nativeBf16, setConvBf16 } from "./js/conv.ts";
 import { batchMatMulKernel, fusedMatMulKernel, setMatmulBf16 } from "./js/matmul.ts";
 import { maxPool, maxPoolGrad } from "./js/pool.ts";
 import { PooledCpuBackend } from "./pool_alloc.ts";
@@ -144,4 +136,4 @@ export function setFastPrecision(
   return { precision: "mixed_bfloat16", note: "bf16 convolutions and matmuls (oneDNN)" };
 }
 
-export { fusedAdam, FusedAdamOptimizer } from "./js/adam.ts";
+export { fusedAdam } from "./js/adam.ts";

@@ -33,8 +33,9 @@ export function allF32(...ts: (tf.TensorInfo | undefined)[]): boolean {
 }
 
 /**
- * Size of a tensor that only varies along its last axis (e.g. [F] or [1,1,F]), or -1 when it
- * has any other non-unit axis. Such tensors broadcast row-wise onto a [rows, F] result.
+ * Size of a tensor that only varies along its last axis (e.g. [F] or [1,1,F]), -1 when it
+ * has any other non-unit axis, null when there is no tensor (an absent optional input). Such
+ * tensors broadcast row-wise onto a [rows, F] result.
  */
 export function lastAxisSize(t: tf.TensorInfo | undefined): number | null {
   if (t === undefined) return null;

@@ -8,6 +8,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import { envVar } from "./env.ts";
+import { writeFileAtomic } from "./atomic_write.ts";
 import { setupWebGpu } from "../kernels/webgpu/webgpu_setup.ts";
 
 /** Every backend the study can run on, in order of preference. */
@@ -323,10 +324,7 @@ export async function gpuVersusCpu(
   };
   if (path) {
     try {
-      await Deno.mkdir(path.replace(/\/[^/]*$/, ""), { recursive: true });
-      const tmp = `${path}.${Deno.pid}.tmp`;
-      await Deno.writeTextFile(tmp, JSON.stringify({ ...known, [key]: probe }, null, 1) + "\n");
-      await Deno.rename(tmp, path);
+      await writeFileAtomic(path, JSON.stringify({ ...known, [key]: probe }, null, 1) + "\n");
     } catch { /* read-only home: the probe runs again next time */ }
   }
   return probe;

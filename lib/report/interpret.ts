@@ -7,7 +7,7 @@ import pl from "nodejs-polars";
 import { type Chart, digitGrid, renderChart } from "./charts.ts";
 import { DISPLAY, type Displayable, show, table } from "./display.ts";
 import type { MnistSplit } from "../data/mnist.ts";
-import type { Evaluation } from "../train/train.ts";
+import type { Evaluation } from "../train/evaluate.ts";
 
 /** `matrix[t][p]` = how many samples of true class t were predicted as p. */
 export function confusionMatrix(

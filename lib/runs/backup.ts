@@ -9,6 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
 import { UserError } from "../machine/cli_error.ts";
+import { isTempOf, writeFileAtomic } from "../machine/atomic_write.ts";
 import { formatBytes } from "../report/format.ts";
 
 /** A tensor with its name, as optimizers hand out their state. */
@@ -17,7 +18,10 @@ export interface NamedTensor {
   tensor: tf.Tensor;
 }
 
-/** The training loop's own state between epochs (everything but tensors), as JSON. */
+/**
+ * The training loop's own state between epochs (everything but tensors), as JSON. Its shape is
+ * the loop's (lib/train/train.ts `FitState`): a backup stores and returns it as it was given.
+ */
 export type LoopState = Record<string, unknown>;
 
 /** What a backup file holds besides the tensors. */
@@ -132,14 +136,12 @@ export async function saveBackup(
     out.set(new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength), offset);
     offset += f32.byteLength;
   }
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    await Deno.mkdir(dirname(path), { recursive: true });
-    await Deno.writeFile(tmp, out);
-    await opts.beforeRename?.(tmp);
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(path, async (tmp) => {
+      await Deno.writeFile(tmp, out);
+      await opts.beforeRename?.(tmp);
+    });
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     // A file-system failure (full disk, no permission) is the caller's to report and survive.
     if (isFileSystemError(e)) throw new BackupWriteError(dirname(path), out.length, e as Error);
     throw e;
@@ -307,7 +309,8 @@ export async function removeBackup(path: string): Promise<void> {
   try {
     const base = path.split("/").pop()!;
     for await (const entry of Deno.readDir(dirname(path))) {
-      if (entry.name.startsWith(`${base}.tmp-`)) {
+      // Its temporaries: atomic_write's, and `<name>.tmp-<random>` from before there was one.
+      if (isTempOf(entry.name, path) || entry.name.startsWith(`${base}.tmp-`)) {
         await Deno.remove(join(dirname(path), entry.name)).catch(() => {});
       }
     }

@@ -37,14 +37,25 @@ import {
 } from "../study/lr_find_run.ts";
 import {
   STUDY_MODELS,
-  STUDY_SEED,
   TRANSFER_HEADS,
   type TransferName,
   type Variant,
-  VGG16_FIXES,
-  VGG16_SEED_SWEEP,
 } from "../study/settings.ts";
-import { type KeyOptions, pickTrainingSeed, runName, studyKeyParts } from "../study/study_run.ts";
+import {
+  evidenceRuns,
+  NOTEBOOK_RUNS,
+  profileTrainCount,
+  requestEpochs,
+  requestTrainCount,
+  type RunRequest,
+  STUDY_SEED,
+  trainArgs,
+  TRANSFER_RUNS,
+  transferCounts,
+  VGG16_SEED_SWEEP,
+  vgg16EvidenceRuns,
+} from "../study/notebooks.ts";
+import { pickTrainingSeed, runName, studyKeyParts } from "../study/study_run.ts";
 import { transferKeyParts } from "../transfer/transfer.ts";
 import { join } from "node:path";
 import { KERAS_WEIGHTS, kerasCacheDirs, PROJECT_WEIGHTS_DIR } from "../transfer/weights.ts";
@@ -92,35 +103,6 @@ export interface NotebookRun {
   finder?: LrFindKeyParts;
 }
 
-/**
- * The `deno task train` arguments of a from-scratch study run: the model, every departure
- * from the study's settings, the seed (the profile, backend and precision are added by
- * `planCommands`, as they are the plan's own).
- */
-export function trainArgs(o: {
-  model: string;
-  seed: number;
-  variant?: KeyOptions["variant"];
-  loss?: KeyOptions["loss"];
-  epochs?: number;
-  onDivergence?: KeyOptions["onDivergence"];
-}): string[] {
-  const v = o.variant ?? {};
-  return [
-    o.model,
-    "--seed",
-    String(o.seed),
-    ...(o.epochs !== undefined ? ["--epochs", String(o.epochs)] : []),
-    ...(o.onDivergence && o.onDivergence !== "stop" ? ["--on-divergence", o.onDivergence] : []),
-    ...(o.loss && o.loss !== "logits" ? ["--loss", o.loss] : []),
-    ...(v.convActivation ? ["--conv-activation", v.convActivation] : []),
-    ...(v.convInit ? ["--conv-init", v.convInit] : []),
-    ...(v.batchNorm ? ["--batch-norm"] : []),
-    ...(v.learningRate !== undefined ? ["--learning-rate", String(v.learningRate)] : []),
-    ...(v.lrSchedule ? ["--lr-schedule", v.lrSchedule] : []),
-  ];
-}
-
 /** The weights key a transfer notebook will get: the published md5 if the file is at hand, else random. */
 async function expectedWeightsKey(name: TransferName): Promise<string> {
   const spec = KERAS_WEIGHTS[name];
@@ -144,71 +126,65 @@ export async function notebookRuns(
 ): Promise<NotebookRun[]> {
   const out: NotebookRun[] = [];
   const test = { count: profile.testSamples };
-  const scratch = (o: Omit<KeyOptions, "profile" | "backend" | "test" | "train" | "seed">) => {
-    const m = STUDY_MODELS[o.model];
-    const train = { count: m.data === "vgg" ? profile.vggTrainSamples : profile.trainSamples };
-    out.push({
+  // The declaration's requests, as the notebooks ask for them (lib/study/notebooks.ts).
+  const request = (r: RunRequest, name?: string): NotebookRun => {
+    const m = STUDY_MODELS[r.model];
+    const { firstSteps: _, ...options } = r;
+    const count = requestTrainCount(r, profileTrainCount(r.model, profile));
+    return {
       notebook: m.section,
-      name: runName(m.kerasName, o.variant, o.loss),
-      parts: studyKeyParts({ ...o, profile, backend, train, test, seed: STUDY_SEED }),
-      train: trainArgs({ ...o, seed: STUDY_SEED }),
-    });
-  };
-  scratch({ model: "baseline" });
-  scratch({ model: "vgg_small" });
-  scratch({ model: "vgg16_scratch", onDivergence: "warn" });
-  scratch({ model: "vgg16_scratch", onDivergence: "warn", loss: "clipped" });
-  for (const variant of Object.values(VGG16_FIXES)) scratch({ model: "vgg16_scratch", variant });
-  // Notebook 04's seed sweep, then the full run of the seed it picks (as the notebook picks it;
-  // while sweep runs are missing, the first seed stands in: the time does not depend on it).
-  const sweep = VGG16_SEED_SWEEP;
-  const sweepRuns = [];
-  for (const seed of sweep.seeds) {
-    const o = {
-      model: "vgg16_scratch" as const,
-      seed,
-      epochs: epochsFor(profile, sweep.epochs),
-      onDivergence: "warn" as const,
-    };
-    const count = Math.min(sweep.trainSamples, profile.vggTrainSamples);
-    const parts = studyKeyParts({ ...o, profile, backend, train: { count }, test });
-    out.push({
-      notebook: "04_vgg16_scratch",
-      name: `vgg16_scratch (seed ${seed}, first steps)`,
-      parts,
-      train: [...trainArgs(o), "--train-samples", String(count)],
-    });
-    const found = await findRun(await runKey(parts), roots);
-    sweepRuns.push({ seed, testAccuracy: found ? found.metrics.testAccuracy : null });
-  }
-  const picked = pickTrainingSeed(sweepRuns, sweep.trainedAbove);
-  const pending = sweepRuns.some((r) => r.testAccuracy === null);
-  if (picked !== null || pending) {
-    const seed = picked ?? sweep.seeds[0];
-    const m = STUDY_MODELS.vgg16_scratch;
-    out.push({
-      notebook: m.section,
-      name: `vgg16_scratch (seed ${seed})`,
-      // the seed is the sweep's verdict: no command until the sweep's records exist
-      train: picked === null
-        ? null
-        : trainArgs({ model: "vgg16_scratch", seed, onDivergence: "warn" }),
-      pendingOn: picked === null ? "the seed sweep's runs" : undefined,
+      name: name ?? runName(m.kerasName, r.variant, r.loss),
       parts: studyKeyParts({
-        model: "vgg16_scratch",
+        ...options,
         profile,
         backend,
-        train: { count: profile.vggTrainSamples },
+        train: { count },
         test,
-        seed,
-        onDivergence: "warn",
+        epochs: requestEpochs(r, profile),
       }),
-    });
+      train: trainArgs(r, profile),
+    };
+  };
+  const seeded = (r: RunRequest) =>
+    request(r, `${runName(STUDY_MODELS[r.model].kerasName, r.variant, r.loss)} (seed ${r.seed})`);
+  const nb04 = NOTEBOOK_RUNS["04_vgg16_scratch"];
+  for (
+    const r of [NOTEBOOK_RUNS["02_baseline_cnn"].baseline, NOTEBOOK_RUNS["03_vgg_small"].vggSmall]
+  ) {
+    out.push(request(r), ...evidenceRuns(r, profile).map(seeded));
+  }
+  out.push(request(nb04.study), request(nb04.clipped));
+  for (const r of Object.values(nb04.fixes)) out.push(request(r));
+  // Notebook 04's seed sweep, then the full run of the seed it picks (as the notebook picks it;
+  // while sweep runs are missing, the first seed stands in: the time does not depend on it).
+  const sweepRuns = [];
+  for (const r of nb04.sweep) {
+    const run = request(r, `vgg16_scratch (seed ${r.seed}, first steps)`);
+    out.push(run);
+    const found = await findRun(await runKey(run.parts), roots);
+    sweepRuns.push({ seed: r.seed, testAccuracy: found ? found.metrics.testAccuracy : null });
+  }
+  const picked = pickTrainingSeed(sweepRuns, VGG16_SEED_SWEEP.trainedAbove);
+  const pending = sweepRuns.some((r) => r.testAccuracy === null);
+  if (picked !== null || pending) {
+    const run = seeded(nb04.rerun(picked ?? VGG16_SEED_SWEEP.seeds[0]));
+    // the seed is the sweep's verdict: no command until the sweep's records exist
+    if (picked === null) {
+      run.train = null;
+      run.pendingOn = "the seed sweep's runs";
+    }
+    out.push(run);
+  }
+  // The evidence seeds of the study's run and its best fixes (one of them may be the rerun's).
+  const listed = new Set(await Promise.all(out.map((r) => runKey(r.parts))));
+  for (const r of vgg16EvidenceRuns(profile).map(seeded)) {
+    const key = await runKey(r.parts);
+    if (!listed.has(key)) out.push(r), listed.add(key);
   }
   // Notebook 04's learning-rate finder: one sweep per net (a fix that changes only the rate
   // shares its net's), from the study's initial weights.
   const nets = new Map<string, Variant>();
-  for (const v of [{}, ...Object.values(VGG16_FIXES)] as Variant[]) {
+  for (const v of [{}, ...Object.values(nb04.fixes).map((r) => r.variant)] as Variant[]) {
     const net = { convActivation: v.convActivation, convInit: v.convInit, batchNorm: v.batchNorm };
     const id = [net.convActivation ?? "linear", net.convInit ?? "glorot", !!net.batchNorm];
     if (!nets.has(id.join())) nets.set(id.join(), net);
@@ -240,19 +216,18 @@ export async function notebookRuns(
         epochs: 1,
         batchSize: sweep.batchSize,
       }),
-      train: [...trainArgs({ model: "vgg16_scratch", seed: STUDY_SEED, variant }), "--lr-find"],
+      train: [
+        ...trainArgs({ model: "vgg16_scratch", seed: STUDY_SEED, variant }, profile),
+        "--lr-find",
+      ],
     });
   }
   for (const name of ["vgg16", "resnet152v2"] as const) {
     const s = TRANSFER_HEADS[name];
-    const splits = profile.name === "quick"
-      ? {
-        train: { count: Math.min(s.quick.train, profile.trainSamples) },
-        test: { count: Math.min(s.quick.test, profile.testSamples) },
-      }
-      : { train: { count: profile.trainSamples }, test };
+    const n = transferCounts(name, profile);
+    const splits = { train: { count: n.train }, test: { count: n.test } };
     const weightsKey = await expectedWeightsKey(name);
-    for (const mode of ["study", s.kerasPreprocessing] as const) {
+    for (const mode of TRANSFER_RUNS[name].modes) {
       out.push({
         notebook: s.section,
         name: mode === "study" ? s.kerasName : `${s.kerasName}_${mode}`,
@@ -265,7 +240,7 @@ export async function notebookRuns(
           mode,
           profile,
           backend,
-          seed: STUDY_SEED,
+          seed: TRANSFER_RUNS[name].seed,
           epochs: epochsFor(profile, s.epochs),
           batchSize: s.batchSize,
           splits,

@@ -4,6 +4,7 @@
  * number in the README lacks a record.
  */
 import { join } from "node:path";
+import { writeDirAtomic } from "../machine/atomic_write.ts";
 import { findRun, loadRun, loadRuns, type RunRecord, STUDY_RECORDS } from "./runs.ts";
 import { isLrFindRecord, publishLrFind } from "../study/lr_find_run.ts";
 import { bestOfStudy } from "../report/compare.ts";
@@ -52,9 +53,7 @@ export async function publishRecord(dir: string, dest = STUDY_RECORDS): Promise<
   const same = await findRun(record.config.key, [dest]);
   if (same && same.id !== record.id) return same.dir;
   const final = join(dest, record.id);
-  const tmp = join(dest, `.tmp-${record.id}`);
-  await Deno.mkdir(tmp, { recursive: true });
-  try {
+  await writeDirAtomic(final, async (tmp) => {
     for (const name of PUBLISHED) {
       try {
         await Deno.copyFile(join(dir, name), join(tmp, name));
@@ -62,12 +61,7 @@ export async function publishRecord(dir: string, dest = STUDY_RECORDS): Promise<
         if (!(e instanceof Deno.errors.NotFound) || name !== "probe.json") throw e;
       }
     }
-    await Deno.remove(final, { recursive: true }).catch(() => {});
-    await Deno.rename(tmp, final);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
+  }, { replace: true });
   return final;
 }
 

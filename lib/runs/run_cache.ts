@@ -18,7 +18,7 @@ import { formatDuration } from "../report/format.ts";
 import { envVar } from "../machine/env.ts";
 import { acquireRunLock, lockPath } from "./run_lock.ts";
 import type { Profile } from "../study/profile.ts";
-import type { ProbeData } from "../report/diagnostics.ts";
+import type { ProbeData } from "../train/probe.ts";
 import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
 import {
   findRun,
@@ -32,7 +32,8 @@ import {
   saveRun,
   type TransferFacts,
 } from "./runs.ts";
-import type { BackupOptions, Evaluation, FitResult } from "../train/train.ts";
+import type { BackupOptions, FitResult } from "../train/train.ts";
+import type { Evaluation } from "../train/evaluate.ts";
 
 /** What identifies and labels a run, besides how it trains. */
 export interface RunSpec {

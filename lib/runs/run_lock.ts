@@ -19,6 +19,7 @@
 import { dirname, join } from "node:path";
 import { formatDuration } from "../report/format.ts";
 import { onStop } from "../machine/signals.ts";
+import { tempPathFor } from "../machine/atomic_write.ts";
 
 /** Who holds a lock: what the lock file holds. */
 export interface LockOwner {
@@ -164,7 +165,7 @@ export type StopLine = (signal: Deno.Signal) => string | void;
 async function create(path: string, owner: LockOwner): Promise<boolean> {
   await Deno.mkdir(dirname(path), { recursive: true });
   const text = JSON.stringify(owner, null, 1) + "\n";
-  const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const tmp = tempPathFor(path);
   await Deno.writeTextFile(tmp, text);
   try {
     await Deno.link(tmp, path);

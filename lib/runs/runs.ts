@@ -14,28 +14,23 @@
  *   displayed needs them, and records committed to the repository leave them out.
  *
  * Records hold no absolute paths, so a folder copied from another machine is used as it is.
- * Folders are written under a `.tmp-` name and renamed at the end, so an interrupted run never
- * leaves a folder that looks complete.
+ * Folders are written under a `.tmp-` name and renamed at the end (lib/machine/atomic_write.ts),
+ * so an interrupted run never leaves a folder that looks complete.
  */
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
 import { join } from "node:path";
 import { envVar, REPO_ROOT } from "../machine/env.ts";
 import { isNoSpace, UserError } from "../machine/cli_error.ts";
+import { writeDirAtomic } from "../machine/atomic_write.ts";
 import { formatBytes } from "../report/format.ts";
 import { confusionMatrix, perClassAccuracy } from "../report/interpret.ts";
 import type { LossKind } from "../train/loss.ts";
 import type { Profile } from "../study/profile.ts";
-import type { ProbeData } from "../report/diagnostics.ts";
+import type { ProbeData } from "../train/probe.ts";
 import type { RunKeyParts } from "./run_key.ts";
-import {
-  argmaxAt,
-  type Divergence,
-  type EpochLogs,
-  type Evaluation,
-  type FitResult,
-  historyFrame,
-} from "../train/train.ts";
+import { type Divergence, type EpochLogs, type FitResult, historyFrame } from "../train/train.ts";
+import { argmaxAt, type Evaluation } from "../train/evaluate.ts";
 
 /** The schema version this code writes and reads; older records are refused with a message. */
 export const RUN_SCHEMA = 2;
@@ -319,7 +314,7 @@ function littleEndianBytes(values: Float32Array): Uint8Array {
 }
 
 /**
- * Writes a run record and returns its folder. Files go into `<root>/.tmp-<id>/` first and the
+ * Writes a run record and returns its folder. Files go into `<root>/.tmp-<id>-…/` first and the
  * folder is renamed to `<root>/<id>/` only when all are written; on an error the temporary
  * folder is removed. An unwritable root raises `RunWriteError` naming it.
  */
@@ -329,21 +324,13 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
   // Two runs started in the same second share the time stamp; the random suffix tells them apart.
   let id = makeRunId(input.modelName, input.profile.name, now);
   while (await exists(join(root, id))) id = makeRunId(input.modelName, input.profile.name, now);
-  const tmp = join(root, `.tmp-${id}`);
   const final = join(root, id);
   // What the record will take on disk, for the message when it does not fit.
   const bytes = recordBytes(input, opts.weights !== false);
-  try {
-    await Deno.mkdir(tmp, { recursive: true });
-  } catch (e) {
-    throw new RunWriteError(
-      `cannot write run records in ${root}: ${(e as Error).message}. ` +
-        `Check that the folder is writable, or point RUNS_DIR at one that is.`,
-      bytes,
-      { cause: e },
-    );
-  }
-  try {
+  // Set once the temporary folder exists: an error before that is the root's (unwritable).
+  let started = false;
+  const fill = async (tmp: string) => {
+    started = true;
     const write = async (name: string, data: string | Uint8Array) => {
       const path = join(tmp, name);
       if (typeof data === "string") await Deno.writeTextFile(path, data);
@@ -411,9 +398,18 @@ export async function saveRun(input: RunInput, opts: SaveRunOptions = {}): Promi
       await write("model.json", files.json);
       await write("weights.bin", files.weights);
     }
-    await Deno.rename(tmp, final);
+  };
+  try {
+    await writeDirAtomic(final, fill);
   } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    if (!started) {
+      throw new RunWriteError(
+        `cannot write run records in ${root}: ${(e as Error).message}. ` +
+          `Check that the folder is writable, or point RUNS_DIR at one that is.`,
+        bytes,
+        { cause: e },
+      );
+    }
     if (e instanceof Deno.errors.PermissionDenied || isNoSpace(e)) {
       throw new RunWriteError(
         `cannot write the run record in ${root} (it needs about ${formatBytes(bytes)} free): ` +

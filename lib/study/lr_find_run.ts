@@ -13,6 +13,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import type { BackendName, Precision } from "../machine/backend.ts";
+import { writeDirAtomic } from "../machine/atomic_write.ts";
 import type { LossKind } from "../train/loss.ts";
 import {
   lrFind,
@@ -171,9 +172,8 @@ export async function saveLrFind(
 ): Promise<string> {
   const base = join(root, LR_FIND_DIR);
   const id = makeRunId(`lr_find_${input.modelName}`, input.keyParts.data.profile, now);
-  const tmp = join(base, `.tmp-${id}`), final = join(base, id);
-  await Deno.mkdir(tmp, { recursive: true });
-  try {
+  const final = join(base, id);
+  await writeDirAtomic(final, async (tmp) => {
     const config: LrFindConfig = {
       schema: LR_FIND_SCHEMA,
       kind: "lr_find",
@@ -191,11 +191,7 @@ export async function saveLrFind(
     await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(config, null, 2) + "\n");
     await Deno.writeTextFile(join(tmp, "curve.csv"), curveCsv(points));
     await Deno.writeTextFile(join(tmp, "result.json"), JSON.stringify(rest, null, 2) + "\n");
-    await Deno.rename(tmp, final);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
+  });
   return final;
 }
 
@@ -338,15 +334,9 @@ export async function publishLrFind(dir: string, dest: string): Promise<string> 
   );
   if (same) return same.dir;
   const base = join(dest, LR_FIND_DIR);
-  const final = join(base, record.id), tmp = join(base, `.tmp-${record.id}`);
-  await Deno.mkdir(tmp, { recursive: true });
-  try {
+  const final = join(base, record.id);
+  await writeDirAtomic(final, async (tmp) => {
     for (const name of LR_FIND_FILES) await Deno.copyFile(join(dir, name), join(tmp, name));
-    await Deno.remove(final, { recursive: true }).catch(() => {});
-    await Deno.rename(tmp, final);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
+  }, { replace: true });
   return final;
 }

@@ -115,39 +115,6 @@ export interface Variant {
   lrSchedule?: LrScheduleName;
 }
 
-/**
- * The fixes notebook 04 compares with the study's VGG16 (the study: linear convolutions,
- * Glorot init, no BatchNorm, Adam at 1e-3): single changes, then the two nets that trained best
- * at a lower step size, and the BatchNorm net at a step size that decays over the run.
- */
-export const VGG16_FIXES: Record<string, Variant> = {
-  "ReLU convs (as the real VGG16)": { convActivation: "relu" },
-  "ReLU convs + He init": { convActivation: "relu", convInit: "he" },
-  "ReLU convs + BatchNorm": { convActivation: "relu", batchNorm: true },
-  "linear convs, Adam lr 1e-4": { convActivation: "linear", learningRate: 1e-4 },
-  // Not single changes: at full data the ReLU + He and BatchNorm runs swung by 0.5–2 points
-  // between epochs at lr 1e-3 (the BatchNorm one's moving averages trailing a fast-moving net),
-  // so the lower step size is tried on both.
-  "ReLU convs + He init, Adam lr 1e-4": {
-    convActivation: "relu",
-    convInit: "he",
-    learningRate: 1e-4,
-  },
-  "ReLU convs + BatchNorm, Adam lr 1e-4": {
-    convActivation: "relu",
-    batchNorm: true,
-    learningRate: 1e-4,
-  },
-  // A constant rate leaves a run wherever its last step took it; Keras's CosineDecay takes the
-  // step from 1e-3 to 0 over the run, so the last epochs settle (and BatchNorm's moving
-  // averages with them) without giving up the fast start.
-  "ReLU convs + BatchNorm, Adam 1e-3 cosine decay": {
-    convActivation: "relu",
-    batchNorm: true,
-    lrSchedule: "cosine",
-  },
-};
-
 /** A study model by name, or an error naming the choices. */
 export function studyModel(name: string): StudyModel {
   const m = STUDY_MODELS[name as ModelName];
@@ -158,23 +125,6 @@ export function studyModel(name: string): StudyModel {
   }
   return m;
 }
-
-/** The seed every notebook trains with (weights, shuffles, dropout). */
-export const STUDY_SEED = 42;
-
-/**
- * Notebook 04's seed sweep: the study's VGG16 (Keras's loss) from other seeds, for its first
- * steps only (the first `trainSamples` digits, `epochs` epochs; the quick profile caps both),
- * to see whether the start of training depends on the initial weights. The first seed whose
- * sweep run gets past `trainedAbove` test accuracy is then trained with the study's full
- * settings.
- */
-export const VGG16_SEED_SWEEP = {
-  seeds: [1, 2, 3, 4, 5],
-  trainSamples: 20_000,
-  epochs: 3,
-  trainedAbove: 0.5,
-} as const;
 
 /** A transfer section's name in `TRANSFER_HEADS` (the base's name). */
 export type TransferName = keyof typeof TRANSFER_HEADS;

@@ -4,7 +4,7 @@
  * notebooks and the train CLI both call `studyRun`, so the same run asked for from either
  * gives the same key and one record.
  */
-import { TrainingProbe } from "../report/diagnostics.ts";
+import { TrainingProbe } from "../train/probe.ts";
 import type { LossKind } from "../train/loss.ts";
 import { scheduleFn, scheduleSpec } from "../train/lr_schedule.ts";
 import type { MnistSplit } from "../data/mnist.ts";
@@ -15,7 +15,8 @@ import { type ProgressReporter, reporterFor } from "../train/progress.ts";
 import { cachedRun, type CachedRunOptions, type RunOutcome } from "../runs/run_cache.ts";
 import { kerasAdam, type RunKeyParts } from "../runs/run_key.ts";
 import { type ModelName, studyModel, type Variant } from "./settings.ts";
-import { evaluate, fit } from "../train/train.ts";
+import { fit } from "../train/train.ts";
+import { evaluate } from "../train/evaluate.ts";
 
 export interface StudyRunOptions extends CachedRunOptions {
   model: ModelName;

@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { NamedTensor } from "../runs/backup.ts";
 import { lossOf, trainStep } from "./loss.ts";
 import { batches, rng, shuffled } from "../data/preprocess.ts";
-import type { BatchSource } from "./train.ts";
+import type { BatchSource } from "./evaluate.ts";
 
 /** How the range test runs; defaults are fastai's `lr_find`. */
 export interface LrFindSettings {

@@ -1,7 +1,9 @@
 /**
- * Keras-style `fit` and `evaluate` over MNIST splits, with the study's settings and our
- * callbacks: live progress, EarlyStopping with Keras's semantics, and a divergence guard.
- * Batches are built one at a time from the uint8 images (preprocess.ts).
+ * Keras-style `fit` over MNIST splits, with the study's settings and our callbacks: live
+ * progress, EarlyStopping with Keras's semantics, and a divergence guard. Batches are built one
+ * at a time from the uint8 images (preprocess.ts). The loop carries its resumable state in one
+ * object (`FitState`), which a per-epoch backup writes and a resume restores (lib/runs/backup.ts).
+ * Evaluation is lib/train/evaluate.ts.
  */
 import * as tf from "@tensorflow/tfjs";
 import pl from "nodejs-polars";
@@ -10,19 +12,47 @@ import {
   batches,
   type InputFormat,
   makeBatch,
-  range,
   RGB32,
   type Rng,
   rng,
   shuffled,
 } from "../data/preprocess.ts";
-import { BackupWriteError, readBackup, restoreBackup, saveBackup } from "../runs/backup.ts";
-import { EPSILON, type LossKind, lossOf, scoringOutputs, trainStepOnDevice } from "./loss.ts";
+import {
+  type BackupHeader,
+  BackupWriteError,
+  type LoopState,
+  readBackup,
+  restoreBackup,
+  saveBackup,
+} from "../runs/backup.ts";
+import { type BatchSource, evaluate } from "./evaluate.ts";
+import { trainStepOnDevice } from "./loss.ts";
 import { progressBar, type ProgressReporter, reporterFor } from "./progress.ts";
 import { trimGpuPool } from "../kernels/webgpu/webgpu_setup.ts";
 
+/**
+ * Anything whose state must survive a resume, saved and restored the same way: the loop's own
+ * parts (the random streams, EarlyStopping, the divergence guard) and the caller's callbacks
+ * (e.g. the diagnostics probe). `saveState` returns plain JSON (NaN and ±Infinity allowed).
+ */
+export interface StatefulCallback<S = unknown> {
+  saveState(): S;
+  restoreState(state: S): void;
+}
+
+/** EarlyStopping's settings and bookkeeping, as a backup holds them. */
+export interface EarlyStoppingState {
+  monitor: "loss" | "val_loss";
+  patience: number;
+  minDelta: number;
+  best: number;
+  wait: number;
+  bestEpoch: number;
+  stoppedEpoch: number;
+}
+
 /** Keras's `EarlyStopping(monitor, patience, min_delta)` in mode "min", as a pure state machine. */
-export class EarlyStopping {
+export class EarlyStopping implements StatefulCallback<EarlyStoppingState> {
   best = Infinity;
   wait = 0;
   bestEpoch = -1;
@@ -49,6 +79,16 @@ export class EarlyStopping {
     }
     return false;
   }
+
+  saveState(): EarlyStoppingState {
+    const { monitor, patience, minDelta, best, wait, bestEpoch, stoppedEpoch } = this;
+    return { monitor, patience, minDelta, best, wait, bestEpoch, stoppedEpoch };
+  }
+
+  /** Continues from `saveState()` (settings included: a backup of the same run has the same). */
+  restoreState(s: EarlyStoppingState): void {
+    Object.assign(this, s);
+  }
 }
 
 /** What the divergence guard saw: where and why it judged the run broken. */
@@ -60,11 +100,19 @@ export interface Divergence {
   reason: string;
 }
 
+/** Everything the divergence guard has seen, as a backup holds it. */
+export interface DivergenceGuardState {
+  best: number;
+  smooth: number | null;
+  bestSmooth: number;
+  batches: number;
+}
+
 /**
  * Judges a loss value: a NaN/Inf loss is divergence, and so is an epoch loss that explodes
  * to `factor`× its best and at least 0.5 above it (a small loss doubling is noise, not collapse).
  */
-export class DivergenceGuard {
+export class DivergenceGuard implements StatefulCallback<DivergenceGuardState> {
   best = Infinity;
   /** Smoothed batch loss (exponential moving average over ~10 batches) and its lowest value. */
   #smooth: number | null = null;
@@ -106,7 +154,7 @@ export class DivergenceGuard {
   }
 
   /** Everything the guard has seen, for a backup. */
-  state(): { best: number; smooth: number | null; bestSmooth: number; batches: number } {
+  saveState(): DivergenceGuardState {
     return {
       best: this.best,
       smooth: this.#smooth,
@@ -115,8 +163,8 @@ export class DivergenceGuard {
     };
   }
 
-  /** Continues from a backup's `state()`. */
-  restore(s: ReturnType<DivergenceGuard["state"]>): void {
+  /** Continues from a backup's `saveState()`. */
+  restoreState(s: DivergenceGuardState): void {
     this.best = s.best;
     this.#smooth = s.smooth;
     this.#bestSmooth = s.bestSmooth;
@@ -240,12 +288,6 @@ export interface BackupOptions {
   beforeRename?: (tmpPath: string) => void | Promise<void>;
 }
 
-/** A callback whose state must survive a resume (e.g. the diagnostics probe). */
-export interface StatefulCallback {
-  saveState(): unknown;
-  restoreState(state: unknown): void;
-}
-
 export interface FitOptions {
   epochs: number;
   batchSize: number;
@@ -275,13 +317,6 @@ export interface FitOptions {
   backup?: BackupOptions;
   /** Callbacks whose state goes into the backup with the loop's. */
   stateful?: StatefulCallback[];
-}
-
-/** Where training batches come from: images through the study's transform, or cached features. */
-export interface BatchSource {
-  count: number;
-  /** The model's inputs and labels for these sample indices (the caller disposes them). */
-  batch(indices: Int32Array): { x: tf.Tensor; y: tf.Tensor };
 }
 
 /** `fit`'s options for any batch source: validation is a callback instead of a split. */
@@ -347,19 +382,110 @@ export function fitSource(
   return withRandom(dropout, () => fitLoop(model, train, opts, rng(seed), dropout));
 }
 
-/** The loop's state between epochs: what a backup holds besides the tensors. */
-interface LoopSnapshot {
+/**
+ * Everything the fit loop carries from one epoch to the next besides the tensors: what a backup
+ * writes after each epoch (`loopJson`) and a resume restores in one assignment (`fitStateOf`).
+ */
+export interface FitState {
+  /** Finished epochs (a backup keeps it in its header). */
+  epoch: number;
+  /** The finished epochs' logs: the history. */
   rows: EpochLogs[];
-  shuffle: number;
-  dropout: number | null;
-  stopper: EarlyStopping | null;
-  guard: ReturnType<DivergenceGuard["state"]>;
   divergence: Divergence | null;
   stoppedEarly: boolean;
+  /** Samples trained on and seconds spent in training batches, over every session: throughput. */
   samples: number;
   batchSeconds: number;
+  /** Training wall time up to the last finished epoch, summed over every session. */
   seconds: number;
+  /**
+   * The state of each part that keeps its own, as of the last backup or the one resumed from
+   * (null before either: nothing to restore).
+   */
+  parts: PartStates | null;
+}
+
+/** The parts of a fit that keep their own state, each a `StatefulCallback`. */
+interface FitParts {
+  /** The stream that shuffles every epoch. */
+  shuffle: StatefulCallback<number>;
+  /** The stream dropout masks are drawn from (a seeded fit only). */
+  dropout: StatefulCallback<number> | null;
+  stopper: EarlyStopping | null;
+  guard: DivergenceGuard;
+  /** The caller's (`opts.stateful`). */
+  stateful: StatefulCallback[];
+}
+
+/** What each of `FitParts` saved, under the same names. */
+interface PartStates {
+  shuffle: number;
+  dropout: number | null;
+  stopper: EarlyStoppingState | null;
+  guard: DivergenceGuardState;
   stateful: unknown[];
+}
+
+/** A random stream (lib/data/preprocess.ts's `Rng`, whose position is its `state`) as a part. */
+function streamPart(stream: Rng): StatefulCallback<number> {
+  return {
+    saveState: () => stream.state,
+    restoreState: (s) => {
+      stream.state = s;
+    },
+  };
+}
+
+function saveParts(p: FitParts): PartStates {
+  return {
+    shuffle: p.shuffle.saveState(),
+    dropout: p.dropout ? p.dropout.saveState() : null,
+    stopper: p.stopper ? p.stopper.saveState() : null,
+    guard: p.guard.saveState(),
+    stateful: p.stateful.map((c) => c.saveState()),
+  };
+}
+
+/** Continues each part from its saved state; a part this fit or the backup lacks is left as it is. */
+function restoreParts(p: FitParts, s: PartStates): void {
+  p.shuffle.restoreState(s.shuffle);
+  if (p.dropout && s.dropout !== null) p.dropout.restoreState(s.dropout);
+  if (p.stopper && s.stopper) p.stopper.restoreState(s.stopper);
+  p.guard.restoreState(s.guard);
+  p.stateful.forEach((c, i) => c.restoreState(s.stateful[i]));
+}
+
+/**
+ * A `FitState` as a backup's `loop` JSON: one flat object with the fields, in the order, that
+ * backups have always had (so older backups resume and newer ones read the same), the epoch
+ * left to the header, NaN and ±Infinity kept as strings (`nonFinite`).
+ */
+function loopJson({ parts, ...s }: FitState): LoopState {
+  if (!parts) throw new Error("a backup needs its parts' states: saveParts first");
+  const loop: LoopJson = {
+    rows: s.rows,
+    shuffle: parts.shuffle,
+    dropout: parts.dropout,
+    stopper: parts.stopper,
+    guard: parts.guard,
+    divergence: s.divergence,
+    stoppedEarly: s.stoppedEarly,
+    samples: s.samples,
+    batchSeconds: s.batchSeconds,
+    seconds: s.seconds,
+    stateful: parts.stateful,
+  };
+  return JSON.parse(JSON.stringify(loop, nonFinite));
+}
+
+/** A backup's `loop` JSON, NaN and ±Infinity revived: a `FitState` flat, less its epoch. */
+type LoopJson = Omit<FitState, "epoch" | "parts"> & PartStates;
+
+/** The `FitState` a backup holds: `loopJson` undone, the epoch from the header. */
+function fitStateOf(header: BackupHeader): FitState & { parts: PartStates } {
+  const loop = reviveNonFinite(header.loop) as unknown as LoopJson;
+  const { shuffle, dropout, stopper, guard, stateful, ...s } = loop;
+  return { ...s, epoch: header.epoch, parts: { shuffle, dropout, stopper, guard, stateful } };
 }
 
 /**
@@ -394,33 +520,33 @@ async function fitLoop(
     : null;
   const guardMode = opts.divergence ?? "stop";
   const guard = new DivergenceGuard();
-  let rows: EpochLogs[] = [];
-  let divergence: Divergence | null = null;
-  let stoppedEarly = false;
-  let samples = 0;
-  let batchSeconds = 0;
-  let earlierSeconds = 0;
-  let start = 0;
+  const parts: FitParts = {
+    shuffle: streamPart(random),
+    dropout: dropout ? streamPart(dropout) : null,
+    stopper,
+    guard,
+    stateful: opts.stateful ?? [],
+  };
+  let state: FitState = {
+    epoch: 0,
+    rows: [],
+    divergence: null,
+    stoppedEarly: false,
+    samples: 0,
+    batchSeconds: 0,
+    seconds: 0,
+    parts: null,
+  };
 
   if (opts.backup) {
     const backup = await readBackup(opts.backup.path);
     if (backup && backup.header.key === opts.backup.key) {
       await restoreBackup(model, backup);
-      const s = reviveNonFinite(backup.header.loop) as unknown as LoopSnapshot;
-      rows = s.rows;
-      random.state = s.shuffle;
-      if (dropout && s.dropout !== null) dropout.state = s.dropout;
-      if (stopper && s.stopper) Object.assign(stopper, s.stopper);
-      guard.restore(s.guard);
-      divergence = s.divergence;
-      stoppedEarly = s.stoppedEarly;
-      samples = s.samples;
-      batchSeconds = s.batchSeconds;
-      earlierSeconds = s.seconds;
-      opts.stateful?.forEach((c, i) => c.restoreState(s.stateful[i]));
-      start = backup.header.epoch;
+      const resumed = fitStateOf(backup.header);
+      restoreParts(parts, resumed.parts);
+      state = resumed;
       await progress.note(
-        `resuming ${opts.backup.describe} after epoch ${start}/${opts.epochs} — backup of ${
+        `resuming ${opts.backup.describe} after epoch ${state.epoch}/${opts.epochs} — backup of ${
           backup.header.savedAt.slice(0, 19).replace("T", " ")
         } UTC`,
       );
@@ -428,10 +554,12 @@ async function fitLoop(
       tf.dispose([...backup.model, ...backup.optimizer].map((n) => n.tensor));
     }
   }
+  const start = state.epoch, earlierSeconds = state.seconds;
   const t0 = performance.now();
-  const finished = () => stoppedEarly || (divergence !== null && guardMode === "stop");
+  const finished = () => state.stoppedEarly || (state.divergence !== null && guardMode === "stop");
 
-  for (let epoch = start; epoch < opts.epochs && !finished(); epoch++) {
+  while (state.epoch < opts.epochs && !finished()) {
+    const epoch = state.epoch;
     const e0 = performance.now();
     const order = batches(shuffled(train.count, random), opts.batchSize);
     let lossSum = 0, accSum = 0, seen = 0;
@@ -466,7 +594,7 @@ async function fitLoop(
       const { x, y } = train.batch(order[b]);
       const { loss, accuracy } = trainStepOnDevice(model, x, y);
       tf.dispose([x, y]);
-      samples += order[b].length;
+      state.samples += order[b].length;
       stop = await take(await reads.push(b, order[b].length, loss, accuracy));
     }
     const rest = await reads.flush();
@@ -477,79 +605,79 @@ async function fitLoop(
       accuracy: accSum / seen,
       seconds: 0,
     };
-    batchSeconds += (performance.now() - e0) / 1000;
+    state.batchSeconds += (performance.now() - e0) / 1000;
     if (opts.validate) {
       const val = await opts.validate();
       logs.val_loss = val.loss;
       logs.val_accuracy = val.accuracy;
     }
     logs.seconds = (performance.now() - e0) / 1000;
-    rows.push(logs);
+    state.rows.push(logs);
     trimGpuPool(); // GPU buffers of sizes this epoch did not use (lib/kernels/webgpu/webgpu_setup.ts)
     await opts.onEpochEnd?.(logs, model);
     await progress.epoch({ ...logs, epochs: opts.epochs, count: train.count });
     if (guardMode !== "off") {
       const verdict = batchDivergence ?? guard.checkEpoch(epoch, logs.loss);
-      if (verdict && !divergence) {
-        divergence = verdict;
+      if (verdict && !state.divergence) {
+        state.divergence = verdict;
         console.warn(`⚠ training diverged: ${verdict.reason}`);
       }
     }
-    if (stopper && !(divergence && guardMode === "stop")) {
+    if (stopper && !(state.divergence && guardMode === "stop")) {
       const value = stopper.monitor === "loss" ? logs.loss : logs.val_loss;
       if (value === undefined) {
         throw new Error("EarlyStopping monitors val_loss but no validation split was given");
       }
-      stoppedEarly = stopper.update(epoch, value);
+      state.stoppedEarly = stopper.update(epoch, value);
     }
+    state.epoch = epoch + 1;
+    state.seconds = earlierSeconds + (performance.now() - t0) / 1000;
     if (opts.backup) {
-      const snapshot: LoopSnapshot = {
-        rows,
-        shuffle: random.state,
-        dropout: dropout ? dropout.state : null,
-        stopper,
-        guard: guard.state(),
-        divergence,
-        stoppedEarly,
-        samples,
-        batchSeconds,
-        seconds: earlierSeconds + (performance.now() - t0) / 1000,
-        stateful: opts.stateful?.map((c) => c.saveState()) ?? [],
-      };
-      try {
-        await saveBackup(
-          opts.backup.path,
-          {
-            key: opts.backup.key,
-            describe: opts.backup.describe,
-            epoch: epoch + 1,
-            epochs: opts.epochs,
-            loop: JSON.parse(JSON.stringify(snapshot, nonFinite)),
-          },
-          model,
-          { beforeRename: opts.backup.beforeRename },
-        );
-      } catch (e) {
-        // A backup that cannot be written (full disk) must not end the run: the previous one
-        // stays as it was, training goes on and the next epoch tries again.
-        if (!(e instanceof BackupWriteError)) throw e;
-        console.warn(
-          `⚠ after epoch ${epoch + 1}/${opts.epochs}: ${e.message}; training goes on and the ` +
-            `next epoch tries again`,
-        );
-      }
+      state.parts = saveParts(parts);
+      await backUp(model, opts.backup, opts.epochs, state);
     }
   }
   return {
-    history: historyFrame(rows),
-    epochsRun: rows.length,
-    stoppedEarly,
-    divergence,
+    history: historyFrame(state.rows),
+    epochsRun: state.rows.length,
+    stoppedEarly: state.stoppedEarly,
+    divergence: state.divergence,
     seconds: earlierSeconds + (performance.now() - t0) / 1000,
     // Training throughput: batches only (the epoch seconds also include validation, as Keras's do).
-    samplesPerSecond: samples / Math.max(batchSeconds, 1e-9),
+    samplesPerSecond: state.samples / Math.max(state.batchSeconds, 1e-9),
     resumedFrom: start,
   };
+}
+
+/** Writes `state` after its epoch; one that cannot be written is a warning, not the run's end. */
+async function backUp(
+  model: tf.LayersModel,
+  backup: BackupOptions,
+  epochs: number,
+  state: FitState,
+): Promise<void> {
+  try {
+    await saveBackup(
+      backup.path,
+      {
+        key: backup.key,
+        describe: backup.describe,
+        epoch: state.epoch,
+        epochs,
+        loop: loopJson(state),
+      },
+      model,
+      { beforeRename: backup.beforeRename },
+    );
+  } catch (e) {
+    // A backup that cannot be written (full disk) must not end the run: the previous one
+    // stays as it was, training goes on and the next epoch tries again.
+    if (!(e instanceof BackupWriteError)) throw e;
+    console.warn(
+      `⚠ after epoch ${state.epoch}/${epochs}: ${e.message}; training goes on and the ` +
+        `next epoch tries again`,
+    );
+  }
 }
 
 /** JSON keeps NaN and ±Infinity as strings (a diverged run's losses must survive a resume). */
@@ -581,116 +709,4 @@ export function historyFrame(rows: EpochLogs[]): pl.DataFrame {
     epoch,
     ...Object.entries(cols).map(([k, v]) => pl.Series(k, v, pl.Float64)),
   ]);
-}
-
-export interface Evaluation {
-  loss: number;
-  accuracy: number;
-  /** Softmax outputs, row-major [count, 10]. */
-  probabilities: Float32Array;
-  predicted: Uint8Array;
-  labels: Uint8Array;
-  /** The cross-entropy the loss was computed with (lib/train/loss.ts). */
-  lossKind: LossKind;
-}
-
-/** Index of the largest of `classes` values starting at `offset` (the first on ties). */
-export function argmaxAt(values: Float32Array, offset: number, classes: number): number {
-  let best = 0;
-  for (let c = 1; c < classes; c++) {
-    if (values[offset + c] > values[offset + best]) best = c;
-  }
-  return best;
-}
-
-/**
- * Loss, accuracy and predictions from softmax outputs, computed on the host, with the
- * probabilities clipped to [ε, 1−ε] before the log as tfjs's and Keras's probability form does.
- */
-export function scorePredictions(
-  probabilities: Float32Array,
-  labels: Uint8Array,
-  classes = 10,
-): Evaluation {
-  const n = labels.length;
-  const predicted = new Uint8Array(n);
-  let loss = 0, correct = 0;
-  for (let i = 0; i < n; i++) {
-    predicted[i] = argmaxAt(probabilities, i * classes, classes);
-    if (predicted[i] === labels[i]) correct++;
-    const p = Math.min(Math.max(probabilities[i * classes + labels[i]], EPSILON), 1 - EPSILON);
-    loss -= Math.log(p);
-  }
-  return {
-    loss: loss / n,
-    accuracy: correct / n,
-    probabilities,
-    predicted,
-    labels,
-    lossKind: "clipped",
-  };
-}
-
-/**
- * Loss, accuracy, predictions and softmax probabilities from logits, in float64 on the host:
- * the loss is log-sum-exp(z) − z[label] (Keras's from-logits cross-entropy), which stays exact
- * however saturated the softmax is.
- */
-export function scoreLogits(logits: Float32Array, labels: Uint8Array, classes = 10): Evaluation {
-  const n = labels.length;
-  const probabilities = new Float32Array(n * classes);
-  const predicted = new Uint8Array(n);
-  let loss = 0, correct = 0;
-  for (let i = 0; i < n; i++) {
-    const o = i * classes;
-    predicted[i] = argmaxAt(logits, o, classes);
-    if (predicted[i] === labels[i]) correct++;
-    const max = logits[o + predicted[i]];
-    let sum = 0;
-    for (let c = 0; c < classes; c++) sum += Math.exp(logits[o + c] - max);
-    for (let c = 0; c < classes; c++) probabilities[o + c] = Math.exp(logits[o + c] - max) / sum;
-    loss += max + Math.log(sum) - logits[o + labels[i]];
-  }
-  return {
-    loss: loss / n,
-    accuracy: correct / n,
-    probabilities,
-    predicted,
-    labels,
-    lossKind: "logits",
-  };
-}
-
-/** Runs the model over a whole split in batches and scores it (Keras's `evaluate`, plus predictions). */
-export function evaluate(
-  model: tf.LayersModel,
-  split: MnistSplit,
-  opts: { format?: InputFormat; batchSize?: number } = {},
-): Promise<Evaluation> {
-  const format = opts.format ?? RGB32;
-  const source = { count: split.count, batch: (idx: Int32Array) => makeBatch(split, idx, format) };
-  return evaluateSource(model, source, split.labels.slice(0, split.count), opts.batchSize);
-}
-
-/** `evaluate` over any batch source; `labels` are the source's labels in order. */
-export async function evaluateSource(
-  model: tf.LayersModel,
-  source: BatchSource,
-  labels: Uint8Array,
-  batchSize = 256,
-): Promise<Evaluation> {
-  // The outputs stay on the backend and are read once at the end: on a GPU a read per batch
-  // would wait for each batch to finish before the next is queued.
-  const parts: tf.Tensor[] = [];
-  for (const idx of batches(range(0, source.count), batchSize)) {
-    const { x, y } = source.batch(idx);
-    parts.push(scoringOutputs(model, x));
-    tf.dispose([x, y]);
-  }
-  const all = parts.length === 1 ? parts[0] : tf.concat(parts.length ? parts : [tf.zeros([0, 10])]);
-  const outputs = await all.data() as Float32Array;
-  tf.dispose([all, ...parts]);
-  return lossOf(model) === "logits"
-    ? scoreLogits(outputs, labels)
-    : scorePredictions(outputs, labels);
 }

@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { REPO_ROOT } from "../machine/env.ts";
+import { writeFileAtomic } from "../machine/atomic_write.ts";
 import { inferenceGraph } from "./inference.ts";
 
 /** Input preprocessing: Keras's "caffe" (VGG16), "tf" (ResNetV2), or "study" (none: x in [0, 1]). */
@@ -196,12 +197,11 @@ async function notedExtractSeconds(path: string, count: number): Promise<number>
 }
 
 async function writeNote(path: string, note: CacheNote): Promise<void> {
-  await Deno.writeTextFile(`${path}.json`, JSON.stringify(note) + "\n");
+  await writeFileAtomic(`${path}.json`, JSON.stringify(note) + "\n");
 }
 
 /** Writes header and features to a temporary file, then renames it into place (atomic). */
 async function writeCache(path: string, header: Header, features: Float32Array): Promise<void> {
-  await Deno.mkdir(join(path, ".."), { recursive: true });
   const json = new TextEncoder().encode(JSON.stringify(header));
   // Pad the header with spaces so the float32 data starts 4-byte aligned (read back as a view, no copy).
   const pad = (4 - ((MAGIC.length + 4 + json.length) % 4)) % 4;
@@ -209,8 +209,7 @@ async function writeCache(path: string, header: Header, features: Float32Array):
   head.set(new TextEncoder().encode(MAGIC), 0);
   new DataView(head.buffer).setUint32(MAGIC.length, json.length + pad, true);
   head.set(json, MAGIC.length + 4);
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
+  await writeFileAtomic(path, async (tmp) => {
     using file = await Deno.open(tmp, { write: true, createNew: true });
     for (
       const chunk of [
@@ -220,11 +219,7 @@ async function writeCache(path: string, header: Header, features: Float32Array):
     ) {
       for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
     }
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-  await Deno.rename(tmp, path);
+  });
 }
 
 /**

@@ -2,7 +2,7 @@
  * The transfer-learning pipeline of notebooks 05 and 06: the frozen base runs once per split and
  * preprocessing (features cached on disk by lib/transfer/features.ts), then the head trains on the cached
  * features for all its epochs. `fitFeatures` and `evaluateFeatures` return the same `FitResult`
- * and `Evaluation` as lib/train/train.ts, so run records and interpretation work unchanged. What the
+ * and `Evaluation` as lib/train/ does, so run records and interpretation work unchanged. What the
  * notebooks show of it (notices, tables, curves) is in lib/transfer/transfer_report.ts.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -18,15 +18,8 @@ import {
 import type { MnistSplit } from "../data/mnist.ts";
 import { buildHead, type HeadLayer } from "../models/heads.ts";
 import { makeBatch, range, RGB32 } from "../data/preprocess.ts";
-import {
-  type BackupOptions,
-  type BatchSource,
-  evaluateSource,
-  type Evaluation,
-  type FitResult,
-  fitSource,
-  progressBar,
-} from "../train/train.ts";
+import { type BackupOptions, type FitResult, fitSource, progressBar } from "../train/train.ts";
+import { type BatchSource, evaluateSource, type Evaluation } from "../train/evaluate.ts";
 import type { ImagenetBase, ImagenetName } from "./weights.ts";
 import { reporterFor } from "../train/progress.ts";
 import type { Profile } from "../study/profile.ts";

@@ -5,8 +5,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { envVar, REPO_ROOT } from "../machine/env.ts";
+import { writeFileAtomic } from "../machine/atomic_write.ts";
 import { type H5LayerInfo, withKerasH5 } from "./h5.ts";
 import {
   buildVgg16Base,
@@ -214,10 +215,7 @@ export async function downloadFile(
     fetch?: typeof fetch;
   } = {},
 ): Promise<{ md5: string; bytes: number }> {
-  await Deno.mkdir(dirname(dest), { recursive: true });
-  const tmp = `${dest}.${crypto.randomUUID().slice(0, 8)}.part`;
-  let file: Deno.FsFile | undefined;
-  try {
+  return await writeFileAtomic(dest, async (tmp) => {
     const res = await (opts.fetch ?? fetch)(url);
     if (!res.ok || !res.body) {
       await res.body?.cancel();
@@ -225,17 +223,18 @@ export async function downloadFile(
     }
     const announced = Number(res.headers.get("content-length")) || undefined;
     const total = announced ?? opts.size;
-    file = await Deno.open(tmp, { write: true, createNew: true });
     const hash = createHash("md5");
     let bytes = 0;
-    for await (const chunk of res.body) {
-      hash.update(chunk);
-      await writeAll(file, chunk);
-      bytes += chunk.length;
-      opts.onProgress?.(bytes, total);
+    {
+      // Closed at the end of this block, also when the stream fails: the checks come after.
+      using file = await Deno.open(tmp, { write: true, createNew: true });
+      for await (const chunk of res.body) {
+        hash.update(chunk);
+        await writeAll(file, chunk);
+        bytes += chunk.length;
+        opts.onProgress?.(bytes, total);
+      }
     }
-    file.close();
-    file = undefined;
     if (announced !== undefined && bytes !== announced) {
       throw new Error(`download of ${url} ended early: ${bytes} of ${announced} bytes`);
     }
@@ -246,15 +245,8 @@ export async function downloadFile(
     if (opts.md5 === undefined && opts.size !== undefined && bytes !== opts.size) {
       throw new WeightsChecksumError(url, `${opts.size} bytes`, `${bytes} bytes`, "size");
     }
-    await Deno.rename(tmp, dest);
     return { md5, bytes };
-  } catch (e) {
-    try {
-      file?.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  });
 }
 
 /**

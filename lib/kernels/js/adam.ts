@@ -41,10 +41,10 @@ interface AdamState {
  * step with ε added to √v before the bias correction, i.e. an effective ε of ε/√(1−β2ᵗ), which
  * is 32× larger at the first step and tends to ε as t grows.
  */
-export type AdamForm = "tfjs" | "keras";
+type AdamForm = "tfjs" | "keras";
 
 /** tfjs's Adam with a fused, in-place update on "cpu-fast"; a drop-in for `tf.train.adam`. */
-export class FusedAdamOptimizer extends tf.AdamOptimizer {
+class FusedAdamOptimizer extends tf.AdamOptimizer {
   /**
    * Same as tfjs's AdamOptimizer; `epsilon` defaults to the backend's (1e-7 on CPU). `form`
    * "keras" places ε as Keras 2.x does (see `AdamForm`), on every backend.

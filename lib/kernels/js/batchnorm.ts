@@ -84,16 +84,16 @@ function reduction(mean: boolean): FastKernel {
 }
 
 /** Sum over a contiguous run of axes (bias gradients, BatchNorm's gradient sums). */
-export const sum: FastKernel = reduction(false);
+const sum: FastKernel = reduction(false);
 /** Mean over a contiguous run of axes (BatchNorm's moments, global average pooling). */
-export const mean: FastKernel = reduction(true);
+const mean: FastKernel = reduction(true);
 
 /**
  * Tile of a tensor that only varies along its last axis (e.g. [1,1,1,C] → [N,H,W,C], what
  * tfjs's FusedBatchNorm gradient does with 1/sqrt(var+eps)) as row copies; tfjs-cpu goes
  * through an index computation per element. Other tilings decline.
  */
-export const tile: FastKernel = ({ inputs, backend, attrs }) => {
+const tile: FastKernel = ({ inputs, backend, attrs }) => {
   const { x } = inputs;
   const reps: number[] = attrs.reps;
   const s = x.shape;
@@ -114,7 +114,7 @@ export const tile: FastKernel = ({ inputs, backend, attrs }) => {
  * tfjs-cpu walks four modulo indices per element; here the per-channel factor is computed
  * once in float64. Parameters of any other length decline.
  */
-export const fusedBatchNorm: FastKernel = ({ inputs, backend, attrs }) => {
+const fusedBatchNorm: FastKernel = ({ inputs, backend, attrs }) => {
   const { x, mean, variance, offset, scale } = inputs;
   if (!allF32(x, mean, variance, offset, scale) || x.shape.length === 0) return null;
   const c = x.shape[x.shape.length - 1];
@@ -144,7 +144,7 @@ export const fusedBatchNorm: FastKernel = ({ inputs, backend, attrs }) => {
  * the ReLU after it) is once folded (lib/transfer/inference.ts: ResNet-v2's pre-activations); tfjs-cpu
  * runs it as a general depthwise convolution. Every other depthwise convolution declines.
  */
-export const fusedDepthwiseConv2D: FastKernel = ({ inputs, backend, attrs }) => {
+const fusedDepthwiseConv2D: FastKernel = ({ inputs, backend, attrs }) => {
   const { x, filter, bias, preluActivationWeights: prelu } = inputs;
   if (!allF32(x, filter, bias, prelu) || x.shape.length !== 4) return null;
   const [fh, fw, c, mult] = filter.shape;

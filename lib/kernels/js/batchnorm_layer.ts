@@ -44,7 +44,7 @@ function values(t: tf.Tensor): Float32Array {
 }
 
 /** Per-channel mean and biased variance (what tf.moments gives), two passes in float64. */
-export function batchMoments(
+function batchMoments(
   x: Float32Array,
   c: number,
 ): { mean: Float64Array; variance: Float64Array } {
@@ -67,7 +67,7 @@ export function batchMoments(
  * the batch's own: dbeta = Σdy, dgamma = inv·Σdy(x − mean),
  * dx = gamma·inv·(dy − Σdy/n − (x − mean)·inv²·Σdy(x − mean)/n).
  */
-export function batchNormBackward(
+function batchNormBackward(
   x: Float32Array,
   dy: Float32Array,
   c: number,

@@ -1,7 +1,9 @@
 /**
- * 2-D convolution (NHWC input, HWIO filter) as im2col + GEMM, and its two gradients:
- * the filter gradient as colᵀ·dy, the input gradient as dy·Wᵀ scattered back by col2im.
- * The batch is cut into chunks so the column buffer stays a few MB (reused, in cache).
+ * The 2-D convolution kernels (NHWC input, HWIO filter) and their two gradients, each on what
+ * runs it fastest (`forwardDnnl`, `smallMapGemm`): oneDNN where it loads (onednn/dnnl.ts),
+ * conv_small.ts's GEMMs over maps smaller than the kernel, else im2col + GEMM — the filter
+ * gradient as colᵀ·dy, the input gradient as dy·Wᵀ scattered back by col2im. The batch is cut
+ * into chunks so the column buffer stays a few MB (reused, in cache).
  */
 import * as tf from "@tensorflow/tfjs";
 import { biasActivation, epilogueSupported, type FusedActivation } from "./activation.ts";
@@ -127,7 +129,7 @@ function samplesPerChunk(g: Geom): number {
  * Writes the columns of samples [b0, b0+nb): one row per output pixel, holding the
  * fh×fw×inC input patch in (ky, kx, c) order (zeros where the patch leaves the image).
  */
-export function im2col(x: Float32Array, g: Geom, b0: number, nb: number, col: Float32Array): void {
+function im2col(x: Float32Array, g: Geom, b0: number, nb: number, col: Float32Array): void {
   const { inH, inW, inC, outH, outW, fh, fw, sh, sw, padTop, padLeft } = g;
   const rowLen = fw * inC;
   let d = 0;
@@ -174,7 +176,7 @@ export function im2col(x: Float32Array, g: Geom, b0: number, nb: number, col: Fl
 }
 
 /** Adds columns back into the input gradient `dx` of samples [b0, b0+nb): im2col's adjoint. */
-export function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: Float32Array): void {
+function col2im(col: Float32Array, g: Geom, b0: number, nb: number, dx: Float32Array): void {
   const { inH, inW, inC, outH, outW, fh, fw, sh, sw, padTop, padLeft } = g;
   const rowLen = fw * inC;
   let d = 0;
@@ -295,9 +297,9 @@ export const conv2D: FastKernel = ({ inputs, backend, attrs }) => {
 };
 
 /**
- * The output tensor of a convolution kernel, telling oneDNN which tensor its last bf16 result
- * became, so that a convolution reading it next can take the bf16 copy (Dnnl.tagOutput). Only
- * for arrays handed on as the convolution wrote them.
+ * The output tensor of a convolution kernel, telling oneDNN which tensor its last blocked
+ * result (bf16, or float32 Winograd) became, so that a convolution reading it next can take
+ * the blocked copy (Dnnl.tagOutput). Only for arrays handed on as the convolution wrote them.
  */
 function outTagged(backend: KernelArgs["backend"], shape: number[], values: Float32Array) {
   const t = out(backend, shape, values);

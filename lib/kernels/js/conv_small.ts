@@ -28,7 +28,7 @@ export function smallMapConv(g: DnnlGeom): boolean {
  * U for `w` (HWIO) as a row-major [inH·inW·inC, outH·outW·outC] matrix, in the shared scratch
  * buffer (valid until the next kernel uses it).
  */
-export function unrolledKernel(w: Float32Array, g: DnnlGeom): Float32Array {
+function unrolledKernel(w: Float32Array, g: DnnlGeom): Float32Array {
   const { inH, inW, inC, outH, outW, outC, fh, fw, sh, sw, padTop, padLeft } = g;
   const cols = outH * outW * outC;
   const n = inH * inW * inC * cols;

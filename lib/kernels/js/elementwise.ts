@@ -6,7 +6,7 @@
  * Step run on oneDNN (binary_dnnl.ts) with the same results. Also the unary kernels below.
  */
 import { alloc } from "../pool_alloc.ts";
-import { BINARY_ADD, BINARY_MUL } from "../onednn/binary_dnnl.ts";
+import { BINARY_ADD, BINARY_MUL } from "../onednn/dnnl_ffi.ts";
 import { loadDnnl } from "../onednn/dnnl.ts";
 import { allF32, f32, type FastKernel, lastAxisSize, out } from "../util.ts";
 

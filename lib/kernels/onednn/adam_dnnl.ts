@@ -17,21 +17,18 @@ import {
   ARG_SRC_1,
   BINARY_ADD,
   BINARY_MUL,
+  ELTWISE_LINEAR,
+  ELTWISE_POW,
+  ELTWISE_SQRT,
   f32,
   type Lib,
   type MakePrim,
   md,
+  postOpArg,
   type Prim,
   type Run,
 } from "./dnnl_ffi.ts";
-import {
-  binaryWithPostOps,
-  ELTWISE_LINEAR,
-  ELTWISE_POW,
-  ELTWISE_SQRT,
-  type PostOp,
-  postOpArg,
-} from "./binary_dnnl.ts";
+import { binaryWithPostOps, type PostOp } from "./binary_dnnl.ts";
 
 /** A one-element float32 tensor off V8's heap (FFI keeps its address). */
 function scalar(x: number): Float32Array {

@@ -9,9 +9,16 @@
  */
 import {
   ARG_DIFF_DST,
+  ARG_DIFF_SCALE,
+  ARG_DIFF_SHIFT,
   ARG_DIFF_SRC,
   ARG_DST,
+  ARG_MEAN,
+  ARG_SCALE,
+  ARG_SHIFT,
   ARG_SRC,
+  ARG_VARIANCE,
+  BACKWARD,
   check,
   f32,
   FWD_TRAINING,
@@ -24,18 +31,17 @@ import {
   primitiveDesc,
   type Ptr,
   type Run,
+  SLOT,
   stable,
+  USE_SCALE,
+  USE_SHIFT,
 } from "./dnnl_ffi.ts";
 
-const ARG_MEAN = 49, ARG_VARIANCE = 50, ARG_SCALE = 51, ARG_SHIFT = 52;
-const ARG_DIFF_SCALE = 255, ARG_DIFF_SHIFT = 256;
-/** dnnl_backward: gradients of the data and of scale and shift. */
-const BACKWARD = 128;
-/** dnnl_use_scale | dnnl_use_shift (separate per-channel gamma and beta, oneDNN ≥ 2.3). */
-const SCALE_AND_SHIFT = 0x8 | 0x10;
+/** Separate per-channel gamma and beta (oneDNN ≥ 2.3). */
+const SCALE_AND_SHIFT = USE_SCALE | USE_SHIFT;
 
 /** The batch statistics a forward computed, which its backward reads. */
-export interface BatchStats {
+interface BatchStats {
   mean: Float32Array;
   variance: Float32Array;
 }
@@ -153,7 +159,7 @@ export class BatchNormPrims {
       stable(x),
       stats.mean,
       stats.variance,
-      stable(dy, 4),
+      stable(dy, SLOT.diffDst),
       this.gamma,
       this.beta,
       dxOut,

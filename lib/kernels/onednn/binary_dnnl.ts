@@ -12,9 +12,12 @@ import {
   ARG_DST,
   ARG_SRC,
   ARG_SRC_1,
-  BINARY_ADD,
-  BINARY_MUL,
+  BINARY_GT,
+  BINARY_MAX,
+  BINARY_NE,
   check,
+  ELTWISE_LINEAR,
+  ELTWISE_SQRT,
   f32,
   type Lib,
   type MakePrim,
@@ -28,15 +31,6 @@ import {
   ptrOut,
   type Run,
 } from "./dnnl_ffi.ts";
-
-export { BINARY_ADD, BINARY_MUL };
-
-/** Binary algorithms (dnnl_types.h 2.x) and the eltwise ones used as post-ops. */
-export const BINARY_MAX = 0x1fff2, BINARY_GT = 0x1fff7, BINARY_NE = 0x1fffb;
-export const ELTWISE_SQRT = 0x6f, ELTWISE_LINEAR = 0x7f, ELTWISE_POW = 0x20;
-
-/** The execution argument of post-op `i`'s second operand (DNNL_ARG_ATTR_MULTIPLE_POST_OP). */
-export const postOpArg = (i: number) => (16384 * (i + 1)) | ARG_SRC_1;
 
 /** One post-op: eltwise (algorithm, alpha, beta), binary (algorithm, src1), or sum (scale). */
 export type PostOp = ["eltwise", number, number, number] | ["binary", number, Uint8Array] | [

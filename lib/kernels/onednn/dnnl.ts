@@ -9,11 +9,9 @@
  * dnnl_load.ts, the one loader of libdnnl (any version; blas.ts takes its sgemm from there).
  * Outputs (every element written by oneDNN) come from the recycling allocator.
  *
- * This file: the engine and stream, the per-geometry primitive caches, pooling, and the
- * 2.x binding (`loadDnnl`). The C API's symbols, constants and FFI helpers are in dnnl_ffi.ts, the convolution
- * primitives (float32 NHWC; blocked: bf16 or float32 Winograd) in dnnl_conv.ts, Adam's passes
- * in adam_dnnl.ts, the element-wise ones (Add, Multiply, ReLU, Step) in binary_dnnl.ts,
- * BatchNorm's in batchnorm_dnnl.ts.
+ * This module: the engine and stream, the per-geometry primitive caches, pooling, and the 2.x
+ * binding (`loadDnnl`); the primitives themselves are built in the other onednn/ modules
+ * (lib/README.md maps them).
  */
 import { alloc } from "../pool_alloc.ts";
 import { envVar } from "../../machine/env.ts";
@@ -42,6 +40,7 @@ import {
   ptrOut,
   Q_WORKSPACE,
   type Run,
+  SLOT,
   stable,
   SYMBOLS,
 } from "./dnnl_ffi.ts";
@@ -165,9 +164,9 @@ export class Dnnl {
    * backwards, the previous convolution's dy when no activation sits between) takes that one's
    * blocked copy instead of converting the float32 tensor again. The same bits either way (a
    * relayout is exact, and a bf16 value converts to float32 and back exactly); off only to
-   * test that. (Named for bf16, where it came first.)
+   * test that.
    */
-  chainBf16 = true;
+  chainBlocked = true;
   /** How many blocked inputs were taken that way (for tests and profiling). */
   chained = 0;
 
@@ -188,7 +187,7 @@ export class Dnnl {
   private takeLast(id: object | null): HeldCopy | null {
     const l = this.last;
     this.last = null;
-    return this.chainBf16 && id !== null && l?.id === id ? l.held : null;
+    return this.chainBlocked && id !== null && l?.id === id ? l.held : null;
   }
 
   /** The primitives of one geometry (fp32 NHWC, or blocked in `mode`), made once and kept. */
@@ -291,7 +290,7 @@ export class Dnnl {
     this.last = null; // an output of the NHWC path has no blocked copy to take
     const c = this.prims(g, bias !== null, relu);
     const wk = c.fwdWeights(w, run);
-    this.run(c.fwd, bias ? [stable(x), wk, stable(bias, 1), y] : [stable(x), wk, y]);
+    this.run(c.fwd, bias ? [stable(x), wk, stable(bias, SLOT.bias), y] : [stable(x), wk, y]);
     return y;
   }
 
@@ -328,7 +327,7 @@ export class Dnnl {
       p = binaryPrim(this.lib, this.engine, this.make, alg, rows, cols, broadcast);
       this.binaries.set(key, p);
     }
-    this.run(p, [a, stable(b, 6), r]);
+    this.run(p, [a, stable(b, SLOT.src1), r]);
   }
 
   /** ReLU and Step primitives per element count; null where oneDNN could not make them. */
@@ -444,7 +443,7 @@ export class Dnnl {
     const p = this.pool(g);
     this.run(p.fwd, [stable(x), p.yTmp, p.ws]);
     const dx = alloc(g.batch * g.inH * g.inW * g.c);
-    this.run(p.bwd(), [stable(dy, 4), p.ws, dx]);
+    this.run(p.bwd(), [stable(dy, SLOT.diffDst), p.ws, dx]);
     return dx;
   }
 
@@ -466,11 +465,11 @@ export class Dnnl {
     this.last = null;
     const c = this.prims(g, false);
     const wk = c.bwdDataWeights(w, run);
-    this.run(c.bwdData(), [dx, wk, stable(dy, 4)]);
+    this.run(c.bwdData(), [dx, wk, stable(dy, SLOT.diffDst)]);
     return dx;
   }
 
-  /** dW (HWIO) for x and dy (`xId`, `dyId`: their dataIds, to reuse bf16 copies). */
+  /** dW (HWIO) for x and dy (`xId`, `dyId`: their dataIds, to reuse their blocked copies). */
   backwardWeights(
     g: DnnlGeom,
     x: Float32Array,
@@ -487,7 +486,7 @@ export class Dnnl {
     const c = this.prims(g, false);
     const b = c.bwdWeights();
     const tmp = c.diffWeightsTmp();
-    this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, 4)]);
+    this.run(b.prim, [stable(x), tmp ?? dw, stable(dy, SLOT.diffDst)]);
     if (tmp) this.run(b.back!, [tmp, dw]);
     return dw;
   }

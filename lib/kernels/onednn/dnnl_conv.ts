@@ -36,8 +36,10 @@ import {
   Q_WEIGHTS,
   reluAttr,
   type Run,
+  SLOT,
   stable,
 } from "./dnnl_ffi.ts";
+
 /** Geometry of one NHWC convolution with an HWIO filter. */
 export interface DnnlGeom {
   batch: number;
@@ -132,8 +134,8 @@ export class ConvPrims {
     how: { reorder: Prim | null; buf: Float32Array | null },
     run: Run,
   ): Float32Array {
-    if (!how.reorder) return stable(w, 3);
-    run(how.reorder, [stable(w, 3), how.buf]);
+    if (!how.reorder) return stable(w, SLOT.weights);
+    run(how.reorder, [stable(w, SLOT.weights), how.buf]);
     return how.buf!;
   }
 
@@ -326,7 +328,7 @@ export class BlockedConvPrims {
     dyMd: Ptr;
   };
   /**
-   * The tensors (tfjs dataIds: one per tensor, never reused, its data immutable) whose bf16
+   * The tensors (tfjs dataIds: one per tensor, never reused, its data immutable) whose blocked
    * copies the forward's x stage and the input gradient's dy stage hold now. The weight
    * gradient that follows uses those copies instead of converting the same data again.
    */
@@ -438,9 +440,9 @@ export class BlockedConvPrims {
   ): boolean {
     const f = this.fwd;
     const took = this.take(f.x, from, f.xMd);
-    const xs = took ? f.x.buf : BlockedConvPrims.into(f.x, x, run, 0);
+    const xs = took ? f.x.buf : BlockedConvPrims.into(f.x, x, run, SLOT.src);
     this.xHeld = xId;
-    const ws = BlockedConvPrims.into(f.w, w, run, 3);
+    const ws = BlockedConvPrims.into(f.w, w, run, SLOT.weights);
     if (bias) this.bias.set(bias); // into a 64-byte-aligned buffer (see f32)
     run(f.prim, bias ? [xs, ws, this.bias, f.y.buf] : [xs, ws, f.y.buf]);
     run(f.y.prim, [f.y.buf, y]);
@@ -490,9 +492,9 @@ export class BlockedConvPrims {
     }
     const b = this.bd;
     const took = this.take(b.dy, from, b.dyMd);
-    const dys = took ? b.dy.buf : BlockedConvPrims.into(b.dy, dy, run, 4);
+    const dys = took ? b.dy.buf : BlockedConvPrims.into(b.dy, dy, run, SLOT.diffDst);
     this.dyHeld = dyId;
-    const ws = BlockedConvPrims.into(b.w, w, run, 3);
+    const ws = BlockedConvPrims.into(b.w, w, run, SLOT.weights);
     run(b.prim, [b.dx.buf, ws, dys]);
     run(b.dx.prim, [b.dx.buf, dx]);
     return took;
@@ -546,10 +548,12 @@ export class BlockedConvPrims {
     }
     const b = this.bw;
     const same = (a: Ptr, c: Ptr) => this.lib.dnnl_memory_desc_equal(a, c) === 1;
-    const xs = heldX && same(heldX.md, b.xMd) ? heldX.buf : BlockedConvPrims.into(b.x, x, run, 0);
+    const xs = heldX && same(heldX.md, b.xMd)
+      ? heldX.buf
+      : BlockedConvPrims.into(b.x, x, run, SLOT.src);
     const dys = dyId !== null && this.dyHeld === dyId && this.bd && same(this.bd.dyMd, b.dyMd)
       ? this.bd.dy.buf
-      : BlockedConvPrims.into(b.dy, dy, run, 4);
+      : BlockedConvPrims.into(b.dy, dy, run, SLOT.diffDst);
     this.dyHeld = null;
     run(b.prim, [xs, b.dw.buf, dys]);
     run(b.dw.prim, [b.dw.buf, dw]);

@@ -3,15 +3,70 @@
  * symbols, the constants of dnnl_types.h 2.x, and the helpers that keep what FFI reads or
  * writes in memory V8 never moves.
  */
-export const F32 = 3, BF16 = 2, FORMAT_ANY = 1, CPU = 1;
-export const FWD_TRAINING = 64, CONV_DIRECT = 1, CONV_WINOGRAD = 2;
-export const Q_SRC = 129, Q_DIFF_SRC = 130, Q_WEIGHTS = 131, Q_DIFF_WEIGHTS = 132, Q_DST = 133;
-export const Q_DIFF_DST = 134, Q_WORKSPACE = 135;
-export const POOL_MAX = 511, ARG_WORKSPACE = 64, ELTWISE_RELU = 0x1f;
-export const ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
-/** A binary primitive's second source (its first is ARG_SRC); binary algorithms. */
-export const ARG_SRC_1 = 2, BINARY_ADD = 0x1fff0, BINARY_MUL = 0x1fff1;
-export const ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161;
+
+// The numbers below are dnnl_types.h's (oneDNN 2.x), grouped by the enum they come from, each
+// with its C name (ARG_X is DNNL_ARG_X where no other is given).
+
+// dnnl_data_type_t, dnnl_format_tag_t, dnnl_engine_kind_t
+export const F32 = 3; // dnnl_f32
+export const BF16 = 2; // dnnl_bf16
+const FORMAT_ANY = 1; // dnnl_format_tag_any: the primitive picks the layout
+export const CPU = 1; // dnnl_cpu
+
+// dnnl_prop_kind_t
+export const FWD_TRAINING = 64; // dnnl_forward_training
+export const BACKWARD = 128; // dnnl_backward: gradients of the data and of the parameters
+
+// dnnl_alg_kind_t
+export const CONV_DIRECT = 1; // dnnl_convolution_direct
+export const CONV_WINOGRAD = 2; // dnnl_convolution_winograd
+const ELTWISE_RELU = 0x1f; // dnnl_eltwise_relu
+export const ELTWISE_SQRT = 0x6f; // dnnl_eltwise_sqrt
+export const ELTWISE_LINEAR = 0x7f; // dnnl_eltwise_linear: alpha·x + beta
+export const ELTWISE_POW = 0x20; // dnnl_eltwise_pow: alpha·x^beta
+export const POOL_MAX = 0x1ff; // dnnl_pooling_max
+export const BINARY_ADD = 0x1fff0; // dnnl_binary_add
+export const BINARY_MUL = 0x1fff1; // dnnl_binary_mul
+export const BINARY_MAX = 0x1fff2; // dnnl_binary_max
+export const BINARY_GT = 0x1fff7; // dnnl_binary_gt
+export const BINARY_NE = 0x1fffb; // dnnl_binary_ne
+
+// dnnl_normalization_flags_t: separate per-channel gamma and beta (oneDNN ≥ 2.3)
+export const USE_SCALE = 0x8; // dnnl_use_scale
+export const USE_SHIFT = 0x10; // dnnl_use_shift
+
+// dnnl_query_t: which memory descriptor of a primitive descriptor `dnnl_primitive_desc_query_md`
+// returns
+export const Q_SRC = 129; // dnnl_query_src_md
+export const Q_DIFF_SRC = 130; // dnnl_query_diff_src_md
+export const Q_WEIGHTS = 131; // dnnl_query_weights_md
+export const Q_DIFF_WEIGHTS = 132; // dnnl_query_diff_weights_md
+export const Q_DST = 133; // dnnl_query_dst_md
+export const Q_DIFF_DST = 134; // dnnl_query_diff_dst_md
+export const Q_WORKSPACE = 135; // dnnl_query_workspace_md
+
+// DNNL_ARG_*: the execution-argument id of each memory a primitive runs on (the `arg` of each
+// dnnl_exec_arg_t that dnnl.ts's `primitive` writes)
+export const ARG_SRC = 1; // DNNL_ARG_SRC (= DNNL_ARG_SRC_0)
+export const ARG_SRC_1 = 2; // a binary primitive's second source
+export const ARG_DST = 17; // DNNL_ARG_DST (= DNNL_ARG_DST_0)
+export const ARG_WEIGHTS = 33; // DNNL_ARG_WEIGHTS (= DNNL_ARG_WEIGHTS_0)
+export const ARG_BIAS = 41;
+export const ARG_MEAN = 49;
+export const ARG_VARIANCE = 50;
+export const ARG_SCALE = 51;
+export const ARG_SHIFT = 52;
+export const ARG_WORKSPACE = 64;
+export const ARG_DIFF_SRC = 129; // DNNL_ARG_DIFF_SRC (= DNNL_ARG_DIFF_SRC_0)
+export const ARG_DIFF_DST = 145; // DNNL_ARG_DIFF_DST (= DNNL_ARG_DIFF_DST_0)
+export const ARG_DIFF_WEIGHTS = 161; // DNNL_ARG_DIFF_WEIGHTS (= DNNL_ARG_DIFF_WEIGHTS_0)
+export const ARG_DIFF_SCALE = 255;
+export const ARG_DIFF_SHIFT = 256;
+const ARG_ATTR_MULTIPLE_POST_OP_BASE = 16384;
+
+/** The execution argument of post-op `i`'s second operand (DNNL_ARG_ATTR_MULTIPLE_POST_OP(i)). */
+export const postOpArg = (i: number) => (ARG_ATTR_MULTIPLE_POST_OP_BASE * (i + 1)) | ARG_SRC_1;
+
 /** sizeof(dnnl_memory_desc_t) is ~700 bytes in 2.x; op descriptors hold 8 of them. */
 export const MD_BYTES = 2048, OP_BYTES = 32768;
 
@@ -274,16 +329,41 @@ export interface Prim {
   mems: Ptr[];
 }
 
+/** Floats in each region of SMALL: more than any array `stable` copies (under 64 floats). */
+const REGION = 4096;
+
 /**
  * Byte-stable home for small arrays: V8 may keep arrays under 64 bytes inside its movable
- * heap, so those are copied into (and back out of) one off-heap buffer before FFI sees them.
+ * heap, so those are copied into one off-heap buffer before FFI reads them. Only inputs go
+ * through it: what oneDNN writes is made with its own ArrayBuffer (`alloc`, `f32`).
  */
-const SMALL = new Float32Array(new ArrayBuffer(8 * 4096 * 4));
+const SMALL = new Float32Array(new ArrayBuffer(8 * REGION * 4));
 
-/** Copies arrays V8 might move into the off-heap SMALL buffer (slot picks a 16 KB region). */
-export function stable(a: Float32Array, slot = 0): Float32Array {
+/**
+ * The region of SMALL each kind of input is copied into. The inputs of one primitive call must
+ * not share a region: a convolution's weights, copied before its x and bias, are still read by
+ * the same call (`ConvPrims.convert` hands the copy itself to the primitive). Regions 2 and 7
+ * are free.
+ */
+export const SLOT = {
+  /** x: a convolution's, pooling's or BatchNorm's source (`stable`'s default). */
+  src: 0,
+  /** A convolution's bias. */
+  bias: 1,
+  /** A convolution's weights (reordered from there, or read there as they are). */
+  weights: 3,
+  /** dy: the gradient flowing back into a convolution, pooling or BatchNorm. */
+  diffDst: 4,
+  /** A GEMM operand before the reorder that rounds it to bf16 (gemm_bf16.ts). */
+  gemmOperand: 5,
+  /** A binary primitive's second operand (a row or one value). */
+  src1: 6,
+} as const;
+
+/** `a`, or its copy in SMALL's region `slot` when V8 might move it (see SMALL). */
+export function stable(a: Float32Array, slot: number = SLOT.src): Float32Array {
   if (a.byteLength >= 256) return a;
-  const s = SMALL.subarray(slot * 4096, slot * 4096 + a.length);
+  const s = SMALL.subarray(slot * REGION, slot * REGION + a.length);
   s.set(a);
   return s;
 }

@@ -16,6 +16,7 @@ import {
   type Prim,
   type Ptr,
   type Run,
+  SLOT,
   stable,
 } from "./dnnl_ffi.ts";
 
@@ -51,7 +52,7 @@ export class Bf16Gemm {
       r = { prim: this.reorder(p(mds[0]), p(mds[1])), buf: f32(Math.ceil(len / 2)), mds };
       this.roundings.set(key, r);
     }
-    this.run(r.prim, [stable(a.subarray(0, len), 5), r.buf]);
+    this.run(r.prim, [stable(a.subarray(0, len), SLOT.gemmOperand), r.buf]);
     return new Uint16Array(r.buf.buffer, r.buf.byteOffset, len);
   }
 
