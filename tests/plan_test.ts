@@ -1,15 +1,12 @@
 import assert from "node:assert/strict";
 import {
   fullProfileWarning,
-  NOTEBOOK_OVERHEAD_S,
   notebookRuns,
   notebookSeconds,
   planCommands,
   planLines,
   type PlannedRun,
   planStudy,
-  RUN_OVERHEAD_S,
-  RUN_OVERHEAD_SHARE,
 } from "../lib/runs/plan.ts";
 import { PROFILES } from "../lib/study/profile.ts";
 import { runKey } from "../lib/runs/run_key.ts";
@@ -19,7 +16,12 @@ import { initBackend } from "../lib/machine/backend.ts";
 import { parseTrainArgs } from "../scripts/train.ts";
 import { lrFindKey, lrFindKeys, studyFinderParts } from "../lib/study/lr_find_run.ts";
 import { recordSummaries, STUDY_RECORDS } from "../lib/runs/runs.ts";
-import { estimateSeconds } from "../lib/runs/run_cache.ts";
+import {
+  estimateSeconds,
+  NOTEBOOK_OVERHEAD_S,
+  RUN_OVERHEAD_S,
+  RUN_OVERHEAD_SHARE,
+} from "../lib/runs/estimate.ts";
 import { join } from "node:path";
 
 const REPO = new URL("..", import.meta.url).pathname;

@@ -13,12 +13,15 @@ import type { BackendInfo } from "../machine/backend.ts";
 import { envVar } from "../machine/env.ts";
 import { RESNET152V2_HEAD, VGG16_HEAD } from "../models/heads.ts";
 import { epochsFor, type Profile } from "../study/profile.ts";
+import { retrainRequested } from "./run_cache.ts";
 import {
   estimateSeconds,
   expectedThroughput,
-  retrainRequested,
+  NOTEBOOK_OVERHEAD_S,
   ROUGH_CPU_THROUGHPUT,
-} from "./run_cache.ts";
+  RUN_OVERHEAD_S,
+  RUN_OVERHEAD_SHARE,
+} from "./estimate.ts";
 import { runKey, type RunKeyParts } from "./run_key.ts";
 import {
   damagedLine,
@@ -251,32 +254,6 @@ export async function notebookRuns(
   }
   return out;
 }
-
-/**
- * What a run costs besides its epochs, in two parts: fixed seconds (building and compiling the
- * model, the backend's first-step kernel set-up, writing and reading back the record, the
- * notebook cells that draw it) and a share of its training time (the probe, the per-step
- * progress, the evaluation's batches beyond the throughput's). The fixed part is what a quick
- * run on an unloaded 2-core Zen 5 EPYC spends outside its epochs: notebook 04's 15 quick runs
- * took over 3 minutes there against ~35 s of training at the rough figures, ~10 s a run. The
- * plan's test checks the whole against a recorded quick report (tests/fixtures/quick_report/).
- */
-export const RUN_OVERHEAD_S: Record<string, number> = {
-  baseline: 4,
-  vgg_small: 6,
-  vgg16_scratch: 8,
-  vgg16_imagenet_head: 4,
-  resnet152v2_head: 4,
-};
-export const RUN_OVERHEAD_SHARE = 0.25;
-
-/**
- * Seconds a notebook costs besides its runs: the kernel's start, the imports (tfjs, polars,
- * vega), the set-up (backend, MNIST), the charts and tables, and the HTML export — what a
- * notebook that trains nothing takes (the whole study rendered from its records: 7 notebooks in
- * ~2 minutes on the same machine).
- */
-export const NOTEBOOK_OVERHEAD_S = 15;
 
 /** The plan: each run with its record, backup and time left. */
 export async function planStudy(

@@ -20,11 +20,11 @@ import { acquireRunLock, lockPath } from "./run_lock.ts";
 import type { Profile } from "../study/profile.ts";
 import type { ProbeData } from "../train/probe.ts";
 import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
+import { estimateSeconds, expectedThroughput } from "./estimate.ts";
 import {
   findRun,
   loadRun,
   recordRoots,
-  recordSummaries,
   type RunInput,
   type RunRecord,
   runsRoot,
@@ -94,71 +94,6 @@ export function cachedLine(r: RunRecord): string {
   } UTC ` +
     `on ${r.config.backend.name} (${r.config.backend.precision}, ${r.config.machine.cpu}), ` +
     `${formatDuration(wall)}`;
-}
-
-/**
- * Training throughput (samples/s) for a run like this one, from the newest record of the same
- * model, options, batch size, backend and precision (any profile) made with the same backend
- * line (`device`: the libraries, threads and kernels in use — a record trained before the
- * kernels changed, or on another set-up, says little about this one); null when none exists.
- */
-export async function measuredThroughput(
-  parts: RunKeyParts,
-  device: string,
-  roots = recordRoots(),
-): Promise<number | null> {
-  const same = (await recordSummaries(roots).catch(() => [])).filter((r) => {
-    const k = r.config.keyParts;
-    return k.model.builder === parts.model.builder &&
-      JSON.stringify(k.model.options) === JSON.stringify(parts.model.options) &&
-      k.training.batchSize === parts.training.batchSize && k.backend === parts.backend &&
-      k.precision === parts.precision && r.config.backend.device === device &&
-      r.metrics.samplesPerSecond > 0;
-  });
-  return same.length ? same.at(-1)!.metrics.samplesPerSecond : null;
-}
-
-/**
- * Rough training throughput (samples/s) of cpu-fast in fp32 on a 2-core development machine,
- * for estimates before any record of a model exists on this machine. Transfer entries: the
- * base's images/s (feature extraction, batch 256) and the head's samples/s. Measured 2026-11-29
- * on a 2-core Zen 5 AMD EPYC (`deno task train <model> --profile reduced --epochs 1`,
- * `bench/inference.ts`, the heads' `fitFeatures` on random features), rounded down. Other CPUs
- * differ; a machine's own records replace these as soon as it has some.
- */
-export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
-  baseline: 1500,
-  vgg_small: 400,
-  vgg16_scratch: 280,
-  "vgg16_scratch+batchNorm": 220,
-  vgg16_imagenet_head: 3500,
-  resnet152v2_head: 100_000,
-  "vgg16 base": 1200,
-  "resnet152v2 base": 500,
-};
-
-/** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */
-export async function expectedThroughput(
-  parts: RunKeyParts,
-  backend: { name: string; device: string },
-  roots = recordRoots(),
-): Promise<number | null> {
-  const measured = await measuredThroughput(parts, backend.device, roots);
-  if (measured) return measured;
-  if (backend.name !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
-  const bn = parts.model.options.batchNorm === true ? "+batchNorm" : "";
-  return ROUGH_CPU_THROUGHPUT[parts.model.builder + bn] ?? null;
-}
-
-/**
- * Seconds a run will take at `samplesPerSecond`: its epochs over the training set, plus one
- * inference pass over the test set per epoch when it validates (inference ≈ 3× training speed).
- */
-export function estimateSeconds(parts: RunKeyParts, samplesPerSecond: number): number {
-  const t = parts.training, d = parts.data;
-  const perEpoch = d.trainSamples / samplesPerSecond +
-    (t.validation ? d.testSamples / (3 * samplesPerSecond) : 0);
-  return t.epochs * perEpoch + d.testSamples / (3 * samplesPerSecond);
 }
 
 /**
