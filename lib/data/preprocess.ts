@@ -39,7 +39,7 @@ export function studyTransform(raw: tf.Tensor4D, format: InputFormat = RGB32): t
 }
 
 /** Copies the pixels of the given samples into one host buffer (uint8 → float32, no scaling). */
-export function gatherPixels(split: MnistSplit, indices: ArrayLike<number>): Float32Array {
+function gatherPixels(split: MnistSplit, indices: ArrayLike<number>): Float32Array {
   const px = split.rows * split.cols;
   const out = new Float32Array(indices.length * px);
   for (let i = 0; i < indices.length; i++) {

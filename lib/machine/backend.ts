@@ -274,7 +274,7 @@ const PROBE = { model: "vgg16_scratch", batch: 100, warmup: 2, steps: 3 };
  * The file where probes are remembered, one entry per machine: `$XDG_CACHE_HOME` (else
  * `~/.cache`) `/mnist-study/backend-probe.json`; null without a home folder.
  */
-export function probeCachePath(): string | null {
+function probeCachePath(): string | null {
   const base = envVar("XDG_CACHE_HOME") ?? (envVar("HOME") ? `${envVar("HOME")}/.cache` : null);
   return base ? `${base}/mnist-study/backend-probe.json` : null;
 }

@@ -13,7 +13,7 @@
 import { envVar } from "./env.ts";
 
 /** Whether stacks are wanted: `--debug` on the command line or `MNIST_DEBUG=1`. */
-export function debugMode(): boolean {
+function debugMode(): boolean {
   if (debugFlag) return true;
   const v = envVar("MNIST_DEBUG");
   return v !== undefined && v !== "0" && v.toLowerCase() !== "false";
@@ -42,7 +42,7 @@ export class UserError extends Error {
 }
 
 /** Error classes of the library (by name, so this module imports none of them) that are the user's to fix. */
-export const EXPECTED = new Set([
+const EXPECTED = new Set([
   "SetupError",
   "ReportError",
   "UsageError",

@@ -8,13 +8,13 @@
 import process from "node:process";
 
 /** The warning codes dropped here; each is explained above. */
-export const SILENCED_WARNINGS: readonly string[] = ["DEP0040"];
+const SILENCED_WARNINGS: readonly string[] = ["DEP0040"];
 
 type EmitWarning = typeof process.emitWarning;
 const emit: EmitWarning = process.emitWarning.bind(process);
 
 /** Whether a warning, as passed to `process.emitWarning`, is one of the silenced ones. */
-export function isSilenced(warning: string | Error, rest: unknown[]): boolean {
+function isSilenced(warning: string | Error, rest: unknown[]): boolean {
   const options = rest[0];
   const code = typeof options === "object" && options !== null
     ? (options as { code?: string }).code

@@ -209,7 +209,7 @@ export function pieces(f: SetupFacts, purpose: Purpose): Piece[] {
 }
 
 /** The command that installs `packages` for this user (for a human to run). */
-export function aptCommand(f: SetupFacts, packages: string[]): string {
+function aptCommand(f: SetupFacts, packages: string[]): string {
   const cmd = `apt-get install -y ${packages.join(" ")}`;
   return f.root ? cmd : f.sudo ? `sudo ${cmd}` : `${cmd}   (as root)`;
 }
@@ -255,7 +255,7 @@ export function checklist(plan: SetupPlan, installed: string[]): string[] {
 }
 
 /** Why the set-up stops: what is missing and the exact command(s) to run. */
-export function stopMessage(plan: SetupPlan): string {
+function stopMessage(plan: SetupPlan): string {
   const missing = plan.pieces.filter((p) =>
     !p.present && p.need === "required" && p.id !== "kernel"
   );
@@ -297,7 +297,7 @@ export const APT_LOCK_WAIT_S = 300;
 const APT_LOCK_RETRY_S = 10;
 
 /** Whether apt-get's output says another process holds dpkg's or apt's lock. */
-export function aptLockHeld(output: string): boolean {
+function aptLockHeld(output: string): boolean {
   return /Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock (the )?(administration )?directory/i
     .test(output);
 }
@@ -609,7 +609,7 @@ export async function probeSetup(): Promise<SetupFacts> {
 }
 
 /** The real machine: probes it and runs commands, their output captured for error messages. */
-export function realSystem(): SetupSystem {
+function realSystem(): SetupSystem {
   return {
     probe: probeSetup,
     async run(cmd, args, env) {

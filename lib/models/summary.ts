@@ -25,7 +25,7 @@ export function summaryFrame(model: tf.LayersModel): pl.DataFrame {
 }
 
 /** Total, trainable and non-trainable parameter counts, as Keras's summary footer. */
-export function paramCounts(
+function paramCounts(
   model: tf.LayersModel,
 ): { total: number; trainable: number; nonTrainable: number } {
   const count = (ws: tf.LayerVariable[]) =>

@@ -31,7 +31,7 @@ export function runsOfProfile(
 }
 
 /** Keras's own MNIST convnet example (keras.io, "Simple MNIST convnet"): its published test accuracy. */
-export const KERAS_MNIST_CONVNET_ACCURACY = 0.992;
+const KERAS_MNIST_CONVNET_ACCURACY = 0.992;
 
 /**
  * The study's best model among `records` (the full profile's, in practice): the variant with the
@@ -228,7 +228,7 @@ function scatter(
 }
 
 /** Test accuracy against parameter count (log scale, frozen bases included): does size buy accuracy? */
-export function accuracyVsParamsChart(
+function accuracyVsParamsChart(
   records: RunRecord[],
   title = "test accuracy vs parameters",
 ): Promise<Chart> {
@@ -239,7 +239,7 @@ export function accuracyVsParamsChart(
  * Test accuracy against wall time to the trained model (log scale; a transfer run's feature
  * extraction included): what each point of accuracy costs.
  */
-export function accuracyVsTimeChart(
+function accuracyVsTimeChart(
   records: RunRecord[],
   title = "test accuracy vs training time",
 ): Promise<Chart> {

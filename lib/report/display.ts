@@ -43,11 +43,6 @@ function findJupyter(): JupyterApi | undefined {
 }
 const jupyter = findJupyter();
 
-/** True inside the Deno Jupyter kernel. */
-export function inKernel(): boolean {
-  return jupyter !== undefined;
-}
-
 /** Shows a bundle now (in a kernel), or prints its text/plain part (elsewhere). */
 export async function show(bundle: MimeBundle): Promise<void> {
   if (jupyter) {

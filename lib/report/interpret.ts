@@ -146,7 +146,7 @@ export function mistakeCaption(m: Mistake): string {
 }
 
 /** The worst mistakes as a grid of digits captioned "true 4 → 9 (0.97)". */
-export function mistakesChart(
+function mistakesChart(
   mistakes: Mistake[],
   split: MnistSplit,
   title = "worst mistakes (highest loss)",

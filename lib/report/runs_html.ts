@@ -30,7 +30,7 @@ const KNOWN = new Set([
 ]);
 
 /** A count as a reader takes it in: 1,407,178 → "1.41 M", 20,490 → "20.5 k". */
-export function shortCount(n: number): string {
+function shortCount(n: number): string {
   return n >= 1e6
     ? `${(n / 1e6).toPrecision(3)} M`
     : n >= 1e3

@@ -192,11 +192,6 @@ export function formatInterval(i: Interval): string {
   return `${(100 * i.low).toFixed(2)}–${(100 * i.high).toFixed(2)}%`;
 }
 
-/** "99.63% (95% CI 99.49–99.73%)": a record's accuracy with its Wilson interval. */
-export function accuracyWithInterval(r: Pick<RunRecord, "evaluation" | "metrics">): string {
-  return `${pct(r.metrics.testAccuracy)} (95% CI ${formatInterval(accuracyInterval(r))})`;
-}
-
 /**
  * What makes runs the same experiment but for the seed: the run key's parts without the seed.
  * Records sharing it are one variant at several seeds.

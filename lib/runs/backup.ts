@@ -149,7 +149,7 @@ export async function saveBackup(
 }
 
 /** An error of the file system (Deno's own classes, or an OS error code in the message). */
-export function isFileSystemError(e: unknown): boolean {
+function isFileSystemError(e: unknown): boolean {
   return e instanceof Error &&
     (Object.values(Deno.errors).some((c) => e instanceof c) || /\(os error \d+\)/.test(e.message));
 }

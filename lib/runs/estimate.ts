@@ -13,7 +13,7 @@ import type { RunKeyParts } from "./run_key.ts";
  * line (`device`: the libraries, threads and kernels in use — a record trained before the
  * kernels changed, or on another set-up, says little about this one); null when none exists.
  */
-export async function measuredThroughput(
+async function measuredThroughput(
   parts: RunKeyParts,
   device: string,
   roots = recordRoots(),

@@ -86,7 +86,7 @@ export function retrainRequested(): boolean {
 }
 
 /** The line a cache hit prints: which record, when and where it was trained, how long it took. */
-export function cachedLine(r: RunRecord): string {
+function cachedLine(r: RunRecord): string {
   const t = r.config.transfer;
   const wall = r.metrics.trainSeconds + (t ? t.extractSeconds : 0);
   return `from run record ${r.id}: trained ${

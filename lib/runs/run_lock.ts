@@ -49,7 +49,7 @@ function readText(path: string): string | null {
 }
 
 /** This machine's name (a lock from another name cannot be checked from here). */
-export function hostName(): string {
+function hostName(): string {
   try {
     return Deno.hostname();
   } catch {
@@ -245,7 +245,13 @@ export async function acquireRunLock<T>(
     const owner = ownerHere(opts.describe);
     if (await create(path, owner)) return { lock: new RunLock(path, owner, opts.whereStopped) };
     const held = await readLock(path);
-    if (held === null) continue; // released between our attempt and our look: try again
+    if (held === null) {
+      // Released between our attempt and our look: the holder may have finished the run, so ask
+      // before trying again (else a waiter would take the lock and train a run just recorded).
+      const result = await opts.done?.();
+      if (result !== null && result !== undefined) return { result };
+      continue;
+    }
     if (held === "unreadable") {
       const age = Date.now() - ((await Deno.stat(path).catch(() => null))?.mtime?.getTime() ?? 0);
       if (age > UNREADABLE_GRACE_MS && await removeStale(path, held)) {

@@ -158,7 +158,7 @@ function parseCurve(text: string): LrFindPoint[] {
 }
 
 /** Writes a finder record under `<root>/.lr-find/` (temporary name, then renamed); its folder. */
-export async function saveLrFind(
+async function saveLrFind(
   input: {
     key: string;
     keyParts: LrFindKeyParts;

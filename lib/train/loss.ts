@@ -17,12 +17,6 @@ export type LossKind = "logits" | "clipped";
 
 export const LOSS_KINDS: readonly LossKind[] = ["logits", "clipped"];
 
-/** What each loss kind means, for records and tables. */
-export const LOSS_DESCRIPTIONS: Record<LossKind, string> = {
-  logits: "cross-entropy from the softmax's logits (Keras 2.x)",
-  clipped: "cross-entropy of probabilities clipped to [1e-7, 1 − 1e-7] (tfjs)",
-};
-
 /** Keras's and tfjs's ε for clipping probabilities. */
 export const EPSILON = 1e-7;
 

@@ -117,7 +117,7 @@ export function steepestRate(points: LrFindPoint[]): number | null {
 }
 
 /** How far above its lowest the smoothed loss may be and still count as on its floor. */
-export const FLOOR_TOLERANCE = 0.05;
+const FLOOR_TOLERANCE = 0.05;
 
 /** Index of the lowest finite smoothed loss (the first on ties). */
 function lowestPoint(points: LrFindPoint[]): number {

@@ -49,7 +49,7 @@ export function progressBar(fraction: number, width = 24): string {
 }
 
 /** "epoch 2/10 ████░░ 3000/60000  loss 0.1234  acc 0.9612  512 samples/s  ETA 111 s". */
-export function batchText(label: string, p: BatchProgress): string {
+function batchText(label: string, p: BatchProgress): string {
   const eta = (p.count - p.seen) / Math.max(p.samplesPerSecond, 1e-9);
   return `${label}epoch ${p.epoch + 1}/${p.epochs} ${progressBar(p.seen / p.count)} ` +
     `${p.seen}/${p.count}  loss ${p.loss.toFixed(4)}  acc ${p.accuracy.toFixed(4)}  ` +
@@ -57,7 +57,7 @@ export function batchText(label: string, p: BatchProgress): string {
 }
 
 /** The finished epoch's line, as Keras prints it (validation when present). */
-export function epochText(label: string, e: EpochLine): string {
+function epochText(label: string, e: EpochLine): string {
   const val = e.val_loss === undefined
     ? ""
     : `  val_loss ${e.val_loss.toFixed(4)}  val_acc ${e.val_accuracy!.toFixed(4)}`;
@@ -243,7 +243,7 @@ export function terminalProgress(opts: TerminalOptions = {}): ProgressReporter {
 }
 
 /** A reporter that shows nothing (tests, `progress: false`). */
-export const silentProgress: ProgressReporter = {
+const silentProgress: ProgressReporter = {
   batch() {},
   epoch() {},
   note() {},

@@ -686,7 +686,7 @@ function nonFinite(_key: string, v: unknown): unknown {
 }
 
 /** Undoes `nonFinite` on a parsed value. */
-export function reviveNonFinite<T>(value: T): T {
+function reviveNonFinite<T>(value: T): T {
   return JSON.parse(
     JSON.stringify(value),
     (_k, v) => typeof v === "string" && /^__(NaN|-?Infinity)$/.test(v) ? Number(v.slice(2)) : v,

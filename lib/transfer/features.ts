@@ -86,7 +86,7 @@ export interface FeatureSet {
 }
 
 /** Default feature cache: `<repo>/data/cache` (found from this file, whatever the working directory). */
-export const FEATURE_CACHE_DIR = join(REPO_ROOT, "data", "cache");
+const FEATURE_CACHE_DIR = join(REPO_ROOT, "data", "cache");
 
 const MAGIC = "TLFEAT1\n";
 const VERSION = 1;
@@ -118,7 +118,7 @@ function canonical(key: Record<string, string | number>): string {
 }
 
 /** The cache file for a key (including the sample count). */
-export function featureCachePath(
+function featureCachePath(
   key: FeatureKey,
   count: number,
   cacheDir = FEATURE_CACHE_DIR,

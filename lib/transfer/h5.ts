@@ -64,7 +64,7 @@ const SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
  * Checks the HDF5 signature and that the file is as long as its superblock's end-of-file address,
  * so a non-HDF5 or truncated file gets a clear message instead of an HDF5 library trace.
  */
-export function checkHdf5Bytes(bytes: Uint8Array, label: string): void {
+function checkHdf5Bytes(bytes: Uint8Array, label: string): void {
   // The superblock sits at 0, 512, 1024, … (a user block may precede it).
   let base = -1;
   for (let at = 0; at + 8 <= bytes.length; at = at === 0 ? 512 : at * 2) {
@@ -108,7 +108,7 @@ type H5Group = InstanceType<typeof h5wasm.Group>;
 type H5Dataset = InstanceType<typeof h5wasm.Dataset>;
 
 /** Reads a list-of-strings attribute, also in its chunked form `name0`, `name1`, … (Keras splits long lists). */
-export function readStringList(obj: H5Group, name: string): string[] | undefined {
+function readStringList(obj: H5Group, name: string): string[] | undefined {
   const attrs = obj.attrs;
   if (name in attrs) return toStrings(attrs[name].value, name);
   if (!(`${name}0` in attrs)) return undefined;

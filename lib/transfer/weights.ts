@@ -48,7 +48,7 @@ export const KERAS_WEIGHTS = {
 export type ImagenetName = keyof typeof KERAS_WEIGHTS;
 
 /** Keras's download root; override with the `baseUrl` option or `KERAS_WEIGHTS_BASE_URL`. */
-export const DEFAULT_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications";
+const DEFAULT_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications";
 
 /**
  * A download progress callback that logs a line at every `step` of the total (default 10%),
@@ -205,7 +205,7 @@ async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
  * checked, then renamed into place, so `dest` only ever holds a complete, verified file. On any
  * failure (HTTP error, network error mid-stream, wrong length or md5) the temporary file is removed.
  */
-export async function downloadFile(
+async function downloadFile(
   url: string,
   dest: string,
   opts: {
