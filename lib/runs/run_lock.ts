@@ -243,15 +243,17 @@ export async function acquireRunLock<T>(
   let told = false;
   while (true) {
     const owner = ownerHere(opts.describe);
-    if (await create(path, owner)) return { lock: new RunLock(path, owner, opts.whereStopped) };
-    const held = await readLock(path);
-    if (held === null) {
-      // Released between our attempt and our look: the holder may have finished the run, so ask
-      // before trying again (else a waiter would take the lock and train a run just recorded).
-      const result = await opts.done?.();
-      if (result !== null && result !== undefined) return { result };
-      continue;
+    if (await create(path, owner)) {
+      const lock = new RunLock(path, owner, opts.whereStopped);
+      // A waiter gets the lock when its holder lets go: when that holder finished the run, the
+      // result is what the waiter came for (and nothing is trained twice).
+      const result = told ? await opts.done?.() : undefined;
+      if (result === null || result === undefined) return { lock };
+      await lock.release();
+      return { result };
     }
+    const held = await readLock(path);
+    if (held === null) continue; // released between our attempt and our look: try again
     if (held === "unreadable") {
       const age = Date.now() - ((await Deno.stat(path).catch(() => null))?.mtime?.getTime() ?? 0);
       if (age > UNREADABLE_GRACE_MS && await removeStale(path, held)) {
