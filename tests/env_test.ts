@@ -49,3 +49,12 @@ Deno.test("README's knobs table is the one generated from KNOBS", async () => {
     "regenerate it: deno eval 'import {knobsTable} from \"./lib/machine/env.ts\"; console.log(knobsTable())'",
   );
 });
+
+Deno.test("bench/README.md names every knob of the kernels (cpu-fast and webgpu)", async () => {
+  const bench = await Deno.readTextFile(join(REPO_ROOT, "bench", "README.md"));
+  const kernelKnobs = Object.entries(KNOBS).filter(([, [group]]) =>
+    group === "cpu-fast" || group === "webgpu"
+  ).map(([name]) => name);
+  assert.ok(kernelKnobs.length >= 10);
+  assert.deepEqual(kernelKnobs.filter((k) => !new RegExp(`\\b${k}\\b`).test(bench)), []);
+});
