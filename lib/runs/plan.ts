@@ -77,6 +77,8 @@ export interface PlannedRun {
   train: string[] | null;
   /** The finished record that will be shown instead of training, if any. */
   record: RunRecord | LrFindRecord | null;
+  /** An evidence seed (see `NotebookRun.evidence`). */
+  evidence?: boolean;
   /** Finished epochs of an interrupted run's backup, if one will be resumed. */
   resumeFrom: number | null;
   /** What must exist before its command can be written (see `NotebookRun.pendingOn`). */
@@ -99,6 +101,11 @@ export interface NotebookRun {
   pendingOn?: string;
   /** The frozen base a transfer run extracts features with first. */
   base?: string;
+  /**
+   * An evidence seed (lib/study/notebooks.ts): its notebook shows its record where one exists and
+   * names its command where not, but does not train it; it is not in the notebook's time.
+   */
+  evidence?: boolean;
   /**
    * A learning-rate finder run (lib/study/lr_find_run.ts): its own key; `parts` then describes its
    * sweep as a one-epoch run over its steps' samples, which is what its time is estimated from.
@@ -148,13 +155,14 @@ export async function notebookRuns(
       train: trainArgs(r, profile),
     };
   };
+  const evidence = (r: RunRequest): NotebookRun => ({ ...seeded(r), evidence: true });
   const seeded = (r: RunRequest) =>
     request(r, `${runName(STUDY_MODELS[r.model].kerasName, r.variant, r.loss)} (seed ${r.seed})`);
   const nb04 = NOTEBOOK_RUNS["04_vgg16_scratch"];
   for (
     const r of [NOTEBOOK_RUNS["02_baseline_cnn"].baseline, NOTEBOOK_RUNS["03_vgg_small"].vggSmall]
   ) {
-    out.push(request(r), ...evidenceRuns(r, profile).map(seeded));
+    out.push(request(r), ...evidenceRuns(r, profile).map(evidence));
   }
   out.push(request(nb04.study), request(nb04.clipped));
   for (const r of Object.values(nb04.fixes)) out.push(request(r));
@@ -180,7 +188,7 @@ export async function notebookRuns(
   }
   // The evidence seeds of the study's run and its best fixes (one of them may be the rerun's).
   const listed = new Set(await Promise.all(out.map((r) => runKey(r.parts))));
-  for (const r of vgg16EvidenceRuns(profile).map(seeded)) {
+  for (const r of vgg16EvidenceRuns(profile).map(evidence)) {
     const key = await runKey(r.parts);
     if (!listed.has(key)) out.push(r), listed.add(key);
   }
@@ -312,6 +320,7 @@ export async function planStudy(
       key,
       train: r.train,
       pendingOn: r.pendingOn,
+      evidence: r.evidence,
       record,
       resumeFrom,
       seconds,
@@ -328,7 +337,7 @@ export async function planStudy(
 export function notebookSeconds(plan: PlannedRun[]): Map<string, number | null> {
   const out = new Map<string, number | null>();
   for (const nb of new Set(plan.map((p) => p.notebook))) {
-    const runs = plan.filter((p) => p.notebook === nb);
+    const runs = plan.filter((p) => p.notebook === nb && !p.evidence);
     const time = totalSeconds(runs);
     out.set(nb, time === null ? null : time + NOTEBOOK_OVERHEAD_S);
   }
@@ -339,7 +348,13 @@ export function notebookSeconds(plan: PlannedRun[]): Map<string, number | null> 
 export function planLines(plan: PlannedRun[]): string[] {
   const notebooks = [...new Set(plan.map((p) => p.notebook))];
   return notebooks.map((nb) => {
-    const runs = plan.filter((p) => p.notebook === nb);
+    const runs = plan.filter((p) => p.notebook === nb && !p.evidence);
+    const seeds = plan.filter((p) => p.notebook === nb && p.evidence);
+    const recorded = seeds.filter((p) => p.record).length;
+    const evidence = seeds.length
+      ? `; evidence seeds: ${recorded} of ${seeds.length} recorded` +
+        (recorded < seeds.length ? " (not trained by the notebook: --plan --commands)" : "")
+      : "";
     const cached = runs.filter((p) => p.record).length;
     const resume = runs.filter((p) => p.resumeFrom !== null);
     const fresh = runs.length - cached - resume.length;
@@ -356,7 +371,9 @@ export function planLines(plan: PlannedRun[]): string[] {
       : time === null
       ? " — time unknown on this backend (no earlier record to measure from)"
       : ` — about ${formatDuration(time)}`;
-    return `${nb}: ${runs.length} run${runs.length === 1 ? "" : "s"}, ${parts.join(", ")}${eta}`;
+    return `${nb}: ${runs.length} run${runs.length === 1 ? "" : "s"}, ${
+      parts.join(", ")
+    }${eta}${evidence}`;
   });
 }
 
@@ -380,7 +397,7 @@ export function fullProfileWarning(
   backend: { name: string },
 ): string {
   if (profile.name !== "full" || backend.name === "webgpu") return "";
-  const time = totalSeconds(plan);
+  const time = totalSeconds(plan.filter((p) => !p.evidence));
   if (time !== null && time < 15 * 60) return "";
   return `⚠ the full profile on ${backend.name} (no GPU): ${
     time === null ? "hours of training" : `about ${formatDuration(time)} of training`
@@ -392,6 +409,26 @@ export function fullProfileWarning(
 /** A word as a POSIX shell reads it back: bare when safe, else single-quoted. */
 function shellWord(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * One run's `deno task train` command line: its arguments (`trainArgs`), the profile, backend
+ * and precision (all in its key), and `RUNS_DIR` where `runsDir` is given.
+ */
+export function trainCommand(
+  train: string[],
+  opts: { profile: Profile; backend: { name: string; precision: string }; runsDir?: string },
+): string {
+  const env = opts.runsDir ? `RUNS_DIR=${shellWord(opts.runsDir)} ` : "";
+  const args = [
+    ...train,
+    "--profile",
+    opts.profile.name,
+    "--backend",
+    opts.backend.name,
+    ...(opts.backend.precision === "float32" ? [] : ["--precision", opts.backend.precision]),
+  ];
+  return `${env}deno task train ${args.map(shellWord).join(" ")}`;
 }
 
 /**
@@ -411,24 +448,13 @@ export function planCommands(
   },
 ): { commands: string[]; notes: string[] } {
   const env = opts.runsDir ? `RUNS_DIR=${shellWord(opts.runsDir)} ` : "";
-  const precision = opts.backend.precision === "float32"
-    ? []
-    : ["--precision", opts.backend.precision];
   const commands: string[] = [], notes: string[] = [];
   const notebooks = new Set<string>();
   for (const p of plan.filter((p) => !p.record)) {
     if (p.pendingOn) {
       notes.push(`${p.notebook}: one more run once ${p.pendingOn} have records (plan again then)`);
     } else if (p.train) {
-      const args = [
-        ...p.train,
-        "--profile",
-        opts.profile.name,
-        "--backend",
-        opts.backend.name,
-        ...precision,
-      ];
-      commands.push(`${env}deno task train ${args.map(shellWord).join(" ")}`);
+      commands.push(trainCommand(p.train, opts));
     } else if (!notebooks.has(p.notebook)) {
       notebooks.add(p.notebook);
       const prefix = p.notebook.split("_")[0];
