@@ -48,8 +48,7 @@ import {
   evidenceRuns,
   NOTEBOOK_RUNS,
   profileTrainCount,
-  requestEpochs,
-  requestTrainCount,
+  requestKeyOptions,
   type RunRequest,
   STUDY_SEED,
   trainArgs,
@@ -139,19 +138,13 @@ export async function notebookRuns(
   // The declaration's requests, as the notebooks ask for them (lib/study/notebooks.ts).
   const request = (r: RunRequest, name?: string): NotebookRun => {
     const m = STUDY_MODELS[r.model];
-    const { firstSteps: _, ...options } = r;
-    const count = requestTrainCount(r, profileTrainCount(r.model, profile));
+    const count = profileTrainCount(r.model, profile);
     return {
       notebook: m.section,
       name: name ?? runName(m.kerasName, r.variant, r.loss),
-      parts: studyKeyParts({
-        ...options,
-        profile,
-        backend,
-        train: { count },
-        test,
-        epochs: requestEpochs(r, profile),
-      }),
+      parts: studyKeyParts(
+        requestKeyOptions(r, { profile, backend, train: { count }, test }),
+      ),
       train: trainArgs(r, profile),
     };
   };

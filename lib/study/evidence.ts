@@ -9,7 +9,7 @@ import type { Profile } from "./profile.ts";
 import { findRun, type RunRecord } from "../runs/runs.ts";
 import { runKey } from "../runs/run_key.ts";
 import { trainCommand } from "../runs/plan.ts";
-import { requestOptions, type RunRequest, trainArgs } from "./notebooks.ts";
+import { requestKeyOptions, type RunRequest, trainArgs } from "./notebooks.ts";
 import { studyKeyParts } from "./study_run.ts";
 
 /** What the notebook has of its evidence seeds. */
@@ -33,7 +33,7 @@ export async function evidenceRecords(
 ): Promise<Evidence> {
   const out: Evidence = { records: [], missing: [] };
   for (const r of requests) {
-    const key = await runKey(studyKeyParts(requestOptions(r, on)));
+    const key = await runKey(studyKeyParts(requestKeyOptions(r, on)));
     const found = await findRun(key, roots, () => {});
     if (found) out.records.push(found);
     else out.missing.push(trainCommand(trainArgs(r, on.profile), on));

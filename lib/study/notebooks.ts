@@ -159,25 +159,34 @@ export function requestEpochs(req: RunRequest, profile: Profile): number | undef
   return req.firstSteps ? epochsFor(profile, req.firstSteps.epochs) : undefined;
 }
 
-/** A request as `studyRun`'s options: its subset of the notebook's splits, its epochs. */
-export function requestOptions(
-  req: RunRequest,
-  on: {
-    profile: Profile;
-    backend: { name: string; device: string; why: string; precision: string };
-    train: MnistSplit;
-    test: MnistSplit;
-  },
-) {
+/** Where a request runs: the profile, the backend, and the data the notebook has. */
+interface RequestContext<Split extends { count: number }> {
+  profile: Profile;
+  backend: { name: string; device: string; why: string; precision: string };
+  train: Split;
+  test: Split;
+}
+
+/**
+ * A request as its key needs it, the data by size only (what the plan and a notebook's look for
+ * an evidence seed's record use): its share of the training digits, its epochs.
+ */
+export function requestKeyOptions(req: RunRequest, on: RequestContext<{ count: number }>) {
   const { firstSteps: _, ...rest } = req;
   return {
     ...rest,
     profile: on.profile,
     backend: on.backend,
-    train: takeFirst(on.train, requestTrainCount(req, on.train.count)),
-    test: on.test,
+    train: { count: requestTrainCount(req, on.train.count) },
+    test: { count: on.test.count },
     epochs: requestEpochs(req, on.profile),
   };
+}
+
+/** A request as `studyRun`'s options: its subset of the notebook's splits, its epochs. */
+export function requestOptions(req: RunRequest, on: RequestContext<MnistSplit>) {
+  const options = requestKeyOptions(req, on);
+  return { ...options, train: takeFirst(on.train, options.train.count), test: on.test };
 }
 
 /** The training digits the profile gives a model (the VGG-sized split for the VGG nets). */
