@@ -556,7 +556,7 @@ Deno.test("selfContained drops external scripts and links back to the index", ()
 Deno.test("embedCharts compiles each spec to Vega and inlines vega and vega-embed once", () => {
   const spec = {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    data: { values: [{ a: 1, b: "</script>" }] },
+    data: { values: [{ a: 1, b: "</script>" }, { a: 0.177350787741, b: "x" }] },
     mark: { type: "point", tooltip: true },
     encoding: { x: { field: "a", type: "quantitative" } },
   };
@@ -570,7 +570,9 @@ Deno.test("embedCharts compiles each spec to Vega and inlines vega and vega-embe
   assert.equal(specs.length, 2);
   const vega = JSON.parse(specs[0][1]);
   assert.match(vega.$schema, /vega\/v5\.json$/, "a Vega spec, compiled from Vega-Lite");
-  assert.equal(vega.data.find((d: { values?: unknown }) => d.values).values[0].b, "</script>");
+  const values = vega.data.find((d: { values?: unknown }) => d.values).values;
+  assert.equal(values[0].b, "</script>");
+  assert.deepEqual(values.map((v: { a: number }) => v.a), [1, 0.177351], "6 significant digits");
   assert.ok(!specs[0][1].includes("</"), "nothing in the spec can close its script element");
   assert.equal(out.match(/vegaEmbed\(live/g)?.length, 1, "the embedding script once");
   assert.equal(out.match(/\bvega-embed v?\d|vegaEmbed=/g)?.length ?? 1, 1);
