@@ -17,6 +17,7 @@ import { loadMnist, takeFirst } from "../lib/data/mnist.ts";
 import { PROFILES } from "../lib/study/profile.ts";
 import { loadRuns } from "../lib/runs/runs.ts";
 import { publishRecord } from "../lib/runs/results.ts";
+import { acquireRunLock, lockPath } from "../lib/runs/run_lock.ts";
 
 const CPU = { name: "cpu", device: "test", why: "test", precision: "float32" };
 const base = {
@@ -42,6 +43,57 @@ Deno.test("a finder key: the net, sweep, data and seed count; the training rate 
   const s = studyFinderSettings(PROFILES.full);
   assert.equal(s.batchSize, 100, "the study's batch");
   assert.ok(s.steps >= 100 && s.steps <= 300, "a few hundred steps at most");
+});
+
+Deno.test("a finder run another process is computing is waited for under the run lock, then read from its record", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const mnist = await loadMnist();
+    const opts = {
+      model: "baseline" as const,
+      profile: PROFILES.quick,
+      backend: await initBackend({ quiet: true }),
+      train: takeFirst(mnist.train, 64),
+      seed: 8,
+      settings: { startLr: 1e-4, endLr: 1, steps: 4, batchSize: 16, smoothing: 0.5, stopFactor: 4 },
+    };
+    // the other process's record, computed beforehand in a folder of its own
+    const elsewhere = join(root, "elsewhere");
+    const theirs = await studyLrFind(opts, { root: elsewhere, roots: [elsewhere], log: () => {} });
+    // the other process holds the key's lock while it computes
+    const holder = await acquireRunLock(lockPath(root, theirs.config.key), {
+      describe: "the other process's finder run",
+      log: () => {},
+    });
+    const lines: string[] = [];
+    const asked = studyLrFind(opts, {
+      root,
+      roots: [root],
+      retrain: false,
+      log: (l: string) => lines.push(l),
+      lockPollMs: 20,
+    });
+    while (!lines.length) await new Promise((r) => setTimeout(r, 10));
+    assert.match(
+      lines[0],
+      /^waiting for baseline_cnn's learning-rate finder: being trained by PID/,
+    );
+    // it writes its record, then lets go of the lock
+    const dir = join(root, LR_FIND_DIR, theirs.id);
+    await Deno.mkdir(dir, { recursive: true });
+    for (const f of ["config.json", "curve.csv", "result.json"]) {
+      await Deno.copyFile(join(theirs.dir, f), join(dir, f));
+    }
+    await holder.lock!.release();
+    const got = await asked;
+    assert.equal(got.id, theirs.id, "the other process's record");
+    assert.deepEqual(got.result, theirs.result);
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.match(lines[1], new RegExp(`from record ${theirs.id}$`), "not computed again");
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(join(root, ".locks"))), [], "no lock left");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 Deno.test("a finder run is computed once: a record, found by key, apart from the training records", async () => {

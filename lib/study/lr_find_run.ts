@@ -26,6 +26,7 @@ import type { MnistSplit } from "../data/mnist.ts";
 import { makeBatch } from "../data/preprocess.ts";
 import type { Profile } from "./profile.ts";
 import { retrainRequested } from "../runs/run_cache.ts";
+import { acquireRunLock, lockPath } from "../runs/run_lock.ts";
 import { canonicalJson, kerasAdam, type TrainingSettings } from "../runs/run_key.ts";
 import { type MachineInfo, machineInfo, makeRunId, recordRoots, runsRoot } from "../runs/runs.ts";
 import { type ModelName, studyModel, type Variant } from "./settings.ts";
@@ -268,7 +269,14 @@ export async function lrFindKeys(roots = recordRoots()): Promise<Set<string>> {
  */
 export async function studyLrFind(
   opts: StudyFinderOptions,
-  run: { root?: string; roots?: string[]; retrain?: boolean; log?: (line: string) => void } = {},
+  run: {
+    root?: string;
+    roots?: string[];
+    retrain?: boolean;
+    log?: (line: string) => void;
+    /** How often a process waiting for another's finder run looks again (default 2 s). */
+    lockPollMs?: number;
+  } = {},
 ): Promise<LrFindRecord> {
   const log = run.log ?? ((line: string) => console.log(line));
   const m = studyModel(opts.model);
@@ -279,13 +287,56 @@ export async function studyLrFind(
     learningRate: undefined,
     lrSchedule: undefined,
   }, parts.loss);
-  if (!(run.retrain ?? retrainRequested())) {
-    const found = await findLrFind(key, run.roots ?? recordRoots());
-    if (found) {
-      log(`${name}: learning-rate finder from record ${found.id}`);
-      return found;
-    }
+  const root = run.root ?? runsRoot();
+  const roots = run.roots ?? recordRoots();
+  const retrain = run.retrain ?? retrainRequested();
+  const fromRecord = (found: LrFindRecord) => {
+    log(`${name}: learning-rate finder from record ${found.id}`);
+    return found;
+  };
+  if (!retrain) {
+    const found = await findLrFind(key, roots);
+    if (found) return fromRecord(found);
   }
+  // One process computes a finder run at a time, under the same per-key lock as a training run
+  // (lib/runs/run_lock.ts): a second process asking for it waits and reads the first one's
+  // record (with retrain, one written since it began to wait).
+  const waitFrom = new Date().toISOString();
+  const got = await acquireRunLock(lockPath(root, key), {
+    describe: `${name}'s learning-rate finder`,
+    log,
+    pollMs: run.lockPollMs,
+    done: async () => {
+      const r = await findLrFind(key, roots);
+      return r && (!retrain || r.config.createdAt >= waitFrom) ? r : null;
+    },
+  });
+  if (got.result) return fromRecord(got.result);
+  try {
+    // A holder may have finished between our first look and our lock.
+    if (!retrain) {
+      const found = await findLrFind(key, roots);
+      if (found) return fromRecord(found);
+    }
+    return await computeLrFind(opts, { key, parts, name, root, log });
+  } finally {
+    await got.lock.release();
+  }
+}
+
+/** The range test of a study finder run, written as a record under `root`. */
+async function computeLrFind(
+  opts: StudyFinderOptions,
+  at: {
+    key: string;
+    parts: LrFindKeyParts;
+    name: string;
+    root: string;
+    log: (line: string) => void;
+  },
+): Promise<LrFindRecord> {
+  const { key, parts, name, log } = at;
+  const m = studyModel(opts.model);
   const s = parts.finder;
   log(
     `${name}: learning-rate finder, ${s.steps} steps of batch ${s.batchSize} from lr ${s.startLr} ` +
@@ -305,7 +356,7 @@ export async function studyLrFind(
       section: m.section,
       backend: opts.backend,
       result,
-    }, run.root ?? runsRoot());
+    }, at.root);
     return await loadLrFind(dir);
   } finally {
     model.dispose();
