@@ -111,8 +111,14 @@ Deno.test("cachedRun: the same run is trained once; a changed key part trains ag
         evaluation: await evaluateSource(model, source, labels),
       };
     };
+    const tensors = tf.memory().numTensors;
     const a = await cachedRun(spec, trainTiny, opts);
     assert.equal(a.cached, false);
+    assert.equal(
+      tf.memory().numTensors,
+      tensors,
+      "the trained model and its optimizer's moments are disposed once the record is written",
+    );
     assert.equal(trained, 1);
     assert.match(lines.at(-1)!, /^training fake \(quick, seed 42\) on cpu \(float32\)/);
     const b = await cachedRun(spec, trainTiny, opts);
