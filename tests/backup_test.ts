@@ -124,6 +124,29 @@ Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on
   }
 });
 
+Deno.test("writing backups leaves no tensor behind (getWeights' fresh step-count scalar is disposed)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    /** Tensors a 3-epoch fit leaves once its model and optimizer are disposed. */
+    const leftOver = async (backup: boolean) => {
+      const before = tf.memory().numTensors;
+      const model = tinyModel();
+      await fit(model, train, {
+        ...options(join(dir, "run.backup"), new Counter()),
+        epochs: 3,
+        earlyStopping: undefined,
+        backup: backup ? { path: join(dir, "run.backup"), key: "k3", describe: "tiny" } : undefined,
+      });
+      model.optimizer.dispose();
+      model.dispose();
+      return tf.memory().numTensors - before;
+    };
+    assert.equal(await leftOver(true), await leftOver(false), "three backups, no tensor more");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the fit loop's state keeps the on-disk shape of earlier backups", async () => {
   // Backups written before the loop kept one FitState object must still resume, and new ones
   // read the same: the `loop` JSON is flat, its fields in this order.

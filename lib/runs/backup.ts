@@ -112,6 +112,9 @@ export async function saveBackup(
     })),
   ];
   const datas = await Promise.all(named.map((n) => n.tensor.data()));
+  // getWeights makes a fresh scalar for the step count (the rest are the optimizer's own):
+  // kept, it would be one tensor more after every epoch
+  for (const n of named) if (n.group === "optimizer" && n.name === "iter") n.tensor.dispose();
   const full: BackupHeader = {
     format: 1,
     ...header,
