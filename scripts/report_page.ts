@@ -53,22 +53,20 @@ const EMBED_CHARTS = `(function () {
   });
 })();`;
 
-/**
- * JSON that is safe inside a `<script>` element. With `digits`, every non-integer number is
- * written to that many significant digits: a chart's data carries float64 values with 17 digits
- * that no axis or tooltip shows (about 50 kB of notebook 04's page).
- */
-function scriptJson(value: unknown, digits?: number): string {
-  const round = digits === undefined
-    ? undefined
-    : (_: string, v: unknown) =>
-      typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(digits)) : v;
-  return JSON.stringify(value, round).replace(/</g, "\\u003c").replace(/>/g, "\\u003e")
-    .replace(/&/g, "\\u0026");
-}
-
 /** Significant digits of a live chart's numbers: finer than any axis or tooltip shows. */
 const CHART_DIGITS = 6;
+
+/**
+ * A chart's spec as JSON that is safe inside a `<script>` element, every non-integer number
+ * written to `CHART_DIGITS` significant digits: the data carries float64 values with 17 digits
+ * that no axis or tooltip shows (about 50 kB of notebook 04's page).
+ */
+function specJson(spec: unknown): string {
+  const round = (_: string, v: unknown) =>
+    typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(CHART_DIGITS)) : v;
+  return JSON.stringify(spec, round).replace(/</g, "\\u003c").replace(/>/g, "\\u003e")
+    .replace(/&/g, "\\u0026");
+}
 
 const SPEC_RE = new RegExp(
   `<script type="${
@@ -86,9 +84,7 @@ export function embedCharts(html: string): string {
   const out = html.replace(SPEC_RE, (_, json: string) => {
     charts++;
     const spec = vl.compile(JSON.parse(json) as vl.TopLevelSpec).spec;
-    return `<script type="application/json" class="vega-spec">${
-      scriptJson(spec, CHART_DIGITS)
-    }</script>`;
+    return `<script type="application/json" class="vega-spec">${specJson(spec)}</script>`;
   });
   if (charts === 0) return out;
   const scripts = [
