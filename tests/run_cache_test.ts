@@ -5,7 +5,9 @@ import { compileStudy } from "../lib/models/common.ts";
 import { type BackupOptions, fitSource } from "../lib/train/train.ts";
 import { evaluateSource } from "../lib/train/evaluate.ts";
 import { backupPath } from "../lib/runs/backup.ts";
-import { cachedRun, retrainRequested } from "../lib/runs/run_cache.ts";
+import { cachedRun, computeOnce, retrainRequested } from "../lib/runs/run_cache.ts";
+import { RunWriteError } from "../lib/runs/runs.ts";
+import { join } from "node:path";
 import { canonicalJson, runKey } from "../lib/runs/run_key.ts";
 import { studyKeyParts, type StudyRunOptions } from "../lib/study/study_run.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
@@ -264,5 +266,35 @@ Deno.test("cachedRun: a damaged backup is moved aside with one line and the run 
     assert.match(names[0], /\.backup\.damaged-/);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("computeOnce: a runs folder that cannot take the lock is named before anything is computed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // a file where the runs folder should be: its lock folder cannot be made (os error 20)
+    const root = join(dir, "not-a-folder");
+    await Deno.writeTextFile(root, "");
+    let computed = 0;
+    await assert.rejects(
+      computeOnce({
+        key: "0123456789abcdef",
+        describe: "a finder run",
+        root,
+        retrain: false,
+        log: () => {},
+        find: () => Promise.resolve(null),
+        createdAt: () => "",
+        compute: () => Promise.resolve(++computed),
+      }),
+      (e: Error) => {
+        assert.ok(e instanceof RunWriteError, String(e));
+        assert.match(e.message, new RegExp(`^cannot write in the runs folder ${root}: .*RUNS_DIR`));
+        return true;
+      },
+    );
+    assert.equal(computed, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -16,7 +16,7 @@ import type * as tf from "@tensorflow/tfjs";
 import { BackupError, backupPath, inspectBackup, moveAside, removeBackup } from "./backup.ts";
 import { formatDuration } from "../report/format.ts";
 import { envVar } from "../machine/env.ts";
-import { acquireRunLock, lockPath } from "./run_lock.ts";
+import { acquireRunLock, lockPath, type StopLine } from "./run_lock.ts";
 import type { Profile } from "../study/profile.ts";
 import type { ProbeData } from "../train/probe.ts";
 import { describeRun, runKey, type RunKeyParts } from "./run_key.ts";
@@ -109,70 +109,111 @@ export async function cachedRun(
   const key = await runKey(spec.keyParts);
   const root = opts.root ?? runsRoot();
   const roots = opts.roots ?? recordRoots();
-  const retrain = opts.retrain ?? retrainRequested();
-  const cached = async (found: RunRecord): Promise<RunOutcome> => {
-    await log(cachedLine(found));
-    return { record: found, cached: true };
-  };
-  if (!retrain) {
-    const found = await findRun(key, roots);
-    if (found) return await cached(found);
-  }
   const describe = describeRun(spec.modelName, spec.keyParts);
   const path = backupPath(root, key);
-  // While waiting, a record of this key newer than the wait is the other process's run (with
-  // retrain too: it was asked for at the same time as this one).
+  const { result, found } = await computeOnce({
+    key,
+    describe,
+    root,
+    retrain: opts.retrain ?? retrainRequested(),
+    log,
+    pollMs: opts.lockPollMs,
+    find: (quiet) => findRun(key, roots, quiet ? () => {} : undefined),
+    createdAt: (r) => r.config.createdAt,
+    whereStopped: (signal) => stoppedLine(signal, describe, path),
+    compute: async () => {
+      await setAsideDamagedBackup(path, describe, log);
+      const sps = await expectedThroughput(spec.keyParts, spec.backend, roots);
+      const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
+      await log(
+        `training ${describe} on ${spec.backend.name} ` +
+          `(${spec.backend.precision})${estimate} — run key ${key}`,
+      );
+      const trained = await train({ path, key, describe });
+      try {
+        const dir = await saveKeepingTheRun(runInput(spec, key, trained), root, path, opts.weights);
+        await removeBackup(path);
+        return await loadRun(dir);
+      } finally {
+        // The record is the run's result (its weights are saved beside it): the trained model
+        // and its optimizer's moments go now, so a notebook that trains many runs (04: 19 in the
+        // quick profile) holds none of them.
+        trained.model.optimizer?.dispose();
+        trained.model.dispose();
+      }
+    },
+  });
+  if (found) await log(cachedLine(result));
+  return { record: result, cached: found };
+}
+
+/** How `computeOnce` finds and makes a keyed result (a run record, a finder record). */
+export interface OnceSpec<T> {
+  key: string;
+  /** The run in words, for the lines and the lock. */
+  describe: string;
+  /** The runs folder that holds the lock (and receives the result). */
+  root: string;
+  /** Compute even when a result exists. */
+  retrain: boolean;
+  log: (line: string) => void | Promise<void>;
+  /** How often a process waiting for another's result looks again (default 2 s). */
+  pollMs?: number;
+  /** The key's newest result, or null; `quiet` for the looks made while waiting (no repeated warnings). */
+  find: (quiet: boolean) => Promise<T | null>;
+  /** When a result was written (ISO time). */
+  createdAt: (result: T) => string;
+  /** Where the computation stood when a signal stopped this process. */
+  whereStopped?: StopLine;
+  /** Makes and writes the result; runs under the key's lock. */
+  compute: () => Promise<T>;
+}
+
+/**
+ * A keyed result computed once, across processes: the key's existing result, else `compute`'s,
+ * made under the key's lock (lib/runs/run_lock.ts) — of several processes asking at once one
+ * computes and the others wait and take its result. With `retrain` an existing result is passed
+ * over, but one written while this process waited is taken (it was asked for at the same time).
+ * `found` says whether the result came from elsewhere rather than from `compute`.
+ */
+export async function computeOnce<T>(s: OnceSpec<T>): Promise<{ result: T; found: boolean }> {
+  if (!s.retrain) {
+    const found = await s.find(false);
+    if (found) return { result: found, found: true };
+  }
   const waitFrom = new Date().toISOString();
   let got;
   try {
-    got = await acquireRunLock(lockPath(root, key), {
-      describe,
-      log,
-      pollMs: opts.lockPollMs,
+    got = await acquireRunLock(lockPath(s.root, s.key), {
+      describe: s.describe,
+      log: s.log,
+      pollMs: s.pollMs,
       done: async () => {
-        const r = await findRun(key, roots, () => {});
-        return r && (!retrain || r.config.createdAt >= waitFrom) ? r : null;
+        const r = await s.find(true);
+        return r && (!s.retrain || s.createdAt(r) >= waitFrom) ? r : null;
       },
-      whereStopped: (signal) => stoppedLine(signal, describe, path),
+      whereStopped: s.whereStopped,
     });
   } catch (e) {
     // The lock is the first file a run writes: a runs folder that cannot take it cannot take
-    // the record either, so say so now rather than after training.
+    // the result either, so say so now rather than after computing it.
     if (e instanceof Deno.errors.PermissionDenied || (e as Error).message?.includes("os error")) {
       throw new RunWriteError(
-        `cannot write in the runs folder ${root}: ${(e as Error).message}. Check that it is ` +
+        `cannot write in the runs folder ${s.root}: ${(e as Error).message}. Check that it is ` +
           `writable and has space, or point RUNS_DIR at one that is.`,
       );
     }
     throw e;
   }
-  if (got.result) return await cached(got.result);
+  if (got.lock === undefined) return { result: got.result, found: true };
   const lock = got.lock;
   try {
     // A holder may have finished between our first look and our lock.
-    if (!retrain) {
-      const found = await findRun(key, roots, () => {});
-      if (found) return await cached(found);
+    if (!s.retrain) {
+      const found = await s.find(true);
+      if (found) return { result: found, found: true };
     }
-    await setAsideDamagedBackup(path, describe, log);
-    const sps = await expectedThroughput(spec.keyParts, spec.backend, roots);
-    const estimate = sps ? `, about ${formatDuration(estimateSeconds(spec.keyParts, sps))}` : "";
-    await log(
-      `training ${describe} on ${spec.backend.name} ` +
-        `(${spec.backend.precision})${estimate} — run key ${key}`,
-    );
-    const trained = await train({ path, key, describe });
-    try {
-      const dir = await saveKeepingTheRun(runInput(spec, key, trained), root, path, opts.weights);
-      await removeBackup(path);
-      return { record: await loadRun(dir), cached: false };
-    } finally {
-      // The record is the run's result (its weights are saved beside it): the trained model
-      // and its optimizer's moments go now, so a notebook that trains many runs (04: 19 in the
-      // quick profile) holds none of them.
-      trained.model.optimizer?.dispose();
-      trained.model.dispose();
-    }
+    return { result: await s.compute(), found: false };
   } finally {
     await lock.release();
   }

@@ -25,8 +25,7 @@ import {
 import type { MnistSplit } from "../data/mnist.ts";
 import { makeBatch } from "../data/preprocess.ts";
 import type { Profile } from "./profile.ts";
-import { retrainRequested } from "../runs/run_cache.ts";
-import { acquireRunLock, lockPath } from "../runs/run_lock.ts";
+import { computeOnce, retrainRequested } from "../runs/run_cache.ts";
 import { canonicalJson, kerasAdam, type TrainingSettings } from "../runs/run_key.ts";
 import { type MachineInfo, machineInfo, makeRunId, recordRoots, runsRoot } from "../runs/runs.ts";
 import { type ModelName, studyModel, type Variant } from "./settings.ts";
@@ -289,39 +288,21 @@ export async function studyLrFind(
   }, parts.loss);
   const root = run.root ?? runsRoot();
   const roots = run.roots ?? recordRoots();
-  const retrain = run.retrain ?? retrainRequested();
-  const fromRecord = (found: LrFindRecord) => {
-    log(`${name}: learning-rate finder from record ${found.id}`);
-    return found;
-  };
-  if (!retrain) {
-    const found = await findLrFind(key, roots);
-    if (found) return fromRecord(found);
-  }
-  // One process computes a finder run at a time, under the same per-key lock as a training run
-  // (lib/runs/run_lock.ts): a second process asking for it waits and reads the first one's
-  // record (with retrain, one written since it began to wait).
-  const waitFrom = new Date().toISOString();
-  const got = await acquireRunLock(lockPath(root, key), {
+  // One process computes a finder run at a time, under the same per-key lock as a training run:
+  // a second process asking for it waits and reads the first one's record.
+  const { result, found } = await computeOnce({
+    key,
     describe: `${name}'s learning-rate finder`,
+    root,
+    retrain: run.retrain ?? retrainRequested(),
     log,
     pollMs: run.lockPollMs,
-    done: async () => {
-      const r = await findLrFind(key, roots);
-      return r && (!retrain || r.config.createdAt >= waitFrom) ? r : null;
-    },
+    find: () => findLrFind(key, roots),
+    createdAt: (r) => r.config.createdAt,
+    compute: () => computeLrFind(opts, { key, parts, name, root, log }),
   });
-  if (got.result) return fromRecord(got.result);
-  try {
-    // A holder may have finished between our first look and our lock.
-    if (!retrain) {
-      const found = await findLrFind(key, roots);
-      if (found) return fromRecord(found);
-    }
-    return await computeLrFind(opts, { key, parts, name, root, log });
-  } finally {
-    await got.lock.release();
-  }
+  if (found) log(`${name}: learning-rate finder from record ${result.id}`);
+  return result;
 }
 
 /** The range test of a study finder run, written as a record under `root`. */
