@@ -11,12 +11,12 @@ import { dirname, join } from "node:path";
 import { UserError } from "../machine/cli_error.ts";
 import { isTempOf, writeFileAtomic } from "../machine/atomic_write.ts";
 import { formatBytes } from "../report/format.ts";
-
-/** A tensor with its name, as optimizers hand out their state. */
-export interface NamedTensor {
-  name: string;
-  tensor: tf.Tensor;
-}
+import {
+  type NamedTensor,
+  readOptimizerState,
+  type StateValues,
+  writeOptimizerState,
+} from "../train/optimizer_state.ts";
 
 /**
  * The training loop's own state between epochs (everything but tensors), as JSON. Its shape is
@@ -67,26 +67,6 @@ export class BackupWriteError extends UserError {
   }
 }
 
-interface OptimizerWithState {
-  getWeights(): Promise<NamedTensor[]>;
-  setWeights(w: NamedTensor[]): Promise<void>;
-  accBeta1?: tf.Variable;
-  accBeta2?: tf.Variable;
-}
-
-/** The optimizer's state tensors, Adam's running beta powers included (restored exactly, not recomputed). */
-async function optimizerState(model: tf.LayersModel): Promise<NamedTensor[]> {
-  const opt = model.optimizer as unknown as OptimizerWithState;
-  const state = await opt.getWeights();
-  if (opt.accBeta1 && opt.accBeta2) {
-    state.push({ name: "__accBeta1", tensor: opt.accBeta1 }, {
-      name: "__accBeta2",
-      tensor: opt.accBeta2,
-    });
-  }
-  return state;
-}
-
 /** Options of `saveBackup` (tests inject a crash between writing and renaming). */
 export interface SaveBackupOptions {
   beforeRename?: (tmpPath: string) => void | Promise<void>;
@@ -99,32 +79,19 @@ export async function saveBackup(
   model: tf.LayersModel,
   opts: SaveBackupOptions = {},
 ): Promise<void> {
-  const named: { name: string; group: "model" | "optimizer"; tensor: tf.Tensor }[] = [
-    ...model.weights.map((w) => ({
-      name: w.originalName,
-      group: "model" as const,
-      tensor: w.read(),
+  const named: (StateValues & { group: "model" | "optimizer" })[] = [
+    ...await Promise.all(model.weights.map(async (w) => {
+      const t = w.read();
+      return { name: w.originalName, shape: t.shape, dtype: t.dtype, data: await t.data() };
     })),
-    ...(await optimizerState(model)).map((t) => ({
-      name: t.name,
-      group: "optimizer" as const,
-      tensor: t.tensor,
-    })),
-  ];
-  const datas = await Promise.all(named.map((n) => n.tensor.data()));
-  // getWeights makes a fresh scalar for the step count (the rest are the optimizer's own):
-  // kept, it would be one tensor more after every epoch
-  for (const n of named) if (n.group === "optimizer" && n.name === "iter") n.tensor.dispose();
+    ...await readOptimizerState(model),
+  ].map((v, i) => ({ ...v, group: i < model.weights.length ? "model" : "optimizer" }));
+  const datas = named.map((n) => n.data);
   const full: BackupHeader = {
     format: 1,
     ...header,
     savedAt: new Date().toISOString(),
-    tensors: named.map((n) => ({
-      name: n.name,
-      group: n.group,
-      shape: n.tensor.shape,
-      dtype: n.tensor.dtype,
-    })),
+    tensors: named.map((n) => ({ name: n.name, group: n.group, shape: n.shape, dtype: n.dtype })),
   };
   const json = new TextEncoder().encode(JSON.stringify(full));
   const jsonPadded = Math.ceil(json.length / 4) * 4;
@@ -290,18 +257,11 @@ export async function restoreBackup(model: tf.LayersModel, backup: Backup): Prom
     }
   });
   model.setWeights(backup.model.map((n) => n.tensor));
-  const opt = model.optimizer as unknown as OptimizerWithState;
-  const beta = backup.optimizer.filter((n) => n.name.startsWith("__accBeta"));
-  const rest = backup.optimizer.filter((n) => !n.name.startsWith("__accBeta"));
-  await opt.setWeights(rest);
-  // setWeights recomputes beta^t with pow(); the saved running products keep the run bit-exact.
-  for (const b of beta) {
-    const v = b.name === "__accBeta1" ? opt.accBeta1 : opt.accBeta2;
-    v?.assign(b.tensor);
-  }
-  // The model and optimizer now hold their own references; dropping ours keeps each weight's
-  // buffer singly owned, which the in-place Adam update relies on.
-  tf.dispose([...backup.model, ...backup.optimizer].map((n) => n.tensor));
+  // The model now holds its own references: dropping ours keeps each weight's buffer singly
+  // owned, which the in-place Adam update relies on (the optimizer's are dropped by
+  // writeOptimizerState).
+  tf.dispose(backup.model.map((n) => n.tensor));
+  await writeOptimizerState(model, backup.optimizer);
 }
 
 /** Removes a run's backup (and any temporary file a crash left beside it). */

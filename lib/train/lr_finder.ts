@@ -11,7 +11,7 @@
  * did; the divergence rate is the rate of the step taken from the lowest point.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { NamedTensor } from "../runs/backup.ts";
+import { type NamedTensor, readOptimizerState, writeOptimizerState } from "./optimizer_state.ts";
 import { lossOf, trainStep } from "./loss.ts";
 import { batches, rng, shuffled } from "../data/preprocess.ts";
 import type { BatchSource } from "./evaluate.ts";
@@ -147,11 +147,7 @@ interface Snapshot {
 
 interface OptimizerInternals {
   learningRate: number;
-  getWeights(): Promise<NamedTensor[]>;
-  setWeights(w: NamedTensor[]): Promise<void>;
   setLearningRate?(lr: number): void;
-  accBeta1?: tf.Variable;
-  accBeta2?: tf.Variable;
   getClassName(): string;
 }
 
@@ -176,36 +172,21 @@ async function copyOf(t: tf.Tensor): Promise<tf.Tensor> {
 }
 
 async function snapshot(model: tf.LayersModel): Promise<Snapshot> {
-  const opt = optimizerOf(model);
-  const state = await opt.getWeights();
-  const optimizer: NamedTensor[] = [];
-  for (const s of state) {
-    optimizer.push({ name: s.name, tensor: await copyOf(s.tensor) });
-    // getWeights makes a fresh scalar for the step count; the rest are the optimizer's own
-    if (s.name === "iter") s.tensor.dispose();
-  }
-  // Adam's running β powers: setWeights would recompute them with pow(), not bit-exactly
-  if (opt.accBeta1 && opt.accBeta2) {
-    optimizer.push(
-      { name: "__accBeta1", tensor: await copyOf(opt.accBeta1) },
-      { name: "__accBeta2", tensor: await copyOf(opt.accBeta2) },
-    );
-  }
+  const optimizer = (await readOptimizerState(model)).map((v) => ({
+    name: v.name,
+    tensor: tf.tensor(v.data, v.shape, v.dtype),
+  }));
   const weights = await Promise.all(model.weights.map((w) => copyOf(w.read())));
-  return { weights, optimizer, learningRate: opt.learningRate };
+  return { weights, optimizer, learningRate: optimizerOf(model).learningRate };
 }
 
 async function restore(model: tf.LayersModel, s: Snapshot): Promise<void> {
   model.setWeights(s.weights);
-  const opt = optimizerOf(model);
-  const replaced = (await opt.getWeights()).map((n) => n.tensor);
-  const beta = s.optimizer.filter((n) => n.name.startsWith("__accBeta"));
-  await opt.setWeights(s.optimizer.filter((n) => !n.name.startsWith("__accBeta")));
-  for (const b of beta) (b.name === "__accBeta1" ? opt.accBeta1 : opt.accBeta2)?.assign(b.tensor);
-  setRate(opt, s.learningRate);
-  // The optimizer made variables of its own from ours, and the moments the test created are
-  // no longer referenced; the weights now hold their own copies (in-place updates need that).
-  tf.dispose([...replaced, ...s.weights, ...s.optimizer.map((n) => n.tensor)]);
+  // the weights now hold their own copies (in-place updates need that)
+  tf.dispose(s.weights);
+  // the moments the test created are disposed with the state it replaces
+  await writeOptimizerState(model, s.optimizer);
+  setRate(optimizerOf(model), s.learningRate);
 }
 
 /** The loss of one training step (before its update), with the model's own loss and optimizer. */
