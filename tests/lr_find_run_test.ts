@@ -78,12 +78,14 @@ Deno.test("a finder run another process is computing is waited for under the run
       lines[0],
       /^waiting for baseline_cnn's learning-rate finder: being trained by PID/,
     );
-    // it writes its record, then lets go of the lock
-    const dir = join(root, LR_FIND_DIR, theirs.id);
-    await Deno.mkdir(dir, { recursive: true });
+    // it writes its record (whole, as records are: a hidden folder renamed into place, so the
+    // waiter's looks never find half of it), then lets go of the lock
+    const part = join(root, LR_FIND_DIR, `.${theirs.id}.part`);
+    await Deno.mkdir(part, { recursive: true });
     for (const f of ["config.json", "curve.csv", "result.json"]) {
-      await Deno.copyFile(join(theirs.dir, f), join(dir, f));
+      await Deno.copyFile(join(theirs.dir, f), join(part, f));
     }
+    await Deno.rename(part, join(root, LR_FIND_DIR, theirs.id));
     await holder.lock!.release();
     const got = await asked;
     assert.equal(got.id, theirs.id, "the other process's record");
@@ -134,6 +136,22 @@ Deno.test("a finder run is computed once: a record, found by key, apart from the
     assert.deepEqual(await lrFindKeys([root]), new Set([first.config.key]));
     assert.equal((await findLrFind(first.config.key, [root]))!.id, first.id);
     assert.equal(await findLrFind("0000000000000000", [root]), null);
+    // a newer record of the key that is damaged is passed over with a line, and left as it is
+    const damaged = join(root, LR_FIND_DIR, "damaged");
+    await Deno.mkdir(damaged);
+    await Deno.writeTextFile(
+      join(damaged, "config.json"),
+      JSON.stringify({ ...first.config, runId: "damaged", createdAt: "2999-01-01T00:00:00.000Z" }),
+    );
+    const warned: string[] = [];
+    const found = await findLrFind(first.config.key, [root], (e) => warned.push(e.message));
+    assert.equal(found!.id, first.id);
+    assert.equal(warned.length, 1);
+    assert.match(
+      warned[0],
+      new RegExp(`^learning-rate finder record ${damaged} is unreadable: .*result\\.json`),
+    );
+    await Deno.remove(damaged, { recursive: true });
     // training-record listings do not see it (no warning, no record)
     assert.deepEqual(await loadRuns(root), []);
     // publishing: full-profile records only, merged by key

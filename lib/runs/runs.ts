@@ -184,8 +184,8 @@ export class RunWriteError extends UserError {
  */
 export class RunRecordError extends UserError {
   override name = "RunRecordError";
-  constructor(readonly dir: string, readonly problem: string) {
-    super(`run record ${dir} is unreadable: ${problem}`);
+  constructor(readonly dir: string, readonly problem: string, what = "run record") {
+    super(`${what} ${dir} is unreadable: ${problem}`);
   }
 }
 

@@ -27,7 +27,15 @@ import { makeBatch } from "../data/preprocess.ts";
 import type { Profile } from "./profile.ts";
 import { computeOnce, retrainRequested } from "../runs/run_cache.ts";
 import { canonicalJson, kerasAdam, type TrainingSettings } from "../runs/run_key.ts";
-import { type MachineInfo, machineInfo, makeRunId, recordRoots, runsRoot } from "../runs/runs.ts";
+import {
+  damagedLine,
+  type MachineInfo,
+  machineInfo,
+  makeRunId,
+  recordRoots,
+  RunRecordError,
+  runsRoot,
+} from "../runs/runs.ts";
 import { type ModelName, studyModel, type Variant } from "./settings.ts";
 import { runName } from "./study_run.ts";
 
@@ -206,7 +214,7 @@ export async function loadLrFind(dir: string): Promise<LrFindRecord> {
     const points = parseCurve(await Deno.readTextFile(join(dir, "curve.csv")));
     return { id: config.runId, dir, config, result: readCurve(points, ended, seconds) };
   } catch (e) {
-    throw new Error(`learning-rate finder record ${dir} is unreadable: ${(e as Error).message}`);
+    throw new RunRecordError(dir, (e as Error).message, "learning-rate finder record");
   }
 }
 
@@ -248,12 +256,26 @@ async function finderFolders(
   return out;
 }
 
-/** The newest finder record with this key under `roots` (default `recordRoots()`), or null. */
-export async function findLrFind(key: string, roots = recordRoots()): Promise<LrFindRecord | null> {
+/**
+ * The newest readable finder record with this key under `roots` (default `recordRoots()`), or
+ * null. A damaged one is passed over with a line, and left as it is, as training records are.
+ */
+export async function findLrFind(
+  key: string,
+  roots = recordRoots(),
+  onDamaged: (e: RunRecordError) => void = (e) => console.warn(damagedLine(e)),
+): Promise<LrFindRecord | null> {
   const same = (await finderFolders(roots)).filter((f) => f.key === key);
-  if (same.length === 0) return null;
   same.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  return await loadLrFind(same[0].dir);
+  for (const { dir } of same) {
+    try {
+      return await loadLrFind(dir);
+    } catch (e) {
+      if (!(e instanceof RunRecordError)) throw e;
+      onDamaged(e);
+    }
+  }
+  return null;
 }
 
 /** Every finder record's key under `roots` (what the plan and a merge of records compare). */
@@ -297,7 +319,7 @@ export async function studyLrFind(
     retrain: run.retrain ?? retrainRequested(),
     log,
     pollMs: run.lockPollMs,
-    find: () => findLrFind(key, roots),
+    find: (quiet) => findLrFind(key, roots, quiet ? () => {} : undefined),
     createdAt: (r) => r.config.createdAt,
     compute: () => computeLrFind(opts, { key, parts, name, root, log }),
   });
