@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import pl from "nodejs-polars";
-import { classCountChart, digitGrid, historyChart, VEGALITE_MIME } from "../lib/report/charts.ts";
+import {
+  classCountChart,
+  compactSvg,
+  digitGrid,
+  historyChart,
+  VEGALITE_MIME,
+} from "../lib/report/charts.ts";
 import { DISPLAY } from "../lib/report/display.ts";
 
 Deno.test("learning-curve chart: one line per split and metric, with a point per epoch", async () => {
@@ -46,4 +52,33 @@ Deno.test("digit grid: one rect per non-zero pixel and a caption per digit", asy
   assert.equal((chart.svg.match(/aria-roledescription="rect mark"/g) ?? []).length, 3);
   assert.match(chart.svg, />a:7</);
   assert.match(chart.svg, />b:1</);
+});
+
+Deno.test("chart SVG: coordinates rounded to hundredths of a pixel, default opacities dropped; text, labels and data kept", async () => {
+  // hand-written: what vega writes, and what it becomes
+  assert.equal(
+    compactSvg(
+      `<svg width="634" height="377" viewBox="0 0 634.123456 377">` +
+        `<path d="M33.33333333333333,0L266.66666666666663,-0.0001h1.5e-7Z" stroke-width="1.25"/>` +
+        `<g transform="translate(66.66666666666666,0.5)"><text x="2.999">0.3333333333</text></g>` +
+        `<g aria-label="accuracy: 0.99634; epoch: 3" fill="#4c78a8" opacity="0.7"/>` +
+        `<line x2="0" opacity="1" stroke-opacity="1"/><rect fill-opacity="10" opacity="1"/></svg>`,
+    ),
+    `<svg width="634" height="377" viewBox="0 0 634.12 377">` +
+      `<path d="M33.33,0L266.67,0h1.5e-7Z" stroke-width="1.25"/>` +
+      `<g transform="translate(66.67,0.5)"><text x="3">0.3333333333</text></g>` +
+      `<g aria-label="accuracy: 0.99634; epoch: 3" fill="#4c78a8" opacity="0.7"/>` +
+      `<line x2="0"/><rect fill-opacity="10"/></svg>`,
+  );
+  // a rendered chart: the same marks, no coordinate with more than two decimals
+  const history = pl.DataFrame({
+    epoch: [1, 2, 3],
+    loss: [0.9, 0.5, 0.3],
+    accuracy: [0.7, 0.85, 0.9],
+    val_loss: [0.8, 0.6, 0.55],
+    val_accuracy: [0.75, 0.8, 0.82],
+  });
+  const { svg } = await historyChart(history, "curves");
+  assert.doesNotMatch(svg, /\b(?:d|transform|x|y)="[^"]*\d\.\d{3}/);
+  assert.equal((svg.match(/aria-roledescription="point"/g) ?? []).length, 12);
 });
