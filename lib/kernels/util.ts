@@ -2,6 +2,26 @@
 import type * as tf from "@tensorflow/tfjs";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 
+/**
+ * A row-major single-precision GEMM: C = alpha·op(A)·op(B) + beta·C, where op(A) is m×k, op(B) is
+ * k×n and C is m×n. The arrays may be subarrays: FFI passes the view's own start.
+ */
+export type Gemm = (
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+) => void;
+
 /** A kernel's arguments, as tfjs passes them. */
 export interface KernelArgs {
   // Optional inputs (bias, preluActivationWeights) are absent at run time when unused.

@@ -7,7 +7,7 @@
  */
 import { openDnnl } from "../onednn/dnnl_load.ts";
 import { envVar } from "../../machine/env.ts";
-import { cpuHasFlag } from "../util.ts";
+import { cpuHasFlag, type Gemm } from "../util.ts";
 
 /** Where Debian/Ubuntu and common distributions put OpenBLAS; the pthread build first. */
 const CANDIDATES = [
@@ -71,25 +71,8 @@ const SYMBOLS = {
 
 /** A loaded BLAS: a row-major sgemm plus a line describing it. */
 export interface Blas {
-  /**
-   * C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is M×K, op(B) is K×N, C is M×N.
-   * The arrays may be subarrays: FFI passes the view's own start.
-   */
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    lda: number,
-    b: Float32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void;
+  /** The library's sgemm, row-major. */
+  sgemm: Gemm;
   /**
    * out[j] = Σ_i a[i·cols + j] for a row-major rows×cols `a` (a bias gradient: dy summed over
    * N·H·W), as one multi-threaded sgemv against a vector of ones; absent where the library

@@ -2,11 +2,11 @@
  * Single-precision GEMM for the kernels: the native BLAS when it loads, else a blocked
  * pure-JS loop (slow, but far faster than tfjs-cpu's direct convolution, and always there).
  */
-import { type Blas, blasFailure, loadBlas } from "./blas.ts";
+import { blasFailure, loadBlas } from "./blas.ts";
 import { envVar } from "../../machine/env.ts";
+import type { Gemm } from "../util.ts";
 
-/** Row-major C = alpha·op(A)·op(B) + beta·C; op(A) is m×k, op(B) is k×n. */
-export type Gemm = Blas["sgemm"];
+export type { Gemm };
 
 /** The GEMM the kernels use, with a line naming it. */
 export interface ChosenGemm {

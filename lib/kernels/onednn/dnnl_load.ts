@@ -4,6 +4,7 @@
  * does not import the convolution binding (dnnl.ts), which imports the GEMMs.
  */
 import { GEMM_PARAMETERS, gemmArgs } from "./dnnl_ffi.ts";
+import type { Gemm } from "../util.ts";
 
 /** Where libdnnl is looked for: 2.x first (its convolution API), then 3.x (sgemm only). */
 const CANDIDATES = [
@@ -23,22 +24,8 @@ const STABLE_SYMBOLS = {
 export interface DnnlLibrary {
   path: string;
   version: string;
-  /** C = alpha·op(A)·op(B) + beta·C, row-major (oneDNN's `dnnl_sgemm`). */
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    lda: number,
-    b: Float32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void;
+  /** oneDNN's `dnnl_sgemm`, row-major. */
+  sgemm: Gemm;
 }
 
 let library: DnnlLibrary | null | undefined;
