@@ -534,10 +534,21 @@ export async function findRun(
       if (config?.key === key) found.push({ dir: join(root, name), createdAt: config.createdAt });
     }
   }
-  found.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  for (const { dir } of found) {
+  return await newestReadable(found, loadRun, onDamaged);
+}
+
+/**
+ * The newest of `found` (by creation time) that `load` can read, or null; each unreadable one on
+ * the way is reported by `onDamaged` and passed over (a kind of record shares this rule).
+ */
+export async function newestReadable<T>(
+  found: { dir: string; createdAt: string }[],
+  load: (dir: string) => Promise<T>,
+  onDamaged: (e: RunRecordError) => void,
+): Promise<T | null> {
+  for (const { dir } of found.toSorted((a, b) => b.createdAt.localeCompare(a.createdAt))) {
     try {
-      return await loadRun(dir);
+      return await load(dir);
     } catch (e) {
       if (!(e instanceof RunRecordError)) throw e;
       onDamaged(e);

@@ -32,6 +32,7 @@ import {
   type MachineInfo,
   machineInfo,
   makeRunId,
+  newestReadable,
   recordRoots,
   RunRecordError,
   runsRoot,
@@ -266,16 +267,7 @@ export async function findLrFind(
   onDamaged: (e: RunRecordError) => void = (e) => console.warn(damagedLine(e)),
 ): Promise<LrFindRecord | null> {
   const same = (await finderFolders(roots)).filter((f) => f.key === key);
-  same.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  for (const { dir } of same) {
-    try {
-      return await loadLrFind(dir);
-    } catch (e) {
-      if (!(e instanceof RunRecordError)) throw e;
-      onDamaged(e);
-    }
-  }
-  return null;
+  return await newestReadable(same, loadLrFind, onDamaged);
 }
 
 /** Every finder record's key under `roots` (what the plan and a merge of records compare). */
