@@ -5,6 +5,8 @@ import {
   compactSvg,
   digitGrid,
   historyChart,
+  LABELLED_POINTS,
+  metricCurvesChart,
   VEGALITE_MIME,
 } from "../lib/report/charts.ts";
 import { DISPLAY } from "../lib/report/display.ts";
@@ -81,4 +83,31 @@ Deno.test("chart SVG: coordinates rounded to hundredths of a pixel, default opac
   const { svg } = await historyChart(history, "curves");
   assert.doesNotMatch(svg, /\b(?:d|transform|x|y)="[^"]*\d\.\d{3}/);
   assert.equal((svg.match(/aria-roledescription="point"/g) ?? []).length, 12);
+});
+
+Deno.test("learning curves of many runs: the points lose their screen-reader labels, the lines keep theirs", async () => {
+  const curves = (runs: number) =>
+    Array.from(
+      { length: runs },
+      (_, r) =>
+        Array.from({ length: 10 }, (_, e) =>
+          ["loss", "accuracy"].map((metric) => ({
+            run: `run ${r}`,
+            epoch: e + 1,
+            metric,
+            value: metric === "loss" ? 1 / (e + 1 + r) : 1 - 1 / (e + 2 + r),
+          }))).flat(),
+    ).flat();
+  const few = await metricCurvesChart(curves(10), "few", { color: "run" });
+  const many = await metricCurvesChart(curves(11), "many", { color: "run" });
+  assert.equal(curves(10).length, LABELLED_POINTS);
+  assert.equal((few.svg.match(/aria-roledescription="point"/g) ?? []).length, 200);
+  assert.equal((many.svg.match(/aria-roledescription="point"/g) ?? []).length, 0);
+  // the 220 points are still drawn, and every line keeps its label
+  assert.equal(
+    (many.svg.match(/<path transform="translate\([^"]*\)" d="M2\.74,0A/g) ?? []).length,
+    220,
+  );
+  assert.equal((many.svg.match(/aria-roledescription="line mark"/g) ?? []).length, 22);
+  assert.ok(many.svg.length < few.svg.length, `${many.svg.length} < ${few.svg.length}`);
 });

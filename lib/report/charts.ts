@@ -236,8 +236,18 @@ export function metricCurvesChart(
     spec: {
       width: series.width ?? 260,
       height: series.height ?? 180,
-      mark: { type: "line", point: true, tooltip: true },
+      // each point's label for screen readers costs ~190 bytes of SVG; a chart of many runs (07's
+      // all-runs curves: ~900 points, 300 kB) hides its points from them — a list that long is
+      // not listened through — and keeps the lines', axes' and title's labels
+      mark: {
+        type: "line",
+        point: values.length > LABELLED_POINTS ? { aria: false } : true,
+        tooltip: true,
+      },
       encoding,
     },
   }, title);
 }
+
+/** Above this many points a learning-curve chart's points carry no screen-reader label. */
+export const LABELLED_POINTS = 200;
