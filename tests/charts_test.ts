@@ -11,15 +11,19 @@ import {
 } from "../lib/report/charts.ts";
 import { DISPLAY } from "../lib/report/display.ts";
 
-Deno.test("learning-curve chart: one line per split and metric, with a point per epoch", async () => {
-  const history = pl.DataFrame({
+/** A three-epoch history with train and validation loss and accuracy. */
+function threeEpochs(): pl.DataFrame {
+  return pl.DataFrame({
     epoch: [1, 2, 3],
     loss: [0.9, 0.5, 0.3],
     accuracy: [0.7, 0.85, 0.9],
     val_loss: [0.8, 0.6, 0.55],
     val_accuracy: [0.75, 0.8, 0.82],
   });
-  const chart = await historyChart(history, "curves");
+}
+
+Deno.test("learning-curve chart: one line per split and metric, with a point per epoch", async () => {
+  const chart = await historyChart(threeEpochs(), "curves");
   // 2 panels × 2 splits = 4 line paths; 3 epochs × 4 series = 12 points.
   assert.equal((chart.svg.match(/<path[^>]*aria-roledescription="line mark"/g) ?? []).length, 4);
   assert.equal((chart.svg.match(/aria-roledescription="point"/g) ?? []).length, 12);
@@ -73,14 +77,7 @@ Deno.test("chart SVG: coordinates rounded to hundredths of a pixel, default opac
       `<line x2="0"/><rect fill-opacity="10"/></svg>`,
   );
   // a rendered chart: the same marks, no coordinate with more than two decimals
-  const history = pl.DataFrame({
-    epoch: [1, 2, 3],
-    loss: [0.9, 0.5, 0.3],
-    accuracy: [0.7, 0.85, 0.9],
-    val_loss: [0.8, 0.6, 0.55],
-    val_accuracy: [0.75, 0.8, 0.82],
-  });
-  const { svg } = await historyChart(history, "curves");
+  const { svg } = await historyChart(threeEpochs(), "curves");
   assert.doesNotMatch(svg, /\b(?:d|transform|x|y)="[^"]*\d\.\d{3}/);
   assert.equal((svg.match(/aria-roledescription="point"/g) ?? []).length, 12);
 });

@@ -58,21 +58,7 @@ function transposed(a: Float32Array, rows: number, cols: number, ld: number): Fl
  * Pure-JS GEMM: transposes are materialised so the inner loop always runs along a
  * contiguous row of B and of C (i-k-j order), blocked over k to keep B's rows in cache.
  */
-export function jsGemm(
-  transA: boolean,
-  transB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: Float32Array,
-  lda: number,
-  b: Float32Array,
-  ldb: number,
-  beta: number,
-  c: Float32Array,
-  ldc: number,
-): void {
+export const jsGemm: Gemm = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
   if (transA) [a, lda] = [transposed(a, k, m, lda), k];
   if (transB) [b, ldb] = [transposed(b, n, k, ldb), n];
   for (let i = 0; i < m; i++) {
@@ -92,4 +78,4 @@ export function jsGemm(
       }
     }
   }
-}
+};
