@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { PROFILES } from "../lib/study/profile.ts";
+import { RUN_SCHEMA } from "../lib/runs/runs.ts";
 import { estimateSeconds, expectedThroughput, ROUGH_CPU_THROUGHPUT } from "../lib/runs/estimate.ts";
 import { studyKeyParts } from "../lib/study/study_run.ts";
 
@@ -37,5 +39,66 @@ Deno.test("expectedThroughput: the rough CPU figure without records, none for an
     assert.equal(await expectedThroughput(parts, { ...CPU, name: "webgpu" }, [empty]), null);
   } finally {
     await Deno.remove(empty, { recursive: true });
+  }
+});
+
+/** A record's two summary files (all the estimate reads), in `root`. */
+async function summaryRecord(
+  root: string,
+  name: string,
+  o: { createdAt: string; samplesPerSecond: number; cpuId?: string; device?: string },
+) {
+  const dir = join(root, name);
+  await Deno.mkdir(dir, { recursive: true });
+  const machine = {
+    cpu: "AMD EPYC",
+    ...(o.cpuId ? { cpuId: o.cpuId } : {}),
+    cores: 2,
+    os: "linux",
+  };
+  await Deno.writeTextFile(
+    join(dir, "config.json"),
+    JSON.stringify({
+      schema: RUN_SCHEMA,
+      createdAt: o.createdAt,
+      keyParts: parts,
+      backend: { ...CPU, device: o.device ?? CPU.device },
+      machine,
+    }),
+  );
+  await Deno.writeTextFile(
+    join(dir, "metrics.json"),
+    JSON.stringify({ samplesPerSecond: o.samplesPerSecond }),
+  );
+}
+
+Deno.test("expectedThroughput: the newest record on the same CPU, else the newest on the same backend line", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await summaryRecord(root, "a", {
+      createdAt: "2026-12-01T00:00:00Z",
+      samplesPerSecond: 100,
+      cpuId: "AuthenticAMD 25/17",
+    });
+    await summaryRecord(root, "b", {
+      createdAt: "2026-12-02T00:00:00Z",
+      samplesPerSecond: 200,
+      cpuId: "AuthenticAMD 26/2",
+    });
+    await summaryRecord(root, "c", { createdAt: "2026-12-03T00:00:00Z", samplesPerSecond: 300 });
+    // newest of all, but another backend line (other kernels or threads): never used
+    await summaryRecord(root, "d", {
+      createdAt: "2026-12-04T00:00:00Z",
+      samplesPerSecond: 900,
+      cpuId: "AuthenticAMD 25/17",
+      device: "other kernels",
+    });
+    assert.equal(await expectedThroughput(parts, CPU, [root], "AuthenticAMD 25/17"), 100);
+    assert.equal(await expectedThroughput(parts, CPU, [root], "AuthenticAMD 26/2"), 200);
+    // a CPU no record was made on, or one that cannot be told: the newest on this backend line
+    assert.equal(await expectedThroughput(parts, CPU, [root], "GenuineIntel 6/143"), 300);
+    assert.equal(await expectedThroughput(parts, CPU, [root], null), 300);
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -7,6 +7,7 @@ import { GRAY32, makeBatch, range } from "../lib/data/preprocess.ts";
 import { fit } from "../lib/train/train.ts";
 import { evaluate } from "../lib/train/evaluate.ts";
 import {
+  cpuIdOf,
   damagedRecords,
   findRun,
   historyCsv,
@@ -347,4 +348,25 @@ Deno.test("a record that does not fit on the disk: an error naming the folder an
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("cpuIdOf: vendor, family and model from /proc/cpuinfo, which a bare model name lacks", () => {
+  // The first processor's lines as a 2-core Zen 4 cloud machine prints them; "model name" must
+  // not be read as "model".
+  const zen4 = [
+    "processor\t: 0",
+    "vendor_id\t: AuthenticAMD",
+    "cpu family\t: 25",
+    "model\t\t: 17",
+    "model name\t: AMD EPYC",
+    "stepping\t: 1",
+    "",
+    "processor\t: 1",
+    "vendor_id\t: AuthenticAMD",
+    "cpu family\t: 25",
+    "model\t\t: 17",
+  ].join("\n");
+  assert.deepEqual(cpuIdOf(zen4), { cpuId: "AuthenticAMD 25/17" });
+  assert.deepEqual(cpuIdOf("model name\t: AMD EPYC\n"), {}, "no numbers, no id");
+  assert.deepEqual(cpuIdOf(""), {});
 });

@@ -4,19 +4,22 @@
  * its epochs over its data, and what a run and a notebook cost besides their epochs. The plan
  * (lib/runs/plan.ts) sums these per notebook; a run about to train says its own estimate.
  */
-import { recordRoots, recordSummaries } from "./runs.ts";
+import { machineInfo, recordRoots, recordSummaries } from "./runs.ts";
 import type { RunKeyParts } from "./run_key.ts";
 
 /**
  * Training throughput (samples/s) for a run like this one, from the newest record of the same
  * model, options, batch size, backend and precision (any profile) made with the same backend
  * line (`device`: the libraries, threads and kernels in use — a record trained before the
- * kernels changed, or on another set-up, says little about this one); null when none exists.
+ * kernels changed, or on another set-up, says little about this one); among those, the newest
+ * made on the same CPU (`cpuId`: family and model, since one model name can cover two chip
+ * generations) when there is one. Null when none exists.
  */
 async function measuredThroughput(
   parts: RunKeyParts,
   device: string,
   roots = recordRoots(),
+  cpuId: string | null = machineInfo().cpuId ?? null,
 ): Promise<number | null> {
   const same = (await recordSummaries(roots).catch(() => [])).filter((r) => {
     const k = r.config.keyParts;
@@ -26,7 +29,9 @@ async function measuredThroughput(
       k.precision === parts.precision && r.config.backend.device === device &&
       r.metrics.samplesPerSecond > 0;
   });
-  return same.length ? same.at(-1)!.metrics.samplesPerSecond : null;
+  const sameCpu = cpuId ? same.filter((r) => r.config.machine.cpuId === cpuId) : [];
+  const newest = (sameCpu.length ? sameCpu : same).at(-1);
+  return newest ? newest.metrics.samplesPerSecond : null;
 }
 
 /**
@@ -48,13 +53,17 @@ export const ROUGH_CPU_THROUGHPUT: Record<string, number> = {
   "resnet152v2 base": 500,
 };
 
-/** The samples/s to estimate a run with: measured on this backend, else the rough CPU figure. */
+/**
+ * The samples/s to estimate a run with: measured on this backend (preferring records from this
+ * machine's CPU, `cpuId`), else the rough CPU figure.
+ */
 export async function expectedThroughput(
   parts: RunKeyParts,
   backend: { name: string; device: string },
   roots = recordRoots(),
+  cpuId: string | null = machineInfo().cpuId ?? null,
 ): Promise<number | null> {
-  const measured = await measuredThroughput(parts, backend.device, roots);
+  const measured = await measuredThroughput(parts, backend.device, roots, cpuId);
   if (measured) return measured;
   if (backend.name !== "cpu-fast") return null; // webgpu, wasm, cpu: no figure to guess from
   const bn = parts.model.options.batchNorm === true ? "+batchNorm" : "";

@@ -109,6 +109,12 @@ export interface RunInput {
 /** The machine a run was trained on, as a reader needs it to judge a time. */
 export interface MachineInfo {
   cpu: string;
+  /**
+   * The CPU's vendor, family and model numbers (`/proc/cpuinfo`, e.g. "AuthenticAMD 25/17"): a
+   * virtual machine's model name can be as bare as "AMD EPYC" for two generations of chip, and
+   * these tell them apart. Absent off Linux and in records made before it was kept.
+   */
+  cpuId?: string;
   cores: number;
   os: string;
 }
@@ -293,16 +299,33 @@ export interface SaveRunOptions {
   weights?: boolean;
 }
 
-/** The CPU model and core count, from /proc/cpuinfo where there is one. */
+/** The CPU's model name and numbers and the core count, from /proc/cpuinfo where there is one. */
 export function machineInfo(): MachineInfo {
-  let cpu = "unknown CPU";
+  let info = "";
   try {
-    const info = Deno.readTextFileSync("/proc/cpuinfo");
-    cpu = info.match(/^model name\s*:\s*(.+)$/m)?.[1]?.trim() ?? cpu;
+    info = Deno.readTextFileSync("/proc/cpuinfo");
   } catch {
     // not Linux, or not readable: the CPU stays unnamed
   }
-  return { cpu, cores: navigator.hardwareConcurrency, os: `${Deno.build.os} ${Deno.build.arch}` };
+  return {
+    cpu: cpuField(info, "model name") ?? "unknown CPU",
+    ...cpuIdOf(info),
+    cores: navigator.hardwareConcurrency,
+    os: `${Deno.build.os} ${Deno.build.arch}`,
+  };
+}
+
+/** The first processor's `field` in /proc/cpuinfo's text. */
+function cpuField(info: string, field: string): string | undefined {
+  return info.match(new RegExp(`^${field}\\s*:\\s*(.+)$`, "m"))?.[1]?.trim();
+}
+
+/** `{ cpuId }` from /proc/cpuinfo's text ("AuthenticAMD 25/17"), or nothing when a part is missing. */
+export function cpuIdOf(info: string): { cpuId?: string } {
+  const [vendor, family, model] = ["vendor_id", "cpu family", "model"].map((f) =>
+    cpuField(info, f)
+  );
+  return vendor && family && model ? { cpuId: `${vendor} ${family}/${model}` } : {};
 }
 
 /** A Float32Array's bytes in little-endian order (the order every record file uses). */
