@@ -626,8 +626,11 @@ export async function recordSummaries(
   return out.sort((a, b) => a.config.createdAt.localeCompare(b.config.createdAt));
 }
 
-/** Names of the record folders directly under `root` (none when it does not exist). */
-async function runFolders(root: string): Promise<string[]> {
+/**
+ * Names of the record folders directly under `root`, sorted (none when it does not exist); dot
+ * folders (`.tmp-*` of an unfinished write, `.backups`, `.locks`) are not records.
+ */
+export async function runFolders(root: string): Promise<string[]> {
   const dirs: string[] = [];
   try {
     for await (const entry of Deno.readDir(root)) {

@@ -34,6 +34,7 @@ import {
   makeRunId,
   newestReadable,
   recordRoots,
+  runFolders,
   RunRecordError,
   runsRoot,
 } from "../runs/runs.ts";
@@ -236,14 +237,7 @@ async function finderFolders(
   const out = [];
   for (const root of roots) {
     const base = join(root, LR_FIND_DIR);
-    let names: string[] = [];
-    try {
-      names = [...Deno.readDirSync(base)].filter((e) => e.isDirectory && !e.name.startsWith("."))
-        .map((e) => e.name);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    for (const name of names.sort()) {
+    for (const name of await runFolders(base)) {
       try {
         const c = JSON.parse(await Deno.readTextFile(join(base, name, "config.json")));
         if (c.kind === "lr_find") {
