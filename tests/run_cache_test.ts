@@ -73,12 +73,48 @@ Deno.test("each key part changed alone is another run", async () => {
   assert.equal(keys.size, changes.length + 1, "every change gives its own key");
 });
 
+/**
+ * A real (tiny) training function: a softmax layer on 4 features, `epochs` epochs after a wait of
+ * `delayMs`; counts its calls in `calls`. `seconds` replaces the measured training time.
+ */
+function tinyTrainer(
+  calls: { n: number },
+  o: { delayMs?: number; epochs?: number; seconds?: number } = {},
+) {
+  return async (backup: BackupOptions) => {
+    calls.n++;
+    await new Promise((r) => setTimeout(r, o.delayMs ?? 0));
+    const model = tf.sequential();
+    model.add(tf.layers.dense({ inputShape: [4], units: 10, activation: "softmax" }));
+    compileStudy(model);
+    const source = {
+      count: 30,
+      batch: (idx: Int32Array) => ({
+        x: tf.tensor2d(Array.from(idx, (i) => [i % 3, 1, i % 5, 0.5])),
+        y: tf.tensor1d(Array.from(idx, (i) => i % 10)),
+      }),
+    };
+    const fit = await fitSource(model, source, {
+      epochs: o.epochs ?? 2,
+      batchSize: 10,
+      seed: 1,
+      progress: false,
+      backup,
+    });
+    const labels = Uint8Array.from({ length: 30 }, (_, i) => i % 10);
+    return {
+      model,
+      fit: o.seconds === undefined ? fit : { ...fit, seconds: o.seconds },
+      evaluation: await evaluateSource(model, source, labels),
+    };
+  };
+}
+
 Deno.test("cachedRun: the same run is trained once; a changed key part trains again", async () => {
   const root = await Deno.makeTempDir({ prefix: "run_cache_" });
   try {
     const lines: string[] = [];
     const opts = { root, roots: [root], log: (l: string) => void lines.push(l), retrain: false };
-    let trained = 0;
     const spec = {
       modelName: "fake",
       section: "test",
@@ -87,32 +123,8 @@ Deno.test("cachedRun: the same run is trained once; a changed key part trains ag
       backend: CPU,
       weightsSource: "random init",
     };
-    // A real (tiny) training function: a softmax layer on 4 features; counts its calls.
-    const trainTiny = async () => {
-      trained++;
-      const model = tf.sequential();
-      model.add(tf.layers.dense({ inputShape: [4], units: 10, activation: "softmax" }));
-      compileStudy(model);
-      const source = {
-        count: 30,
-        batch: (idx: Int32Array) => ({
-          x: tf.tensor2d(Array.from(idx, (i) => [i % 3, 1, i % 5, 0.5])),
-          y: tf.tensor1d(Array.from(idx, (i) => i % 10)),
-        }),
-      };
-      const fit = await fitSource(model, source, {
-        epochs: 1,
-        batchSize: 10,
-        seed: 1,
-        progress: false,
-      });
-      const labels = Uint8Array.from({ length: 30 }, (_, i) => i % 10);
-      return {
-        model,
-        fit: { ...fit, seconds: 1 },
-        evaluation: await evaluateSource(model, source, labels),
-      };
-    };
+    const calls = { n: 0 };
+    const trainTiny = tinyTrainer(calls, { epochs: 1, seconds: 1 });
     const tensors = tf.memory().numTensors;
     const a = await cachedRun(spec, trainTiny, opts);
     assert.equal(a.cached, false);
@@ -121,11 +133,11 @@ Deno.test("cachedRun: the same run is trained once; a changed key part trains ag
       tensors,
       "the trained model and its optimizer's moments are disposed once the record is written",
     );
-    assert.equal(trained, 1);
+    assert.equal(calls.n, 1);
     assert.match(lines.at(-1)!, /^training fake \(quick, seed 42\) on cpu \(float32\)/);
     const b = await cachedRun(spec, trainTiny, opts);
     assert.equal(b.cached, true, "same key: the record is used");
-    assert.equal(trained, 1, "nothing trained the second time");
+    assert.equal(calls.n, 1, "nothing trained the second time");
     assert.equal(b.record.id, a.record.id);
     assert.match(
       lines.at(-1)!,
@@ -134,7 +146,7 @@ Deno.test("cachedRun: the same run is trained once; a changed key part trains ag
     // A changed part trains again, and retrain forces it; its time is estimated from the
     // record's throughput, but not where the backend line differs (other kernels or set-up).
     await cachedRun({ ...spec, keyParts: studyKeyParts({ ...base, seed: 1 }) }, trainTiny, opts);
-    assert.equal(trained, 2);
+    assert.equal(calls.n, 2);
     assert.match(lines.at(-1)!, /^training fake \(quick, seed 1\) on cpu \(float32\), about /);
     const elsewhere = { ...spec, backend: { ...CPU, device: "pure JavaScript, another build" } };
     await cachedRun(
@@ -143,9 +155,9 @@ Deno.test("cachedRun: the same run is trained once; a changed key part trains ag
       opts,
     );
     assert.match(lines.at(-1)!, /^training fake \(quick, seed 2\) on cpu \(float32\) — run key/);
-    assert.equal(trained, 3);
+    assert.equal(calls.n, 3);
     await cachedRun(spec, trainTiny, { ...opts, retrain: true });
-    assert.equal(trained, 4);
+    assert.equal(calls.n, 4);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -163,33 +175,6 @@ Deno.test("MNIST_RETRAIN, durations and the time estimate", () => {
     else Deno.env.set("MNIST_RETRAIN", before);
   }
 });
-
-/** A real (tiny) training function: a softmax layer on 4 features; counts its calls in `calls`. */
-function tinyTrainer(calls: { n: number }, delayMs = 0) {
-  return async (backup: BackupOptions) => {
-    calls.n++;
-    await new Promise((r) => setTimeout(r, delayMs));
-    const model = tf.sequential();
-    model.add(tf.layers.dense({ inputShape: [4], units: 10, activation: "softmax" }));
-    compileStudy(model);
-    const source = {
-      count: 30,
-      batch: (idx: Int32Array) => ({
-        x: tf.tensor2d(Array.from(idx, (i) => [i % 3, 1, i % 5, 0.5])),
-        y: tf.tensor1d(Array.from(idx, (i) => i % 10)),
-      }),
-    };
-    const fit = await fitSource(model, source, {
-      epochs: 2,
-      batchSize: 10,
-      seed: 1,
-      progress: false,
-      backup,
-    });
-    const labels = Uint8Array.from({ length: 30 }, (_, i) => i % 10);
-    return { model, fit, evaluation: await evaluateSource(model, source, labels) };
-  };
-}
 
 Deno.test("cachedRun asked twice at once trains once: the second waits for the lock and shows the record", async () => {
   const root = await Deno.makeTempDir({ prefix: "run_cache_lock_" });
@@ -212,7 +197,7 @@ Deno.test("cachedRun asked twice at once trains once: the second waits for the l
     };
     const calls = { n: 0 };
     const [a, b] = await Promise.all([
-      cachedRun(spec, tinyTrainer(calls, 200), opts),
+      cachedRun(spec, tinyTrainer(calls, { delayMs: 200 }), opts),
       new Promise((r) => setTimeout(r, 50)).then(() => cachedRun(spec, tinyTrainer(calls), opts)),
     ]);
     assert.equal(calls.n, 1, "trained once");
