@@ -11,31 +11,12 @@ import {
   removeBackup,
 } from "../lib/runs/backup.ts";
 import { formatBytes } from "../lib/report/format.ts";
-import { compileStudy, glorot } from "../lib/models/common.ts";
 import { GRAY32 } from "../lib/data/preprocess.ts";
 import { fit, type FitOptions } from "../lib/train/train.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
+import { tinyCnn } from "./fixtures/tiny_cnn.ts";
 
 await tf.setBackend("cpu");
-
-/** A tiny CNN with dropout (so the dropout masks' random state matters) on 32×32×1. */
-function tinyModel(): tf.LayersModel {
-  const init = glorot(11);
-  const model = tf.sequential({ name: "tiny" });
-  model.add(tf.layers.conv2d({
-    inputShape: [32, 32, 1],
-    filters: 3,
-    kernelSize: 3,
-    strides: 2,
-    activation: "relu",
-    kernelInitializer: init(),
-  }));
-  model.add(tf.layers.maxPooling2d({ poolSize: 3, strides: 3 }));
-  model.add(tf.layers.flatten());
-  model.add(tf.layers.dropout({ rate: 0.4 }));
-  model.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init() }));
-  return compileStudy(model);
-}
 
 const train = fakeSplit(60, 1, (i) => (i * 7) % 10), test = fakeSplit(20, 2, (i) => (i * 7) % 10);
 
@@ -76,7 +57,7 @@ Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on
   try {
     // Uninterrupted reference.
     const refCounter = new Counter();
-    const refModel = tinyModel();
+    const refModel = tinyCnn(11);
     const ref = await fit(refModel, train, options(join(dir, "ref.backup"), refCounter));
 
     // Interrupted: an error thrown in the middle of epoch 3 (index 2) stands for a kill.
@@ -84,7 +65,7 @@ Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on
     const counter = new Counter();
     await assert.rejects(
       fit(
-        tinyModel(),
+        tinyCnn(11),
         train,
         options(path, counter, {
           onBatchEnd: (epoch, batch) => {
@@ -101,7 +82,7 @@ Deno.test("a fit interrupted in epoch 3 resumes from its backup bit-identical on
 
     const lines: string[] = [];
     const counter2 = new Counter();
-    const resumedModel = tinyModel();
+    const resumedModel = tinyCnn(11);
     const resumed = await fit(resumedModel, train, {
       ...options(path, counter2),
       progress: { batch() {}, epoch() {}, note: (t) => void lines.push(t) },
@@ -130,7 +111,7 @@ Deno.test("writing backups leaves no tensor behind (getWeights' fresh step-count
     /** Tensors a 3-epoch fit leaves once its model and optimizer are disposed. */
     const leftOver = async (backup: boolean) => {
       const before = tf.memory().numTensors;
-      const model = tinyModel();
+      const model = tinyCnn(11);
       await fit(model, train, {
         ...options(join(dir, "run.backup"), new Counter()),
         epochs: 3,
@@ -153,7 +134,7 @@ Deno.test("the fit loop's state keeps the on-disk shape of earlier backups", asy
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "shape.backup");
-    await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 1 });
+    await fit(tinyCnn(11), train, { ...options(path, new Counter()), epochs: 1 });
     const loop = inspectBackup(path)!.loop as Record<string, Record<string, unknown>>;
     assert.deepEqual(Object.keys(loop), [
       "rows",
@@ -191,7 +172,7 @@ Deno.test("a crash while a backup is written leaves the previous backup usable",
     const path = backupPath(dir, "k1");
     let writes = 0;
     await assert.rejects(
-      fit(tinyModel(), train, {
+      fit(tinyCnn(11), train, {
         ...options(path, new Counter()),
         backup: {
           path,
@@ -227,9 +208,9 @@ Deno.test("a backup of another run (another key) is not restored", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "x.backup");
-    await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 1 });
+    await fit(tinyCnn(11), train, { ...options(path, new Counter()), epochs: 1 });
     const notes: string[] = [];
-    const r = await fit(tinyModel(), train, {
+    const r = await fit(tinyCnn(11), train, {
       ...options(path, new Counter()),
       epochs: 1,
       backup: { path, key: "another", describe: "other" },
@@ -250,7 +231,7 @@ Deno.test("a backup that cannot be written is one warning; training goes on and 
   try {
     const path = backupPath(dir, "k1");
     let writes = 0;
-    const result = await fit(tinyModel(), train, {
+    const result = await fit(tinyCnn(11), train, {
       ...options(path, new Counter()),
       epochs: 3,
       backup: {
@@ -286,7 +267,7 @@ Deno.test("inspectBackup reads the header only and names a damaged file; moveAsi
   try {
     const path = backupPath(dir, "k1");
     assert.equal(inspectBackup(path), null, "none yet");
-    await fit(tinyModel(), train, { ...options(path, new Counter()), epochs: 2 });
+    await fit(tinyCnn(11), train, { ...options(path, new Counter()), epochs: 2 });
     // the fit removes nothing: its caller (lib/runs/run_cache.ts) removes the backup of a finished run
     const header = inspectBackup(path)!;
     assert.deepEqual([header.key, header.epoch, header.epochs], ["k1", 2, 2]);

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { compileStudy, glorot } from "../lib/models/common.ts";
 import { PROFILES } from "../lib/study/profile.ts";
 import { GRAY32, makeBatch, range } from "../lib/data/preprocess.ts";
 import { fit } from "../lib/train/train.ts";
@@ -22,6 +21,7 @@ import {
 } from "../lib/runs/runs.ts";
 import { kerasAdam, type RunKeyParts } from "../lib/runs/run_key.ts";
 import { fakeSplit } from "./fixtures/mnist.ts";
+import { tinyCnn } from "./fixtures/tiny_cnn.ts";
 
 await tf.setBackend("cpu");
 
@@ -45,32 +45,11 @@ const KEY_PARTS: RunKeyParts = {
   precision: "float32",
 };
 
-/** A tiny CNN (conv → pool → dropout → dense) on the study's 32×32×1 input: fast on pure-JS cpu. */
-function tinyModel(seed: number): tf.LayersModel {
-  const init = glorot(seed);
-  const model = tf.sequential({ name: "tiny_cnn" });
-  model.add(
-    tf.layers.conv2d({
-      inputShape: [32, 32, 1],
-      filters: 4,
-      kernelSize: 3,
-      strides: 2,
-      activation: "relu",
-      kernelInitializer: init(),
-    }),
-  );
-  model.add(tf.layers.maxPooling2d({ poolSize: 3, strides: 3 }));
-  model.add(tf.layers.flatten());
-  model.add(tf.layers.dropout({ rate: 0.3 }));
-  model.add(tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: init() }));
-  return compileStudy(model);
-}
-
 const train = fakeSplit(40, 1);
 const test = fakeSplit(20, 2);
 
 async function trainedRun(seed = 7): Promise<RunInput> {
-  const model = tinyModel(seed);
+  const model = tinyCnn(seed);
   const result = await fit(model, train, {
     epochs: 2,
     batchSize: 10,
@@ -229,7 +208,7 @@ Deno.test("loadRuns: a missing root means no runs; history CSV keeps empty valid
 
 Deno.test("the same seed gives the same history on the cpu backend", async () => {
   const history = async (seed: number) => {
-    const model = tinyModel(seed);
+    const model = tinyCnn(seed);
     const r = await fit(model, train, {
       epochs: 2,
       batchSize: 8,
