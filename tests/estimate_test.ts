@@ -46,7 +46,13 @@ Deno.test("expectedThroughput: the rough CPU figure without records, none for an
 async function summaryRecord(
   root: string,
   name: string,
-  o: { createdAt: string; samplesPerSecond: number; cpuId?: string; device?: string },
+  o: {
+    createdAt: string;
+    samplesPerSecond: number;
+    cpuId?: string;
+    device?: string;
+    options?: Record<string, unknown>;
+  },
 ) {
   const dir = join(root, name);
   await Deno.mkdir(dir, { recursive: true });
@@ -61,7 +67,7 @@ async function summaryRecord(
     JSON.stringify({
       schema: RUN_SCHEMA,
       createdAt: o.createdAt,
-      keyParts: parts,
+      keyParts: { ...parts, model: { ...parts.model, options: o.options ?? parts.model.options } },
       backend: { ...CPU, device: o.device ?? CPU.device },
       machine,
     }),
@@ -98,6 +104,55 @@ Deno.test("expectedThroughput: the newest record on the same CPU, else the newes
     // a CPU no record was made on, or one that cannot be told: the newest on this backend line
     assert.equal(await expectedThroughput(parts, CPU, [root], "GenuineIntel 6/143"), 300);
     assert.equal(await expectedThroughput(parts, CPU, [root], null), 300);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("expectedThroughput: a record differing only in activation or init times a run; BatchNorm does not", async () => {
+  const root = await Deno.makeTempDir();
+  const zen4 = "AuthenticAMD 25/17";
+  const relu = { ...parts.model.options, convActivation: "relu", convInit: "he" };
+  const bn = { ...parts.model.options, convActivation: "relu", batchNorm: true };
+  try {
+    // BatchNorm adds layers: its record is never used for a run without it
+    await summaryRecord(root, "bn", {
+      createdAt: "2026-12-01T00:00:00Z",
+      samplesPerSecond: 90,
+      cpuId: zen4,
+      options: bn,
+    });
+    assert.equal(
+      await expectedThroughput(parts, CPU, [root], zen4),
+      ROUGH_CPU_THROUGHPUT.vgg16_scratch,
+    );
+    // ReLU + He init on this CPU times the linear net better than the rough figure
+    await summaryRecord(root, "relu", {
+      createdAt: "2026-12-02T00:00:00Z",
+      samplesPerSecond: 117,
+      cpuId: zen4,
+      options: relu,
+    });
+    assert.equal(await expectedThroughput(parts, CPU, [root], zen4), 117);
+    // the same options on an unknown CPU: the same CPU comes first, then the same options
+    await summaryRecord(root, "linear", {
+      createdAt: "2026-12-03T00:00:00Z",
+      samplesPerSecond: 150,
+    });
+    assert.equal(await expectedThroughput(parts, CPU, [root], zen4), 117);
+    assert.equal(await expectedThroughput(parts, CPU, [root], "AuthenticAMD 26/2"), 150);
+    // and the same options on the same CPU beat both
+    await summaryRecord(root, "linear-zen4", {
+      createdAt: "2026-11-30T00:00:00Z",
+      samplesPerSecond: 130,
+      cpuId: zen4,
+    });
+    assert.equal(await expectedThroughput(parts, CPU, [root], zen4), 130);
+    const withBn = {
+      ...parts,
+      model: { ...parts.model, options: { ...bn, convActivation: "linear" } },
+    };
+    assert.equal(await expectedThroughput(withBn, CPU, [root], zen4), 90);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -5,15 +5,34 @@
  * (lib/runs/plan.ts) sums these per notebook; a run about to train says its own estimate.
  */
 import { machineInfo, recordRoots, recordSummaries } from "./runs.ts";
-import type { RunKeyParts } from "./run_key.ts";
+import { canonicalJson, type RunKeyParts } from "./run_key.ts";
 
 /**
- * Training throughput (samples/s) for a run like this one, from the newest record of the same
- * model, options, batch size, backend and precision (any profile) made with the same backend
- * line (`device`: the libraries, threads and kernels in use — a record trained before the
- * kernels changed, or on another set-up, says little about this one); among those, the newest
- * made on the same CPU (`cpuId`: family and model, since one model name can cover two chip
- * generations) when there is one. Null when none exists.
+ * Model options that do not change a step's cost: the initializer only sets the starting
+ * weights, and a ReLU after a convolution costs next to nothing beside it. A record that differs
+ * only in these (or in anything outside the model: learning rate, schedule, seed) times a run as
+ * well as one of the same options.
+ */
+const COST_FREE_OPTIONS = new Set(["convActivation", "convInit"]);
+
+/** A model's options without the cost-free ones, as canonical text to compare. */
+function costOptions(options: Record<string, unknown>): string {
+  return canonicalJson(
+    Object.fromEntries(Object.entries(options).filter(([k]) => !COST_FREE_OPTIONS.has(k))),
+  );
+}
+
+type Summary = Awaited<ReturnType<typeof recordSummaries>>[number];
+
+/**
+ * Training throughput (samples/s) for a run like this one, from the records of the same model,
+ * batch size, backend and precision (any profile, any seed) made with the same backend line
+ * (`device`: the libraries, threads and kernels in use — a record trained before the kernels
+ * changed, or on another set-up, says little about this one) and the same costly options
+ * (BatchNorm, the head's layers; not the activation or initializer). Of those it takes the
+ * newest, preferring first one made on the same CPU (`cpuId`: family and model, since one model
+ * name can cover two chip generations), then one with exactly the same options. Null when none
+ * exists.
  */
 async function measuredThroughput(
   parts: RunKeyParts,
@@ -21,17 +40,30 @@ async function measuredThroughput(
   roots = recordRoots(),
   cpuId: string | null = machineInfo().cpuId ?? null,
 ): Promise<number | null> {
-  const same = (await recordSummaries(roots).catch(() => [])).filter((r) => {
+  const options = parts.model.options;
+  const alike = (await recordSummaries(roots).catch(() => [])).filter((r) => {
     const k = r.config.keyParts;
     return k.model.builder === parts.model.builder &&
-      JSON.stringify(k.model.options) === JSON.stringify(parts.model.options) &&
+      costOptions(k.model.options) === costOptions(options) &&
       k.training.batchSize === parts.training.batchSize && k.backend === parts.backend &&
       k.precision === parts.precision && r.config.backend.device === device &&
       r.metrics.samplesPerSecond > 0;
   });
-  const sameCpu = cpuId ? same.filter((r) => r.config.machine.cpuId === cpuId) : [];
-  const newest = (sameCpu.length ? sameCpu : same).at(-1);
-  return newest ? newest.metrics.samplesPerSecond : null;
+  const sameCpu = (r: Summary) => cpuId !== null && r.config.machine.cpuId === cpuId;
+  const sameOptions = (r: Summary) =>
+    canonicalJson(r.config.keyParts.model.options) === canonicalJson(options);
+  for (
+    const pick of [
+      (r: Summary) => sameCpu(r) && sameOptions(r),
+      sameCpu,
+      sameOptions,
+      () => true,
+    ]
+  ) {
+    const newest = alike.filter(pick).at(-1);
+    if (newest) return newest.metrics.samplesPerSecond;
+  }
+  return null;
 }
 
 /**
