@@ -37,8 +37,8 @@ type Summary = Awaited<ReturnType<typeof recordSummaries>>[number];
 async function measuredThroughput(
   parts: RunKeyParts,
   device: string,
-  roots = recordRoots(),
-  cpuId: string | null = machineInfo().cpuId ?? null,
+  roots: string[],
+  cpuId: string | null,
 ): Promise<number | null> {
   const options = parts.model.options;
   const alike = (await recordSummaries(roots).catch(() => [])).filter((r) => {
