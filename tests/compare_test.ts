@@ -146,7 +146,7 @@ Deno.test("bestOfStudy over seeds: best only when every seed of the winner beats
   assert.match(held, /^\*\*The study's best model: vgg_small\*\*/);
   assert.match(
     held,
-    /Over 3 seeds: \*\*98\.85% ± 0\.05 over 3 seeds \(1: 98\.90, 2: 98\.85, 3: 98\.80\)\*\*/,
+    /Across seeds: \*\*98\.85% ± 0\.05 over 3 seeds \(1: 98\.90, 2: 98\.85, 3: 98\.80\)\*\*/,
   );
   assert.match(
     held,

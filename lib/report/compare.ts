@@ -56,7 +56,7 @@ export function bestOfStudy(records: RunRecord[]): string {
   const interval = accuracyInterval(shown);
   const claimed = verdict === undefined || verdict.better;
   const seeds = top.runs.length > 1
-    ? ` Over ${top.runs.length} seeds: **${formatSeeds(seedsOf(shown, top.runs))}** (mean ± sd).`
+    ? ` Across seeds: **${formatSeeds(seedsOf(shown, top.runs))}** (mean ± sd).`
     : "";
   const keras = KERAS_MNIST_CONVNET_ACCURACY;
   const where = keras < interval.low ? "below" : keras > interval.high ? "above" : "inside";
