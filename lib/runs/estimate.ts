@@ -40,18 +40,16 @@ async function measuredThroughput(
   roots: string[],
   cpuId: string | null,
 ): Promise<number | null> {
-  const options = parts.model.options;
+  const exact = canonicalJson(parts.model.options), costly = costOptions(parts.model.options);
   const alike = (await recordSummaries(roots).catch(() => [])).filter((r) => {
     const k = r.config.keyParts;
-    return k.model.builder === parts.model.builder &&
-      costOptions(k.model.options) === costOptions(options) &&
+    return k.model.builder === parts.model.builder && costOptions(k.model.options) === costly &&
       k.training.batchSize === parts.training.batchSize && k.backend === parts.backend &&
       k.precision === parts.precision && r.config.backend.device === device &&
       r.metrics.samplesPerSecond > 0;
   });
   const sameCpu = (r: Summary) => cpuId !== null && r.config.machine.cpuId === cpuId;
-  const sameOptions = (r: Summary) =>
-    canonicalJson(r.config.keyParts.model.options) === canonicalJson(options);
+  const sameOptions = (r: Summary) => canonicalJson(r.config.keyParts.model.options) === exact;
   for (
     const pick of [
       (r: Summary) => sameCpu(r) && sameOptions(r),
